@@ -1,0 +1,724 @@
+/*
+ * audit.c
+ *		The audit trail: a C trigger that writes one hash-chained row to
+ *		recovery.audit_log for every insert, update and delete of a business
+ *		table, recovery.audit_verify() that walks the chains, and the trigger
+ *		that makes audit rows append-only.
+ *
+ * Concurrency: there are AUDIT_CHAINS independent chains.  A transaction
+ * that writes audit rows takes one chain with a transaction-level advisory
+ * lock, trying each chain without waiting before it waits for one, and
+ * appends all its rows to that chain; the lock is held to commit, so each
+ * chain grows one transaction at a time and stays linear, while up to
+ * AUDIT_CHAINS writers append at once without waiting on each other.
+ *
+ * Erasure: a row hash covers the SHA-256 digests of the old and new row,
+ * not the row text, so personal data can later be erased from old_row and
+ * new_row (erased_at set) while the chain still verifies.
+ */
+#include "recovery.h"
+
+#include <openssl/evp.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#define AUDIT_CHAINS		16
+#define AUDIT_LOCK_CLASS	0x52435652	/* "RCVR": advisory lock key space */
+#define AUDIT_HASH_LEN		32
+#define AUDIT_VERIFY_BATCH	2000
+
+/* One audit row, as hashed; NULL pointers hash as SQL NULL. */
+typedef struct AuditRow
+{
+	int32		chain;
+	int64		seq;
+	TimestampTz occurred_at;
+	const char *actor;
+	int64		actor_user_id;	/* 0: none */
+	const char *db_user;
+	const char *db_role;
+	const char *request_id;
+	const char *action;
+	const char *table_name;
+	const char *row_key;
+	int64		customer_id;	/* 0: none */
+	const uint8 *old_digest;
+	const uint8 *new_digest;
+	const uint8 *prev_hash;
+} AuditRow;
+
+/* The chain this transaction appends to, and its last row. */
+static int	held_chain = -1;
+static bool tail_known = false;
+static int64 tail_seq;
+static uint8 tail_hash[AUDIT_HASH_LEN];
+
+static SPIPlanPtr tail_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+
+static void
+forget_chain(void)
+{
+	held_chain = -1;
+	tail_known = false;
+}
+
+static void
+audit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			forget_chain();
+			break;
+		default:
+			break;
+	}
+}
+
+/* Rows of an aborted subtransaction are gone: read the tail again. */
+static void
+audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_chain();
+}
+
+void
+recovery_audit_init(void)
+{
+	RegisterXactCallback(audit_xact_callback, NULL);
+	RegisterSubXactCallback(audit_subxact_callback, NULL);
+}
+
+static void
+hash_field(EVP_MD_CTX *ctx, const void *bytes, int32 len)
+{
+	uint32		be_len = pg_hton32((uint32) len);
+
+	EVP_DigestUpdate(ctx, &be_len, sizeof(be_len));
+	if (len > 0)
+		EVP_DigestUpdate(ctx, bytes, len);
+}
+
+static void
+hash_text(EVP_MD_CTX *ctx, const char *s)
+{
+	hash_field(ctx, s, s ? (int32) strlen(s) : -1);
+}
+
+static void
+hash_int64(EVP_MD_CTX *ctx, int64 v, bool isnull)
+{
+	uint64		be = pg_hton64((uint64) v);
+
+	hash_field(ctx, &be, isnull ? -1 : (int32) sizeof(be));
+}
+
+static void
+sha256(const char *bytes, size_t len, uint8 *out)
+{
+	if (EVP_Digest(bytes, len, out, NULL, EVP_sha256(), NULL) != 1)
+		elog(ERROR, "SHA-256 failed");
+}
+
+/*
+ * The row hash: SHA-256 over a version tag, the previous row's hash and
+ * every field, each length-prefixed so that no two rows hash alike.
+ */
+static void
+audit_row_hash(const AuditRow *row, uint8 *out)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		elog(ERROR, "could not initialise SHA-256");
+	hash_text(ctx, "pg_recovery audit v1");
+	hash_field(ctx, row->prev_hash, AUDIT_HASH_LEN);
+	hash_int64(ctx, row->chain, false);
+	hash_int64(ctx, row->seq, false);
+	hash_int64(ctx, row->occurred_at, false);
+	hash_text(ctx, row->actor);
+	hash_int64(ctx, row->actor_user_id, row->actor_user_id == 0);
+	hash_text(ctx, row->db_user);
+	hash_text(ctx, row->db_role);
+	hash_text(ctx, row->request_id);
+	hash_text(ctx, row->action);
+	hash_text(ctx, row->table_name);
+	hash_text(ctx, row->row_key);
+	hash_int64(ctx, row->customer_id, row->customer_id == 0);
+	hash_field(ctx, row->old_digest, row->old_digest ? AUDIT_HASH_LEN : -1);
+	hash_field(ctx, row->new_digest, row->new_digest ? AUDIT_HASH_LEN : -1);
+	if (EVP_DigestFinal_ex(ctx, out, NULL) != 1)
+	{
+		EVP_MD_CTX_free(ctx);
+		elog(ERROR, "SHA-256 failed");
+	}
+	EVP_MD_CTX_free(ctx);
+}
+
+static bytea *
+bytes_to_bytea(const uint8 *bytes, int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), bytes, len);
+	return b;
+}
+
+/* Take a chain for this transaction: any free one, else wait for ours. */
+static void
+claim_chain(void)
+{
+	int			i;
+	int			chain;
+
+	if (held_chain >= 0)
+		return;
+	for (i = 0; i < AUDIT_CHAINS; i++)
+	{
+		chain = (MyProcPid + i) % AUDIT_CHAINS;
+		if (DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+											 Int32GetDatum(AUDIT_LOCK_CLASS),
+											 Int32GetDatum(chain))))
+		{
+			held_chain = chain;
+			return;
+		}
+	}
+	chain = MyProcPid % AUDIT_CHAINS;
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(AUDIT_LOCK_CLASS), Int32GetDatum(chain));
+	held_chain = chain;
+}
+
+/*
+ * Read the last row of our chain.  The latest snapshot, not the
+ * transaction's, so that a REPEATABLE READ writer sees the rows committed
+ * by the chain's previous holder.
+ */
+static void
+read_chain_tail(void)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	int			rc;
+
+	if (tail_known)
+		return;
+	if (tail_plan == NULL)
+	{
+		tail_plan = SPI_prepare("SELECT seq, row_hash FROM recovery.audit_log "
+								"WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+								1, argtypes);
+		if (tail_plan == NULL)
+			elog(ERROR, "could not prepare the audit chain tail query");
+		SPI_keepplan(tail_plan);
+	}
+	values[0] = Int32GetDatum(held_chain);
+	rc = SPI_execute_snapshot(tail_plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "audit chain tail query failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		tail_seq = 0;
+		memset(tail_hash, 0, AUDIT_HASH_LEN);
+	}
+	else
+	{
+		bool		isnull;
+		Datum		hash_datum;
+		bytea	   *hash = NULL;
+
+		tail_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		hash_datum = SPI_getbinval(SPI_tuptable->vals[0],
+								   SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+			hash = DatumGetByteaPP(hash_datum);
+		if (hash == NULL || VARSIZE_ANY_EXHDR(hash) != AUDIT_HASH_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("audit chain %d ends in a row without a valid hash",
+							held_chain),
+					 errhint("Run recovery.audit_verify() to find the damaged row.")));
+		memcpy(tail_hash, VARDATA_ANY(hash), AUDIT_HASH_LEN);
+	}
+	tail_known = true;
+}
+
+/* The row as JSON text, with the trigger's redacted columns set to null. */
+static char *
+row_json(TriggerData *trigdata, HeapTuple tuple)
+{
+	Trigger    *trigger = trigdata->tg_trigger;
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+
+	if (trigger->tgnargs > 0)
+	{
+		int		   *cols = palloc(sizeof(int) * trigger->tgnargs);
+		Datum	   *values = palloc0(sizeof(Datum) * trigger->tgnargs);
+		bool	   *isnull = palloc(sizeof(bool) * trigger->tgnargs);
+		int			i;
+
+		for (i = 0; i < trigger->tgnargs; i++)
+		{
+			cols[i] = SPI_fnumber(tupdesc, trigger->tgargs[i]);
+			if (cols[i] <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("audit trigger of \"%s\" redacts unknown column \"%s\"",
+								RelationGetRelationName(trigdata->tg_relation),
+								trigger->tgargs[i])));
+			isnull[i] = true;
+		}
+		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, trigger->tgnargs,
+										  cols, values, isnull);
+	}
+	return text_to_cstring(DatumGetTextPP(
+										  DirectFunctionCall1(row_to_json,
+															  heap_copy_tuple_as_datum(tuple, tupdesc))));
+}
+
+/* The customer a row belongs to: customers.id, else a customer_id column. */
+static int64
+row_customer_id(TriggerData *trigdata, HeapTuple tuple)
+{
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	const char *column = strcmp(RelationGetRelationName(trigdata->tg_relation),
+								"customers") == 0 ? "id" : "customer_id";
+	int			attnum = SPI_fnumber(tupdesc, column);
+	bool		isnull;
+	Datum		d;
+
+	if (attnum <= 0 || TupleDescAttr(tupdesc, attnum - 1)->atttypid != INT8OID)
+		return 0;
+	d = SPI_getbinval(tuple, tupdesc, attnum, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+#define AUDIT_INSERT_NARGS 18
+
+static void
+insert_audit_row(const AuditRow *row, const char *old_json,
+				 const char *new_json, const uint8 *row_hash)
+{
+	Oid			argtypes[AUDIT_INSERT_NARGS] = {
+		INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, JSONOID, JSONOID,
+		BYTEAOID, BYTEAOID, BYTEAOID, BYTEAOID
+	};
+	Datum		values[AUDIT_INSERT_NARGS];
+	char		nulls[AUDIT_INSERT_NARGS];
+	int			rc;
+
+	memset(nulls, ' ', sizeof(nulls));
+	if (insert_plan == NULL)
+	{
+		insert_plan = SPI_prepare("INSERT INTO recovery.audit_log "
+								  "(chain, seq, occurred_at, actor, actor_user_id, "
+								  " db_user, db_role, request_id, action, table_name, "
+								  " row_key, customer_id, old_row, new_row, "
+								  " old_digest, new_digest, prev_hash, row_hash) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+								  "        $11, $12, $13, $14, $15, $16, $17, $18)",
+								  AUDIT_INSERT_NARGS, argtypes);
+		if (insert_plan == NULL)
+			elog(ERROR, "could not prepare the audit insert");
+		SPI_keepplan(insert_plan);
+	}
+
+	values[0] = Int32GetDatum(row->chain);
+	values[1] = Int64GetDatum(row->seq);
+	values[2] = TimestampTzGetDatum(row->occurred_at);
+	values[3] = CStringGetTextDatum(row->actor);
+	values[4] = Int64GetDatum(row->actor_user_id);
+	nulls[4] = row->actor_user_id ? ' ' : 'n';
+	values[5] = CStringGetTextDatum(row->db_user);
+	values[6] = CStringGetTextDatum(row->db_role);
+	if (row->request_id)
+		values[7] = CStringGetTextDatum(row->request_id);
+	else
+		nulls[7] = 'n';
+	values[8] = CStringGetTextDatum(row->action);
+	values[9] = CStringGetTextDatum(row->table_name);
+	values[10] = CStringGetTextDatum(row->row_key);
+	values[11] = Int64GetDatum(row->customer_id);
+	nulls[11] = row->customer_id ? ' ' : 'n';
+	if (old_json)
+	{
+		values[12] = CStringGetTextDatum(old_json);
+		values[14] = PointerGetDatum(bytes_to_bytea(row->old_digest, AUDIT_HASH_LEN));
+	}
+	else
+		nulls[12] = nulls[14] = 'n';
+	if (new_json)
+	{
+		values[13] = CStringGetTextDatum(new_json);
+		values[15] = PointerGetDatum(bytes_to_bytea(row->new_digest, AUDIT_HASH_LEN));
+	}
+	else
+		nulls[13] = nulls[15] = 'n';
+	values[16] = PointerGetDatum(bytes_to_bytea(row->prev_hash, AUDIT_HASH_LEN));
+	values[17] = PointerGetDatum(bytes_to_bytea(row_hash, AUDIT_HASH_LEN));
+
+	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "audit insert failed: %s", SPI_result_code_string(rc));
+}
+
+PG_FUNCTION_INFO_V1(recovery_audit_trigger);
+PG_FUNCTION_INFO_V1(recovery_audit_log_immutable);
+PG_FUNCTION_INFO_V1(recovery_audit_verify);
+
+/*
+ * AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW trigger of every business
+ * table.  Its arguments name columns to leave out of the trail (password
+ * and key hashes).  It writes as the table's owner, so that whoever may
+ * change a business row leaves a trail without any right on audit_log.
+ */
+Datum
+recovery_audit_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	old_tuple = NULL;
+	HeapTuple	new_tuple = NULL;
+	HeapTuple	key_tuple;
+	TupleDesc	tupdesc;
+	RecoveryActor actor;
+	AuditRow	row;
+	char	   *old_json = NULL;
+	char	   *new_json = NULL;
+	uint8		old_digest[AUDIT_HASH_LEN];
+	uint8		new_digest[AUDIT_HASH_LEN];
+	uint8		row_hash[AUDIT_HASH_LEN];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			key_attnum;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("recovery.audit_trigger() must be an AFTER ... FOR EACH ROW trigger")));
+
+	memset(&row, 0, sizeof(row));
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		row.action = "INSERT";
+		new_tuple = trigdata->tg_trigtuple;
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		row.action = "UPDATE";
+		old_tuple = trigdata->tg_trigtuple;
+		new_tuple = trigdata->tg_newtuple;
+	}
+	else
+	{
+		row.action = "DELETE";
+		old_tuple = trigdata->tg_trigtuple;
+	}
+	key_tuple = new_tuple ? new_tuple : old_tuple;
+	tupdesc = RelationGetDescr(trigdata->tg_relation);
+
+	recovery_current_actor(&actor);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+
+	if (old_tuple)
+	{
+		old_json = row_json(trigdata, old_tuple);
+		sha256(old_json, strlen(old_json), old_digest);
+		row.old_digest = old_digest;
+	}
+	if (new_tuple)
+	{
+		new_json = row_json(trigdata, new_tuple);
+		sha256(new_json, strlen(new_json), new_digest);
+		row.new_digest = new_digest;
+	}
+
+	key_attnum = SPI_fnumber(tupdesc, "id");
+	row.row_key = key_attnum > 0 ? SPI_getvalue(key_tuple, tupdesc, key_attnum) : NULL;
+	if (row.row_key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("audited table \"%s\" needs a non-null \"id\" column",
+						RelationGetRelationName(trigdata->tg_relation))));
+	row.table_name = RelationGetRelationName(trigdata->tg_relation);
+	row.customer_id = row_customer_id(trigdata, key_tuple);
+	row.actor = actor.actor;
+	row.actor_user_id = actor.user_id;
+	row.db_user = actor.db_user;
+	row.db_role = actor.db_role;
+	row.request_id = actor.request_id;
+	row.occurred_at = GetCurrentTimestamp();
+
+	claim_chain();
+	read_chain_tail();
+	row.chain = held_chain;
+	row.seq = tail_seq + 1;
+	row.prev_hash = tail_hash;
+	audit_row_hash(&row, row_hash);
+	insert_audit_row(&row, old_json, new_json, row_hash);
+
+	tail_seq = row.seq;
+	memcpy(tail_hash, row_hash, AUDIT_HASH_LEN);
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return PointerGetDatum(NULL);
+}
+
+/* BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE trigger of audit_log. */
+Datum
+recovery_audit_log_immutable(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *what = "changed";
+
+	if (CALLED_AS_TRIGGER(fcinfo))
+	{
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			what = "updated";
+		else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+			what = "deleted";
+		else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+			what = "truncated";
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_RECOVERY_AUDIT_IMMUTABLE),
+			 errmsg("audit rows cannot be %s", what),
+			 errdetail("The audit trail is append-only and hash-chained; "
+					   "recovery.audit_verify() checks it."),
+			 errhint("Record a correction as a new change to the business row.")));
+	PG_RETURN_NULL();
+}
+
+/* What audit_verify() found wrong with the first damaged row. */
+typedef struct VerifyResult
+{
+	int64		rows_checked;
+	int64		broken_rows;
+	int			chains;
+	int64		first_broken_id;
+	char	   *first_problem;
+} VerifyResult;
+
+static void
+note_broken(VerifyResult *result, int64 id, int32 chain, int64 seq,
+			const char *problem)
+{
+	result->broken_rows++;
+	if (result->first_problem == NULL || id < result->first_broken_id)
+	{
+		result->first_broken_id = id;
+		result->first_problem = MemoryContextStrdup(TopTransactionContext,
+													psprintf("chain %d, seq " INT64_FORMAT ": %s",
+															 chain, seq, problem));
+	}
+}
+
+static const uint8 *
+bytea_hash(HeapTuple tuple, TupleDesc tupdesc, int col)
+{
+	bool		isnull;
+	Datum		d;
+	bytea	   *b;
+
+	d = SPI_getbinval(tuple, tupdesc, col, &isnull);
+	if (isnull)
+		return NULL;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != AUDIT_HASH_LEN)
+		return NULL;
+	return (const uint8 *) VARDATA_ANY(b);
+}
+
+static bool
+digest_matches(const char *json, const uint8 *stored)
+{
+	uint8		digest[AUDIT_HASH_LEN];
+
+	if (json == NULL || stored == NULL)
+		return json == NULL && stored == NULL;
+	sha256(json, strlen(json), digest);
+	return memcmp(digest, stored, AUDIT_HASH_LEN) == 0;
+}
+
+/* Check one audit row against the chain so far; see audit_verify(). */
+static void
+verify_row(HeapTuple tuple, TupleDesc tupdesc, int32 *chain,
+		   int64 *last_seq, uint8 *last_hash, VerifyResult *result)
+{
+	static const uint8 zero_hash[AUDIT_HASH_LEN] = {0};
+	AuditRow	row;
+	int64		id;
+	bool		isnull;
+	bool		erased;
+	const uint8 *prev_hash;
+	const uint8 *stored_hash;
+	uint8		computed[AUDIT_HASH_LEN];
+	char	   *old_json;
+	char	   *new_json;
+
+	memset(&row, 0, sizeof(row));
+	id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
+	row.chain = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 2, &isnull));
+	row.seq = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 3, &isnull));
+	row.occurred_at = DatumGetTimestampTz(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+	row.actor = SPI_getvalue(tuple, tupdesc, 5);
+	row.actor_user_id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 6, &isnull));
+	if (isnull)
+		row.actor_user_id = 0;
+	row.db_user = SPI_getvalue(tuple, tupdesc, 7);
+	row.db_role = SPI_getvalue(tuple, tupdesc, 8);
+	row.request_id = SPI_getvalue(tuple, tupdesc, 9);
+	row.action = SPI_getvalue(tuple, tupdesc, 10);
+	row.table_name = SPI_getvalue(tuple, tupdesc, 11);
+	row.row_key = SPI_getvalue(tuple, tupdesc, 12);
+	row.customer_id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 13, &isnull));
+	if (isnull)
+		row.customer_id = 0;
+	old_json = SPI_getvalue(tuple, tupdesc, 14);
+	new_json = SPI_getvalue(tuple, tupdesc, 15);
+	row.old_digest = bytea_hash(tuple, tupdesc, 16);
+	row.new_digest = bytea_hash(tuple, tupdesc, 17);
+	prev_hash = bytea_hash(tuple, tupdesc, 18);
+	stored_hash = bytea_hash(tuple, tupdesc, 19);
+	erased = DatumGetBool(SPI_getbinval(tuple, tupdesc, 20, &isnull));
+
+	if (row.chain != *chain)
+	{
+		*chain = row.chain;
+		*last_seq = 0;
+		memcpy(last_hash, zero_hash, AUDIT_HASH_LEN);
+		result->chains++;
+	}
+	result->rows_checked++;
+
+	if (row.seq != *last_seq + 1)
+		note_broken(result, id, row.chain, row.seq,
+					psprintf("rows are missing before it: the previous row is seq " INT64_FORMAT,
+							 *last_seq));
+	else if (prev_hash == NULL || memcmp(prev_hash, last_hash, AUDIT_HASH_LEN) != 0)
+		note_broken(result, id, row.chain, row.seq,
+					"prev_hash does not match the previous row's hash");
+	else if (!erased && (!digest_matches(old_json, row.old_digest) ||
+						 !digest_matches(new_json, row.new_digest)))
+		note_broken(result, id, row.chain, row.seq,
+					"old_row or new_row does not match its digest");
+	else
+	{
+		row.prev_hash = prev_hash;
+		audit_row_hash(&row, computed);
+		if (stored_hash == NULL || memcmp(computed, stored_hash, AUDIT_HASH_LEN) != 0)
+			note_broken(result, id, row.chain, row.seq,
+						"row_hash does not match the row");
+	}
+
+	/* Go on from what is stored, so that only damaged rows are reported. */
+	*last_seq = row.seq;
+	if (stored_hash)
+		memcpy(last_hash, stored_hash, AUDIT_HASH_LEN);
+	else
+		memset(last_hash, 0xff, AUDIT_HASH_LEN);
+}
+
+/*
+ * recovery.audit_verify() returns (ok, rows_checked, chains, broken_rows,
+ *									 first_broken_id, problem)
+ *
+ * Walks every chain in order through a cursor, in batches, and reports
+ * the damaged row with the lowest id.
+ */
+Datum
+recovery_audit_verify(PG_FUNCTION_ARGS)
+{
+	TupleDesc	result_desc;
+	Portal		cursor;
+	SPIPlanPtr	plan;
+	VerifyResult result;
+	MemoryContext batch_context;
+	MemoryContext old_context;
+	int32		chain = -1;
+	int64		last_seq = 0;
+	uint8		last_hash[AUDIT_HASH_LEN];
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "audit_verify must return a composite type");
+	result_desc = BlessTupleDesc(result_desc);
+	memset(&result, 0, sizeof(result));
+
+	batch_context = AllocSetContextCreate(CurrentMemoryContext,
+										  "audit_verify batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	SPI_connect();
+	plan = SPI_prepare("SELECT id, chain, seq, occurred_at, actor, actor_user_id, "
+					   "db_user, db_role, request_id, action, table_name, row_key, "
+					   "customer_id, old_row::text, new_row::text, old_digest, "
+					   "new_digest, prev_hash, row_hash, erased_at IS NOT NULL "
+					   "FROM recovery.audit_log ORDER BY chain, seq",
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the audit walk");
+	cursor = SPI_cursor_open("audit_verify", plan, NULL, NULL, true);
+
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(cursor, true, AUDIT_VERIFY_BATCH);
+		if (SPI_processed == 0)
+			break;
+		old_context = MemoryContextSwitchTo(batch_context);
+		for (i = 0; i < SPI_processed; i++)
+			verify_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+					   &chain, &last_seq, last_hash, &result);
+		MemoryContextSwitchTo(old_context);
+		MemoryContextReset(batch_context);
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(cursor);
+	SPI_finish();
+	MemoryContextDelete(batch_context);
+
+	values[0] = BoolGetDatum(result.broken_rows == 0);
+	values[1] = Int64GetDatum(result.rows_checked);
+	values[2] = Int32GetDatum(result.chains);
+	values[3] = Int64GetDatum(result.broken_rows);
+	if (result.first_problem)
+	{
+		values[4] = Int64GetDatum(result.first_broken_id);
+		values[5] = CStringGetTextDatum(result.first_problem);
+	}
+	else
+		nulls[4] = nulls[5] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
+}

@@ -1,0 +1,82 @@
+/*
+ * context.c
+ *		The request context: who is acting and under which request id.
+ *
+ * The REST gateway sets recovery.user_id, recovery.actor and
+ * recovery.request_id with set_config(..., true) at the start of each
+ * transaction; a DBA in psql sets nothing and is recorded as session_user.
+ * Privilege checks use the role in effect outside any SECURITY DEFINER
+ * function (GetOuterUserId), which is the role chosen with SET ROLE.
+ */
+#include "recovery.h"
+
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+
+static char *context_actor = NULL;
+static char *context_user_id = NULL;
+static char *context_request_id = NULL;
+
+void
+recovery_define_context_gucs(void)
+{
+	DefineCustomStringVariable("recovery.actor",
+							   "Application user recorded as the actor of changes.",
+							   "Set per transaction by the REST gateway; empty means session_user.",
+							   &context_actor, "", PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("recovery.user_id",
+							   "Id of the application user (recovery.users.id) making the request.",
+							   NULL,
+							   &context_user_id, "", PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("recovery.request_id",
+							   "Request id recorded in case events and the audit trail.",
+							   NULL,
+							   &context_request_id, "", PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+}
+
+void
+recovery_current_actor(RecoveryActor *actor)
+{
+	actor->db_user = GetUserNameFromId(GetSessionUserId(), false);
+	actor->db_role = GetUserNameFromId(GetOuterUserId(), false);
+	actor->actor = (context_actor && context_actor[0])
+		? context_actor : actor->db_user;
+	actor->user_id = 0;
+	if (context_user_id && context_user_id[0])
+	{
+		char	   *end;
+		long long	id = strtoll(context_user_id, &end, 10);
+
+		if (*end != '\0' || id <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid recovery.user_id \"%s\"", context_user_id),
+					 errhint("Set recovery.user_id to the id of a row of recovery.users, or to an empty string.")));
+		actor->user_id = id;
+	}
+	actor->request_id = (context_request_id && context_request_id[0])
+		? context_request_id : NULL;
+}
+
+bool
+recovery_caller_has_role(const char *rolename)
+{
+	return has_privs_of_role(GetOuterUserId(), get_role_oid(rolename, false));
+}
+
+void
+recovery_require_role(const char *rolename, const char *action)
+{
+	if (!recovery_caller_has_role(rolename))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", action),
+				 errdetail("Role \"%s\" does not have the privileges of \"%s\".",
+						   GetUserNameFromId(GetOuterUserId(), false),
+						   rolename),
+				 errhint("Ask a user with the %s role to do it.", rolename)));
+}

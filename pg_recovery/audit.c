@@ -20,15 +20,22 @@
 
 #include <openssl/evp.h>
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -65,7 +72,6 @@ static int64 tail_seq;
 static uint8 tail_hash[AUDIT_HASH_LEN];
 
 static SPIPlanPtr tail_plan = NULL;
-static SPIPlanPtr insert_plan = NULL;
 
 static void
 forget_chain(void)
@@ -316,74 +322,106 @@ row_customer_id(TriggerData *trigdata, HeapTuple tuple)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
-#define AUDIT_INSERT_NARGS 18
+/* Set one column of the audit row being built, by name. */
+static void
+set_column(TupleTableSlot *slot, const char *name, Datum value, bool isnull)
+{
+	TupleDesc	tupdesc = slot->tts_tupleDescriptor;
+	int			attnum = SPI_fnumber(tupdesc, name);
 
+	if (attnum <= 0)
+		elog(ERROR, "recovery.audit_log has no column \"%s\"", name);
+	slot->tts_values[attnum - 1] = value;
+	slot->tts_isnull[attnum - 1] = isnull;
+}
+
+static void
+set_text_column(TupleTableSlot *slot, const char *name, const char *value)
+{
+	set_column(slot, name, value ? CStringGetTextDatum(value) : (Datum) 0,
+			   value == NULL);
+}
+
+/*
+ * Append the row to recovery.audit_log.  This is the hot path of every
+ * audited write, so it inserts the heap tuple and its index entries
+ * directly, as logical replication's apply does, instead of planning and
+ * running an INSERT per row; constraints are still checked.
+ */
 static void
 insert_audit_row(const AuditRow *row, const char *old_json,
 				 const char *new_json, const uint8 *row_hash)
 {
-	Oid			argtypes[AUDIT_INSERT_NARGS] = {
-		INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, JSONOID, JSONOID,
-		BYTEAOID, BYTEAOID, BYTEAOID, BYTEAOID
-	};
-	Datum		values[AUDIT_INSERT_NARGS];
-	char		nulls[AUDIT_INSERT_NARGS];
-	int			rc;
+	Oid			relid;
+	Relation	rel;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *result_rel;
+	TupleTableSlot *slot;
+	int			id_attnum;
 
-	memset(nulls, ' ', sizeof(nulls));
-	if (insert_plan == NULL)
-	{
-		insert_plan = SPI_prepare("INSERT INTO recovery.audit_log "
-								  "(chain, seq, occurred_at, actor, actor_user_id, "
-								  " db_user, db_role, request_id, action, table_name, "
-								  " row_key, customer_id, old_row, new_row, "
-								  " old_digest, new_digest, prev_hash, row_hash) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-								  "        $11, $12, $13, $14, $15, $16, $17, $18)",
-								  AUDIT_INSERT_NARGS, argtypes);
-		if (insert_plan == NULL)
-			elog(ERROR, "could not prepare the audit insert");
-		SPI_keepplan(insert_plan);
-	}
+	relid = get_relname_relid("audit_log", get_namespace_oid("recovery", false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation recovery.audit_log does not exist");
+	rel = table_open(relid, RowExclusiveLock);
 
-	values[0] = Int32GetDatum(row->chain);
-	values[1] = Int64GetDatum(row->seq);
-	values[2] = TimestampTzGetDatum(row->occurred_at);
-	values[3] = CStringGetTextDatum(row->actor);
-	values[4] = Int64GetDatum(row->actor_user_id);
-	nulls[4] = row->actor_user_id ? ' ' : 'n';
-	values[5] = CStringGetTextDatum(row->db_user);
-	values[6] = CStringGetTextDatum(row->db_role);
-	if (row->request_id)
-		values[7] = CStringGetTextDatum(row->request_id);
-	else
-		nulls[7] = 'n';
-	values[8] = CStringGetTextDatum(row->action);
-	values[9] = CStringGetTextDatum(row->table_name);
-	values[10] = CStringGetTextDatum(row->row_key);
-	values[11] = Int64GetDatum(row->customer_id);
-	nulls[11] = row->customer_id ? ' ' : 'n';
-	if (old_json)
-	{
-		values[12] = CStringGetTextDatum(old_json);
-		values[14] = PointerGetDatum(bytes_to_bytea(row->old_digest, AUDIT_HASH_LEN));
-	}
-	else
-		nulls[12] = nulls[14] = 'n';
-	if (new_json)
-	{
-		values[13] = CStringGetTextDatum(new_json);
-		values[15] = PointerGetDatum(bytes_to_bytea(row->new_digest, AUDIT_HASH_LEN));
-	}
-	else
-		nulls[13] = nulls[15] = 'n';
-	values[16] = PointerGetDatum(bytes_to_bytea(row->prev_hash, AUDIT_HASH_LEN));
-	values[17] = PointerGetDatum(bytes_to_bytea(row_hash, AUDIT_HASH_LEN));
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	result_rel = makeNode(ResultRelInfo);
+	InitResultRelInfo(result_rel, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(result_rel, false);
 
-	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "audit insert failed: %s", SPI_result_code_string(rc));
+	slot = table_slot_create(rel, &estate->es_tupleTable);
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+
+	id_attnum = SPI_fnumber(RelationGetDescr(rel), "id");
+	set_column(slot, "id",
+			   Int64GetDatum(nextval_internal(getIdentitySequence(relid, id_attnum, false),
+											  false)), false);
+	set_column(slot, "chain", Int32GetDatum(row->chain), false);
+	set_column(slot, "seq", Int64GetDatum(row->seq), false);
+	set_column(slot, "occurred_at", TimestampTzGetDatum(row->occurred_at), false);
+	set_column(slot, "actor", CStringGetTextDatum(row->actor), false);
+	set_column(slot, "actor_user_id", Int64GetDatum(row->actor_user_id),
+			   row->actor_user_id == 0);
+	set_column(slot, "db_user", CStringGetTextDatum(row->db_user), false);
+	set_column(slot, "db_role", CStringGetTextDatum(row->db_role), false);
+	set_text_column(slot, "request_id", row->request_id);
+	set_column(slot, "action", CStringGetTextDatum(row->action), false);
+	set_column(slot, "table_name", CStringGetTextDatum(row->table_name), false);
+	set_column(slot, "row_key", CStringGetTextDatum(row->row_key), false);
+	set_column(slot, "customer_id", Int64GetDatum(row->customer_id),
+			   row->customer_id == 0);
+	set_text_column(slot, "old_row", old_json);
+	set_text_column(slot, "new_row", new_json);
+	set_column(slot, "old_digest",
+			   old_json ? PointerGetDatum(bytes_to_bytea(row->old_digest, AUDIT_HASH_LEN)) : (Datum) 0,
+			   old_json == NULL);
+	set_column(slot, "new_digest",
+			   new_json ? PointerGetDatum(bytes_to_bytea(row->new_digest, AUDIT_HASH_LEN)) : (Datum) 0,
+			   new_json == NULL);
+	set_column(slot, "prev_hash",
+			   PointerGetDatum(bytes_to_bytea(row->prev_hash, AUDIT_HASH_LEN)), false);
+	set_column(slot, "row_hash",
+			   PointerGetDatum(bytes_to_bytea(row_hash, AUDIT_HASH_LEN)), false);
+	ExecStoreVirtualTuple(slot);
+
+	AfterTriggerBeginQuery();
+	ExecSimpleRelationInsert(result_rel, estate, slot);
+	AfterTriggerEndQuery(estate);
+
+	ExecCloseIndices(result_rel);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
 }
 
 PG_FUNCTION_INFO_V1(recovery_audit_trigger);

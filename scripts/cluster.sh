@@ -60,6 +60,11 @@ max_connections = 100
 shared_buffers = 256MB
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
+# Every business write is audited: room for WAL between checkpoints, and
+# compressed full-page images, keep that affordable (see bench/).
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+wal_compression = lz4
 CONF
     if ! as_postgres "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_postgres "$PGBIN/pg_ctl" -D "$data" -l "$dir/postgresql.log" -w -t 60 start >/dev/null ||

@@ -1,0 +1,92 @@
+#!/bin/sh
+# Audit trail overhead: the same pgbench transaction mix (record a payment,
+# transition a case) with the audit triggers on and off, alternating in one
+# run on one throwaway cluster, and the ratio of median throughputs.
+#
+#   ROUNDS=5 SECONDS_PER_RUN=15 CLIENTS=4 make bench
+set -eu
+cd "$(dirname "$0")/.."
+
+rounds=${ROUNDS:-5}
+seconds=${SECONDS_PER_RUN:-15}
+clients=${CLIENTS:-4}
+port=$(scripts/cluster.sh free-port)
+mkdir -p tmp
+dir=$(pwd)/tmp/bench-$port
+PGBENCH=$(dirname "${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}")/pgbench
+
+cleanup() {
+    scripts/cluster.sh stop "$dir" || true
+    if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "bench: PostgreSQL 15 on 127.0.0.1:$port"
+scripts/cluster.sh start "$dir" "$port"
+sql() { scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 "$@"; }
+
+echo "bench: 5000 open cases with large balances"
+sql <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE IF NOT EXISTS bench_cases (n integer PRIMARY KEY, case_id bigint NOT NULL);
+GRANT SELECT ON bench_cases TO PUBLIC;
+DO $$
+DECLARE
+    i integer;
+    customer bigint;
+    payment bigint;
+BEGIN
+    IF EXISTS (SELECT 1 FROM bench_cases) THEN RETURN; END IF;
+    FOR i IN 1 .. 5000 LOOP
+        customer := (recovery.customer_create('BENCH-' || i, 'Bench Customer ' || i)).id;
+        payment := (recovery.payment_create(customer, 'INV-' || i, 1000000000, 'EUR', current_date - 30)).id;
+        INSERT INTO bench_cases VALUES (i, (recovery.payment_fail(payment)).id);
+    END LOOP;
+END
+$$;
+SELECT count(recovery.case_transition(case_id, 'contact', version))
+FROM bench_cases JOIN recovery.recovery_cases ON id = case_id WHERE state = 'open' \g /dev/null
+SQL
+
+audit() {
+    for t in customers payments recovery_cases case_events promises receipts \
+             receipt_allocations users api_keys; do
+        echo "ALTER TABLE recovery.$t $1 TRIGGER audit;"
+    done | sql
+}
+
+run() {
+    sock=$dir/sock
+    runuser -u postgres -- "$PGBENCH" -h "$sock" -p "$port" -U postgres -n \
+        -f bench/audit-overhead.sql -c "$clients" -j 2 -T "$seconds" recovery \
+        >"$dir/pgbench.log" 2>&1 || { cat "$dir/pgbench.log" >&2; exit 1; }
+    sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/pgbench.log"
+}
+
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+: >"$dir/on.tps"
+: >"$dir/off.tps"
+echo "bench: $rounds rounds of ${seconds}s per mode, $clients clients, alternating"
+for r in $(seq 1 "$rounds"); do
+    audit ENABLE
+    on=$(run)
+    echo "$on" >>"$dir/on.tps"
+    audit DISABLE
+    off=$(run)
+    echo "$off" >>"$dir/off.tps"
+    echo "  round $r: audit on $on tps, audit off $off tps"
+done
+audit ENABLE
+
+on=$(median <"$dir/on.tps")
+off=$(median <"$dir/off.tps")
+rows=$(sql -tAc "SELECT count(*) FROM recovery.audit_log")
+verify=$(sql -tAc "SELECT ok FROM recovery.audit_verify()")
+awk -v on="$on" -v off="$off" -v rows="$rows" -v verify="$verify" 'BEGIN {
+    printf "median tps: audit on %.1f, audit off %.1f\n", on, off
+    printf "throughput with audit / without: %.3f (audit costs %.1f%%; target <= 15%%)\n", on / off, (1 - on / off) * 100
+    printf "audit rows written: %d; audit_verify ok: %s\n", rows, verify
+}'

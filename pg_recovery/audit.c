@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -229,6 +230,7 @@ read_chain_tail(void)
 
 	if (tail_known)
 		return;
+	SPI_connect();
 	if (tail_plan == NULL)
 	{
 		tail_plan = SPI_prepare("SELECT seq, row_hash FROM recovery.audit_log "
@@ -269,40 +271,99 @@ read_chain_tail(void)
 					 errhint("Run recovery.audit_verify() to find the damaged row.")));
 		memcpy(tail_hash, VARDATA_ANY(hash), AUDIT_HASH_LEN);
 	}
+	SPI_finish();
 	tail_known = true;
 }
 
-/* The row as JSON text, with the trigger's redacted columns set to null. */
+/* Whether the trigger's arguments name this column to leave out. */
+static bool
+is_redacted(Trigger *trigger, const char *column)
+{
+	int			i;
+
+	for (i = 0; i < trigger->tgnargs; i++)
+		if (strcmp(trigger->tgargs[i], column) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Some columns of a row as JSON text: all of them, or only those listed in
+ * "columns" (attribute numbers); redacted columns are null.
+ */
 static char *
-row_json(TriggerData *trigdata, HeapTuple tuple)
+row_json(TriggerData *trigdata, HeapTuple tuple, AttrNumber *columns,
+		 int ncolumns)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
 	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	TupleDesc	out_desc;
+	Datum	   *values;
+	bool	   *nulls;
+	int			i;
 
-	if (trigger->tgnargs > 0)
+	if (columns == NULL)
 	{
-		int		   *cols = palloc(sizeof(int) * trigger->tgnargs);
-		Datum	   *values = palloc0(sizeof(Datum) * trigger->tgnargs);
-		bool	   *isnull = palloc(sizeof(bool) * trigger->tgnargs);
-		int			i;
-
-		for (i = 0; i < trigger->tgnargs; i++)
-		{
-			cols[i] = SPI_fnumber(tupdesc, trigger->tgargs[i]);
-			if (cols[i] <= 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("audit trigger of \"%s\" redacts unknown column \"%s\"",
-								RelationGetRelationName(trigdata->tg_relation),
-								trigger->tgargs[i])));
-			isnull[i] = true;
-		}
-		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, trigger->tgnargs,
-										  cols, values, isnull);
+		ncolumns = tupdesc->natts;
+		out_desc = tupdesc;
 	}
+	else
+	{
+		out_desc = CreateTemplateTupleDesc(ncolumns);
+		for (i = 0; i < ncolumns; i++)
+			TupleDescCopyEntry(out_desc, i + 1, tupdesc, columns[i]);
+		out_desc = BlessTupleDesc(out_desc);
+	}
+
+	values = palloc(sizeof(Datum) * ncolumns);
+	nulls = palloc(sizeof(bool) * ncolumns);
+	for (i = 0; i < ncolumns; i++)
+	{
+		AttrNumber	attnum = columns ? columns[i] : i + 1;
+		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
+
+		values[i] = heap_getattr(tuple, attnum, tupdesc, &nulls[i]);
+		if (!att->attisdropped && is_redacted(trigger, NameStr(att->attname)))
+			nulls[i] = true;
+	}
+	tuple = heap_form_tuple(out_desc, values, nulls);
 	return text_to_cstring(DatumGetTextPP(
 										  DirectFunctionCall1(row_to_json,
-															  heap_copy_tuple_as_datum(tuple, tupdesc))));
+															  heap_copy_tuple_as_datum(tuple, out_desc))));
+}
+
+/*
+ * The old values of the columns an UPDATE changed.  The whole new row is
+ * stored beside them, so the unchanged old columns would only repeat it,
+ * and the trail is a large part of the WAL every write makes.
+ */
+static char *
+changed_columns_json(TriggerData *trigdata, HeapTuple old_tuple,
+					 HeapTuple new_tuple)
+{
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	AttrNumber *changed = palloc(sizeof(AttrNumber) * tupdesc->natts);
+	int			nchanged = 0;
+	int			i;
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		bool		old_null;
+		bool		new_null;
+		Datum		old_value;
+		Datum		new_value;
+
+		if (att->attisdropped)
+			continue;
+		old_value = heap_getattr(old_tuple, i + 1, tupdesc, &old_null);
+		new_value = heap_getattr(new_tuple, i + 1, tupdesc, &new_null);
+		if (old_null != new_null ||
+			(!old_null && !datumIsEqual(old_value, new_value,
+										att->attbyval, att->attlen)))
+			changed[nchanged++] = i + 1;
+	}
+	return row_json(trigdata, old_tuple, changed, nchanged);
 }
 
 /* The customer a row belongs to: customers.id, else a customer_id column. */
@@ -484,17 +545,18 @@ recovery_audit_trigger(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	SPI_connect();
 
 	if (old_tuple)
 	{
-		old_json = row_json(trigdata, old_tuple);
+		old_json = new_tuple
+			? changed_columns_json(trigdata, old_tuple, new_tuple)
+			: row_json(trigdata, old_tuple, NULL, 0);
 		sha256(old_json, strlen(old_json), old_digest);
 		row.old_digest = old_digest;
 	}
 	if (new_tuple)
 	{
-		new_json = row_json(trigdata, new_tuple);
+		new_json = row_json(trigdata, new_tuple, NULL, 0);
 		sha256(new_json, strlen(new_json), new_digest);
 		row.new_digest = new_digest;
 	}
@@ -526,7 +588,6 @@ recovery_audit_trigger(PG_FUNCTION_ARGS)
 	tail_seq = row.seq;
 	memcpy(tail_hash, row_hash, AUDIT_HASH_LEN);
 
-	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return PointerGetDatum(NULL);
 }

@@ -224,6 +224,7 @@ recovery_payment_fail(PG_FUNCTION_ARGS)
 	int64		customer_id;
 	int64		outstanding;
 	int64		case_id;
+	bool		no_case;
 	bool		in_case;
 	bool		created;
 	char	   *from_state;
@@ -258,8 +259,8 @@ recovery_payment_fail(PG_FUNCTION_ARGS)
 	currency = recovery_spi_text(0, 2);
 	customer_id = recovery_spi_int64(0, 3, NULL);
 	outstanding = recovery_spi_int64(0, 4, NULL);
-	case_id = recovery_spi_int64(0, 5, &in_case);
-	in_case = !in_case;
+	case_id = recovery_spi_int64(0, 5, &no_case);
+	in_case = !no_case;
 
 	if (in_case && !recovery_state_is_terminal(recovery_spi_text(0, 6)))
 	{

@@ -27,7 +27,7 @@ BEGIN
         RAISE NOTICE 'demo data is already loaded';
         RETURN;
     END IF;
-    RAISE NOTICE 'loading demo data (about a minute)';
+    RAISE NOTICE 'loading demo data';
     PERFORM setseed(0.20261125);
 
     admin_id := recovery.user_create('admin@demo.example', 'Ada Admin', 'recovery_admin', 'admin-demo-pass');

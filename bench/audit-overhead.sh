@@ -15,12 +15,7 @@ mkdir -p tmp
 dir=$(pwd)/tmp/bench-$port
 PGBENCH=$(dirname "${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}")/pgbench
 
-cleanup() {
-    scripts/cluster.sh stop "$dir" || true
-    if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+trap 'scripts/cluster.sh destroy "$dir"' EXIT
 trap 'exit 130' INT TERM
 
 echo "bench: PostgreSQL 15 on 127.0.0.1:$port"

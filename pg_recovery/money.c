@@ -429,14 +429,11 @@ recovery_case_record_payment(PG_FUNCTION_ARGS)
 	Oid			case_update_types[3] = {INT8OID, INT8OID, BOOLOID};
 	Datum		values[8];
 	char		nulls[9] = "        ";
-	char	   *state;
-	char	   *case_currency;
-	int64		balance;
-	int64		customer_id;
 	int64		receipt_id;
 	int64		allocated;
 	int64		new_balance;
 	bool		resolves;
+	RecoveryCase rcase;
 	HeapTupleHeader result;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
@@ -453,49 +450,37 @@ recovery_case_record_payment(PG_FUNCTION_ARGS)
 	SPI_connect();
 	recovery_check_currency(currency);
 
-	values[0] = Int64GetDatum(case_id);
-	recovery_spi_exec("SELECT state, currency, balance, customer_id "
-					  "FROM recovery.recovery_cases WHERE id = $1 FOR UPDATE",
-					  1, argtypes, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_RECOVERY_NOT_FOUND),
-				 errmsg("recovery case " INT64_FORMAT " does not exist", case_id)));
-	state = recovery_spi_text(0, 1);
-	case_currency = recovery_spi_text(0, 2);
-	balance = recovery_spi_int64(0, 3, NULL);
-	customer_id = recovery_spi_int64(0, 4, NULL);
-
-	if (recovery_state_is_terminal(state))
+	recovery_lock_case(case_id, &rcase);
+	if (recovery_state_is_terminal(rcase.state))
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_ILLEGAL_TRANSITION),
 				 errmsg("recovery case " INT64_FORMAT " is %s and takes no money",
-						case_id, state),
+						case_id, rcase.state),
 				 errhint("Fire \"reopen\" first if the money belongs to this case.")));
-	if (strcmp(case_currency, currency) != 0)
+	if (strcmp(rcase.currency, currency) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_CURRENCY_MISMATCH),
 				 errmsg("recovery case " INT64_FORMAT " is in %s, not %s",
-						case_id, case_currency, currency),
+						case_id, rcase.currency, currency),
 				 errdetail("Money is recorded in the currency of the case."),
 				 errhint("Convert the amount into %s as your bank credited it, and record that.",
-						 case_currency)));
-	if (amount > balance && !allow_overpayment)
+						 rcase.currency)));
+	if (amount > rcase.balance && !allow_overpayment)
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_OVERPAYMENT),
 				 errmsg("%s is more than the balance of recovery case " INT64_FORMAT,
 						recovery_format_money(amount, currency), case_id),
 				 errdetail("The balance is %s; the excess would be %s.",
-						   recovery_format_money(balance, currency),
-						   recovery_format_money(amount - balance, currency)),
+						   recovery_format_money(rcase.balance, currency),
+						   recovery_format_money(amount - rcase.balance, currency)),
 				 errhint("Record at most the balance, or pass allow_overpayment => true "
 						 "to keep the excess as an unallocated credit on the receipt.")));
 
 	values[0] = Int64GetDatum(case_id);
-	values[1] = Int64GetDatum(customer_id);
+	values[1] = Int64GetDatum(rcase.customer_id);
 	values[2] = CStringGetTextDatum(currency);
 	values[3] = Int64GetDatum(amount);
-	values[4] = Int64GetDatum(Min(amount, balance));
+	values[4] = Int64GetDatum(Min(amount, rcase.balance));
 	if (PG_ARGISNULL(3))
 		nulls[5] = 'n';
 	else
@@ -511,18 +496,18 @@ recovery_case_record_payment(PG_FUNCTION_ARGS)
 					  7, argtypes, values, nulls, SPI_OK_INSERT_RETURNING);
 	receipt_id = recovery_spi_int64(0, 1, NULL);
 
-	allocated = allocate_to_payments(case_id, customer_id, receipt_id,
-									 Min(amount, balance));
-	if (allocated != Min(amount, balance))
+	allocated = allocate_to_payments(case_id, rcase.customer_id, receipt_id,
+									 Min(amount, rcase.balance));
+	if (allocated != Min(amount, rcase.balance))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("recovery case " INT64_FORMAT " balance does not match its payments",
 						case_id),
 				 errdetail("The balance is " INT64_FORMAT " but only " INT64_FORMAT
-						   " is outstanding on its payments.", balance, allocated),
+						   " is outstanding on its payments.", rcase.balance, allocated),
 				 errhint("Report this: the case needs to be repaired by an administrator.")));
 
-	new_balance = balance - allocated;
+	new_balance = rcase.balance - allocated;
 	resolves = new_balance == 0;
 	values[1] = Int64GetDatum(new_balance);
 	values[2] = BoolGetDatum(resolves);
@@ -533,8 +518,8 @@ recovery_case_record_payment(PG_FUNCTION_ARGS)
 					  "WHERE id = $1",
 					  3, case_update_types, values, NULL, SPI_OK_UPDATE);
 
-	recovery_insert_case_event(case_id, customer_id, "payment_received",
-							   state, state, NULL,
+	recovery_insert_case_event(case_id, rcase.customer_id, "payment_received",
+							   rcase.state, rcase.state, NULL,
 							   jsonb_printf("{\"receipt_id\": " INT64_FORMAT
 											", \"amount\": " INT64_FORMAT
 											", \"allocated\": " INT64_FORMAT
@@ -543,7 +528,7 @@ recovery_case_record_payment(PG_FUNCTION_ARGS)
 											new_balance));
 	credit_promises(case_id, allocated, resolves);
 	if (resolves)
-		recovery_insert_case_event(case_id, customer_id, "resolve", state,
+		recovery_insert_case_event(case_id, rcase.customer_id, "resolve", rcase.state,
 								   "resolved", NULL,
 								   jsonb_printf("{\"receipt_id\": " INT64_FORMAT "}",
 												receipt_id));

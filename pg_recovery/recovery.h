@@ -50,7 +50,19 @@ extern char *recovery_format_money(int64 amount, const char *currency);
 extern void recovery_check_currency(const char *currency);
 extern void recovery_check_amount(int64 amount, const char *what);
 
+/* A recovery case as read, locked, before a change. */
+typedef struct RecoveryCase
+{
+	int64		id;
+	char	   *state;
+	int32		version;
+	int64		balance;
+	char	   *currency;
+	int64		customer_id;
+} RecoveryCase;
+
 /* state_machine.c: shared with money.c */
+extern void recovery_lock_case(int64 case_id, RecoveryCase *rcase);
 extern bool recovery_state_is_terminal(const char *state);
 extern int64 recovery_insert_case_event(int64 case_id, int64 customer_id,
 										const char *event,

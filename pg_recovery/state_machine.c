@@ -628,6 +628,28 @@ recovery_insert_case_event(int64 case_id, int64 customer_id,
 	return recovery_spi_int64(0, 1, NULL);
 }
 
+/* Lock a case FOR UPDATE and read it; PR003 when there is none. */
+void
+recovery_lock_case(int64 case_id, RecoveryCase *rcase)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(case_id)};
+
+	recovery_spi_exec("SELECT state, version, balance, currency, customer_id "
+					  "FROM recovery.recovery_cases WHERE id = $1 FOR UPDATE",
+					  1, argtypes, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RECOVERY_NOT_FOUND),
+				 errmsg("recovery case %lld does not exist", (long long) case_id)));
+	rcase->id = case_id;
+	rcase->state = recovery_spi_text(0, 1);
+	rcase->version = atoi(recovery_spi_text(0, 2));
+	rcase->balance = recovery_spi_int64(0, 3, NULL);
+	rcase->currency = recovery_spi_text(0, 4);
+	rcase->customer_id = recovery_spi_int64(0, 5, NULL);
+}
+
 /* The case row as the composite recovery.recovery_cases, for returning. */
 HeapTupleHeader
 recovery_case_row(int64 case_id)
@@ -659,13 +681,9 @@ recovery_case_transition(PG_FUNCTION_ARGS)
 	const CaseTransition *t;
 	Oid			argtypes[4] = {INT8OID, TEXTOID, BOOLOID, INT4OID};
 	Datum		values[4];
-	char	   *state;
-	char	   *currency;
-	int32		version;
-	int64		balance;
-	int64		customer_id;
 	int64		event_id;
 	TransitionDetails parsed;
+	RecoveryCase rcase;
 	HeapTupleHeader result;
 	int			i;
 
@@ -690,48 +708,35 @@ recovery_case_transition(PG_FUNCTION_ARGS)
 				 errhint("recovery.case_transitions(case_id) lists the events a case accepts now.")));
 
 	SPI_connect();
-
-	values[0] = Int64GetDatum(case_id);
-	recovery_spi_exec("SELECT state, version, balance, currency, customer_id "
-					  "FROM recovery.recovery_cases WHERE id = $1 FOR UPDATE",
-					  1, argtypes, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_RECOVERY_NOT_FOUND),
-				 errmsg("recovery case %lld does not exist", (long long) case_id)));
-	state = recovery_spi_text(0, 1);
-	version = atoi(recovery_spi_text(0, 2));
-	balance = recovery_spi_int64(0, 3, NULL);
-	currency = recovery_spi_text(0, 4);
-	customer_id = recovery_spi_int64(0, 5, NULL);
-
-	if (version != expected_version)
+	recovery_lock_case(case_id, &rcase);
+	if (rcase.version != expected_version)
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_STALE_VERSION),
 				 errmsg("recovery case %lld was changed by someone else",
 						(long long) case_id),
 				 errdetail("You expected version %d; the case is now at version %d in state \"%s\".",
-						   expected_version, version, state),
+						   expected_version, rcase.version, rcase.state),
 				 errhint("Reload the case and decide again.")));
 
-	if (!transition_allowed_from(t, state))
+	if (!transition_allowed_from(t, rcase.state))
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_ILLEGAL_TRANSITION),
 				 errmsg("event \"%s\" is not allowed for a case in state \"%s\"",
-						event, state),
+						event, rcase.state),
 				 errdetail("A case in state \"%s\" accepts: %s.",
-						   state, events_accepted_in(state)),
+						   rcase.state, events_accepted_in(rcase.state)),
 				 errhint("recovery.case_transitions(case_id) lists the events a case accepts now.")));
 
 	if (t->required_role)
 		recovery_require_role(t->required_role,
 							  psprintf("fire event \"%s\"", event));
 
-	parse_details(t, details, balance, currency, &parsed);
+	parse_details(t, details, rcase.balance, rcase.currency, &parsed);
 
 	if (strcmp(event, "reopen") == 0)
-		check_no_other_open_case(case_id, customer_id, currency);
+		check_no_other_open_case(case_id, rcase.customer_id, rcase.currency);
 
+	values[0] = Int64GetDatum(case_id);
 	values[1] = CStringGetTextDatum(t->to);
 	values[2] = BoolGetDatum(recovery_state_is_terminal(t->to));
 	recovery_spi_exec("UPDATE recovery.recovery_cases "
@@ -740,15 +745,15 @@ recovery_case_transition(PG_FUNCTION_ARGS)
 					  "WHERE id = $1",
 					  3, argtypes, values, NULL, SPI_OK_UPDATE);
 
-	event_id = recovery_insert_case_event(case_id, customer_id, event, state,
+	event_id = recovery_insert_case_event(case_id, rcase.customer_id, event, rcase.state,
 										  t->to, parsed.reason, details);
 
 	settle_pending_promises(case_id, t);
 	if (t->details == DETAILS_PROMISE)
-		insert_promise(case_id, customer_id, currency, event_id, "promise", 1,
+		insert_promise(case_id, rcase.customer_id, rcase.currency, event_id, "promise", 1,
 					   parsed.amount, parsed.due_date);
 	for (i = 0; i < parsed.n_instalments; i++)
-		insert_promise(case_id, customer_id, currency, event_id, "instalment",
+		insert_promise(case_id, rcase.customer_id, rcase.currency, event_id, "instalment",
 					   i + 1, parsed.instalments[i].amount,
 					   parsed.instalments[i].due_date);
 

@@ -4,6 +4,7 @@
 #
 #   cluster.sh start DIR PORT   create (once) and start; idempotent
 #   cluster.sh stop DIR         stop, if running
+#   cluster.sh destroy DIR      stop and remove the cluster and its folder
 #   cluster.sh psql DIR ...     psql as the superuser into "recovery"
 #   cluster.sh free-port        print a free TCP port on 127.0.0.1
 set -eu
@@ -87,6 +88,13 @@ stop() {
     as_postgres "$PGBIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null
 }
 
+destroy() {
+    dir=$1
+    stop "$dir" || true
+    if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
+    rm -rf "$dir"
+}
+
 psql_super() {
     dir=$1 db=$2
     shift 2
@@ -104,7 +112,8 @@ cmd=${1:-}
 case "$cmd" in
     start) start "$@" ;;
     stop) stop "$@" ;;
+    destroy) destroy "$@" ;;
     psql) dir=$1; shift; psql_super "$dir" "$DB" "$@" ;;
     free-port) free_port ;;
-    *) echo "usage: cluster.sh start DIR PORT | stop DIR | psql DIR ... | free-port" >&2; exit 2 ;;
+    *) echo "usage: cluster.sh start DIR PORT | stop DIR | destroy DIR | psql DIR ... | free-port" >&2; exit 2 ;;
 esac

@@ -8,12 +8,7 @@ port=$(scripts/cluster.sh free-port)
 mkdir -p tmp
 dir=$(pwd)/tmp/test-$port
 
-cleanup() {
-    scripts/cluster.sh stop "$dir" || true
-    if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+trap 'scripts/cluster.sh destroy "$dir"' EXIT
 trap 'exit 130' INT TERM
 
 echo "test: PostgreSQL 15 on 127.0.0.1:$port in $dir"

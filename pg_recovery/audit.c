@@ -14,7 +14,10 @@
  *
  * Erasure: a row hash covers the SHA-256 digests of the old and new row,
  * not the row text, so personal data can later be erased from old_row and
- * new_row (erased_at set) while the chain still verifies.
+ * new_row while the chain still verifies: erasure stores the digests of
+ * what it removes in old_digest and new_digest and sets erased_at.  Other
+ * rows store neither digests nor the previous hash, which the walk
+ * recomputes: the trail is a large part of every write's WAL.
  */
 #include "recovery.h"
 
@@ -462,14 +465,6 @@ insert_audit_row(const AuditRow *row, const char *old_json,
 			   row->customer_id == 0);
 	set_text_column(slot, "old_row", old_json);
 	set_text_column(slot, "new_row", new_json);
-	set_column(slot, "old_digest",
-			   old_json ? PointerGetDatum(bytes_to_bytea(row->old_digest, AUDIT_HASH_LEN)) : (Datum) 0,
-			   old_json == NULL);
-	set_column(slot, "new_digest",
-			   new_json ? PointerGetDatum(bytes_to_bytea(row->new_digest, AUDIT_HASH_LEN)) : (Datum) 0,
-			   new_json == NULL);
-	set_column(slot, "prev_hash",
-			   PointerGetDatum(bytes_to_bytea(row->prev_hash, AUDIT_HASH_LEN)), false);
 	set_column(slot, "row_hash",
 			   PointerGetDatum(bytes_to_bytea(row_hash, AUDIT_HASH_LEN)), false);
 	ExecStoreVirtualTuple(slot);
@@ -657,15 +652,14 @@ bytea_hash(HeapTuple tuple, TupleDesc tupdesc, int col)
 	return (const uint8 *) VARDATA_ANY(b);
 }
 
-static bool
-digest_matches(const char *json, const uint8 *stored)
+/* The digest of a row's JSON as hashed into the chain; NULL for no row. */
+static const uint8 *
+json_digest(const char *json, uint8 *digest)
 {
-	uint8		digest[AUDIT_HASH_LEN];
-
-	if (json == NULL || stored == NULL)
-		return json == NULL && stored == NULL;
+	if (json == NULL)
+		return NULL;
 	sha256(json, strlen(json), digest);
-	return memcmp(digest, stored, AUDIT_HASH_LEN) == 0;
+	return digest;
 }
 
 /* Check one audit row against the chain so far; see audit_verify(). */
@@ -678,9 +672,10 @@ verify_row(HeapTuple tuple, TupleDesc tupdesc, int32 *chain,
 	int64		id;
 	bool		isnull;
 	bool		erased;
-	const uint8 *prev_hash;
 	const uint8 *stored_hash;
 	uint8		computed[AUDIT_HASH_LEN];
+	uint8		old_digest[AUDIT_HASH_LEN];
+	uint8		new_digest[AUDIT_HASH_LEN];
 	char	   *old_json;
 	char	   *new_json;
 
@@ -704,11 +699,19 @@ verify_row(HeapTuple tuple, TupleDesc tupdesc, int32 *chain,
 		row.customer_id = 0;
 	old_json = SPI_getvalue(tuple, tupdesc, 14);
 	new_json = SPI_getvalue(tuple, tupdesc, 15);
-	row.old_digest = bytea_hash(tuple, tupdesc, 16);
-	row.new_digest = bytea_hash(tuple, tupdesc, 17);
-	prev_hash = bytea_hash(tuple, tupdesc, 18);
-	stored_hash = bytea_hash(tuple, tupdesc, 19);
-	erased = DatumGetBool(SPI_getbinval(tuple, tupdesc, 20, &isnull));
+	stored_hash = bytea_hash(tuple, tupdesc, 18);
+	erased = DatumGetBool(SPI_getbinval(tuple, tupdesc, 19, &isnull));
+	if (erased)
+	{
+		/* Erasure kept the digests of what it removed. */
+		row.old_digest = bytea_hash(tuple, tupdesc, 16);
+		row.new_digest = bytea_hash(tuple, tupdesc, 17);
+	}
+	else
+	{
+		row.old_digest = json_digest(old_json, old_digest);
+		row.new_digest = json_digest(new_json, new_digest);
+	}
 
 	if (row.chain != *chain)
 	{
@@ -719,25 +722,15 @@ verify_row(HeapTuple tuple, TupleDesc tupdesc, int32 *chain,
 	}
 	result->rows_checked++;
 
+	row.prev_hash = last_hash;
+	audit_row_hash(&row, computed);
 	if (row.seq != *last_seq + 1)
 		note_broken(result, id, row.chain, row.seq,
 					psprintf("rows are missing before it: the previous row is seq " INT64_FORMAT,
 							 *last_seq));
-	else if (prev_hash == NULL || memcmp(prev_hash, last_hash, AUDIT_HASH_LEN) != 0)
+	else if (stored_hash == NULL || memcmp(computed, stored_hash, AUDIT_HASH_LEN) != 0)
 		note_broken(result, id, row.chain, row.seq,
-					"prev_hash does not match the previous row's hash");
-	else if (!erased && (!digest_matches(old_json, row.old_digest) ||
-						 !digest_matches(new_json, row.new_digest)))
-		note_broken(result, id, row.chain, row.seq,
-					"old_row or new_row does not match its digest");
-	else
-	{
-		row.prev_hash = prev_hash;
-		audit_row_hash(&row, computed);
-		if (stored_hash == NULL || memcmp(computed, stored_hash, AUDIT_HASH_LEN) != 0)
-			note_broken(result, id, row.chain, row.seq,
-						"row_hash does not match the row");
-	}
+					"row_hash does not match the row and the previous row's hash");
 
 	/* Go on from what is stored, so that only damaged rows are reported. */
 	*last_seq = row.seq;
@@ -781,7 +774,7 @@ recovery_audit_verify(PG_FUNCTION_ARGS)
 	plan = SPI_prepare("SELECT id, chain, seq, occurred_at, actor, actor_user_id, "
 					   "db_user, db_role, request_id, action, table_name, row_key, "
 					   "customer_id, old_row::text, new_row::text, old_digest, "
-					   "new_digest, prev_hash, row_hash, erased_at IS NOT NULL "
+					   "new_digest, row_hash, erased_at IS NOT NULL "
 					   "FROM recovery.audit_log ORDER BY chain, seq",
 					   0, NULL);
 	if (plan == NULL)

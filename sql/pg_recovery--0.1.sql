@@ -277,7 +277,6 @@ CREATE TABLE audit_log (
     new_row       json,
     old_digest    bytea,
     new_digest    bytea,
-    prev_hash     bytea NOT NULL,
     row_hash      bytea NOT NULL,
     erased_at     timestamptz,
     PRIMARY KEY (chain, seq)
@@ -292,7 +291,9 @@ COMMENT ON TABLE audit_log IS 'Every change to a business table: who, when, unde
 COMMENT ON COLUMN audit_log.actor IS 'The application user from recovery.actor, else session_user.';
 COMMENT ON COLUMN audit_log.db_role IS 'The PostgreSQL role in effect (SET ROLE) when the change was made.';
 COMMENT ON COLUMN audit_log.chain IS 'Which of the independent hash chains the row is on; a transaction appends to one chain.';
-COMMENT ON COLUMN audit_log.row_hash IS 'SHA-256 over prev_hash, the fields and the digests of old_row and new_row.';
+COMMENT ON COLUMN audit_log.row_hash IS 'SHA-256 over the previous row''s row_hash on the chain, the fields and the digests of old_row and new_row.';
+COMMENT ON COLUMN audit_log.old_digest IS 'Set by erasure: SHA-256 of old_row as it was, so that the chain still verifies.';
+COMMENT ON COLUMN audit_log.new_digest IS 'Set by erasure: SHA-256 of new_row as it was.';
 COMMENT ON COLUMN audit_log.old_row IS 'The row before a DELETE; for an UPDATE, only the old values of the columns it changed (new_row has the rest).';
 COMMENT ON COLUMN audit_log.new_row IS 'The row after an INSERT or UPDATE.';
 COMMENT ON COLUMN audit_log.erased_at IS 'Set when personal data was erased from old_row/new_row; the digests keep the chain verifiable.';

@@ -77,6 +77,10 @@ static uint8 tail_hash[AUDIT_HASH_LEN];
 
 static SPIPlanPtr tail_plan = NULL;
 
+/* recovery.audit_log and its id sequence, looked up once per transaction. */
+static Oid	audit_log_relid = InvalidOid;
+static Oid	audit_log_id_seq = InvalidOid;
+
 static void
 forget_chain(void)
 {
@@ -95,6 +99,8 @@ audit_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			forget_chain();
+			audit_log_relid = InvalidOid;
+			audit_log_id_seq = InvalidOid;
 			break;
 		default:
 			break;
@@ -386,6 +392,16 @@ row_customer_id(TriggerData *trigdata, HeapTuple tuple)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
+/* The digest of a row's JSON as hashed into the chain; NULL for no row. */
+static const uint8 *
+json_digest(const char *json, uint8 *digest)
+{
+	if (json == NULL)
+		return NULL;
+	sha256(json, strlen(json), digest);
+	return digest;
+}
+
 /* Set one column of the audit row being built, by name. */
 static void
 set_column(TupleTableSlot *slot, const char *name, Datum value, bool isnull)
@@ -416,23 +432,29 @@ static void
 insert_audit_row(const AuditRow *row, const char *old_json,
 				 const char *new_json, const uint8 *row_hash)
 {
-	Oid			relid;
 	Relation	rel;
 	EState	   *estate;
 	RangeTblEntry *rte;
 	ResultRelInfo *result_rel;
 	TupleTableSlot *slot;
-	int			id_attnum;
 
-	relid = get_relname_relid("audit_log", get_namespace_oid("recovery", false));
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation recovery.audit_log does not exist");
-	rel = table_open(relid, RowExclusiveLock);
+	if (!OidIsValid(audit_log_relid))
+	{
+		Oid			relid = get_relname_relid("audit_log",
+											  get_namespace_oid("recovery", false));
+
+		if (!OidIsValid(relid))
+			elog(ERROR, "relation recovery.audit_log does not exist");
+		audit_log_id_seq = getIdentitySequence(relid,
+											   get_attnum(relid, "id"), false);
+		audit_log_relid = relid;
+	}
+	rel = table_open(audit_log_relid, RowExclusiveLock);
 
 	estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
-	rte->relid = relid;
+	rte->relid = audit_log_relid;
 	rte->relkind = rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
 	ExecInitRangeTable(estate, list_make1(rte));
@@ -445,10 +467,8 @@ insert_audit_row(const AuditRow *row, const char *old_json,
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 
-	id_attnum = SPI_fnumber(RelationGetDescr(rel), "id");
 	set_column(slot, "id",
-			   Int64GetDatum(nextval_internal(getIdentitySequence(relid, id_attnum, false),
-											  false)), false);
+			   Int64GetDatum(nextval_internal(audit_log_id_seq, false)), false);
 	set_column(slot, "chain", Int32GetDatum(row->chain), false);
 	set_column(slot, "seq", Int64GetDatum(row->seq), false);
 	set_column(slot, "occurred_at", TimestampTzGetDatum(row->occurred_at), false);
@@ -542,19 +562,13 @@ recovery_audit_trigger(PG_FUNCTION_ARGS)
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
 	if (old_tuple)
-	{
 		old_json = new_tuple
 			? changed_columns_json(trigdata, old_tuple, new_tuple)
 			: row_json(trigdata, old_tuple, NULL, 0);
-		sha256(old_json, strlen(old_json), old_digest);
-		row.old_digest = old_digest;
-	}
 	if (new_tuple)
-	{
 		new_json = row_json(trigdata, new_tuple, NULL, 0);
-		sha256(new_json, strlen(new_json), new_digest);
-		row.new_digest = new_digest;
-	}
+	row.old_digest = json_digest(old_json, old_digest);
+	row.new_digest = json_digest(new_json, new_digest);
 
 	key_attnum = SPI_fnumber(tupdesc, "id");
 	row.row_key = key_attnum > 0 ? SPI_getvalue(key_tuple, tupdesc, key_attnum) : NULL;
@@ -652,15 +666,6 @@ bytea_hash(HeapTuple tuple, TupleDesc tupdesc, int col)
 	return (const uint8 *) VARDATA_ANY(b);
 }
 
-/* The digest of a row's JSON as hashed into the chain; NULL for no row. */
-static const uint8 *
-json_digest(const char *json, uint8 *digest)
-{
-	if (json == NULL)
-		return NULL;
-	sha256(json, strlen(json), digest);
-	return digest;
-}
 
 /* Check one audit row against the chain so far; see audit_verify(). */
 static void

@@ -424,11 +424,11 @@ recovery_case_record_payment(PG_FUNCTION_ARGS)
 	int64		amount;
 	char	   *currency;
 	bool		allow_overpayment;
-	Oid			argtypes[8] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID,
-	TEXTOID, TIMESTAMPTZOID, INT8OID};
+	Oid			argtypes[7] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID,
+	TEXTOID, TIMESTAMPTZOID};
 	Oid			case_update_types[3] = {INT8OID, INT8OID, BOOLOID};
-	Datum		values[8];
-	char		nulls[9] = "        ";
+	Datum		values[7];
+	char		nulls[8] = "       ";
 	int64		receipt_id;
 	int64		allocated;
 	int64		new_balance;

@@ -53,7 +53,6 @@ extern void recovery_check_amount(int64 amount, const char *what);
 /* A recovery case as read, locked, before a change. */
 typedef struct RecoveryCase
 {
-	int64		id;
 	char	   *state;
 	int32		version;
 	int64		balance;

@@ -642,7 +642,6 @@ recovery_lock_case(int64 case_id, RecoveryCase *rcase)
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_NOT_FOUND),
 				 errmsg("recovery case %lld does not exist", (long long) case_id)));
-	rcase->id = case_id;
 	rcase->state = recovery_spi_text(0, 1);
 	rcase->version = atoi(recovery_spi_text(0, 2));
 	rcase->balance = recovery_spi_int64(0, 3, NULL);

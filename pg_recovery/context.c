@@ -17,6 +17,7 @@
 static char *context_actor = NULL;
 static char *context_user_id = NULL;
 static char *context_request_id = NULL;
+static char *context_claims = NULL;
 
 void
 recovery_define_context_gucs(void)
@@ -35,6 +36,11 @@ recovery_define_context_gucs(void)
 							   "Request id recorded in case events and the audit trail.",
 							   NULL,
 							   &context_request_id, "", PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("recovery.claims",
+							   "Claims of the token that authenticated the request, as JSON.",
+							   "Set per transaction by the REST gateway; empty for API keys and psql.",
+							   &context_claims, "", PGC_USERSET, 0,
 							   NULL, NULL, NULL);
 }
 

@@ -1,0 +1,169 @@
+
+/*
+ * ngx_recovery: the REST gateway of Payment Recovery.  It turns an HTTP
+ * request into one call of a SQL function of the pg_recovery extension, over
+ * a per-worker pool of non-blocking libpq connections, and the function's
+ * JSON into the response.  It holds no business rule.
+ */
+
+#ifndef _NGX_HTTP_RECOVERY_MODULE_H_INCLUDED_
+#define _NGX_HTTP_RECOVERY_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <libpq-fe.h>
+#include <json.h>
+
+#include "ngx_http_recovery_jwt.h"
+
+
+#define NGX_HTTP_RECOVERY_CALL       1    /* recovery_call: a SQL function */
+#define NGX_HTTP_RECOVERY_LOGIN      2    /* recovery_login: mints a token */
+
+#define NGX_HTTP_RECOVERY_AUTH_NONE  0
+#define NGX_HTTP_RECOVERY_AUTH_JWT   1
+#define NGX_HTTP_RECOVERY_AUTH_KEY   2
+
+#define NGX_HTTP_RECOVERY_MAX_BODY_DEPTH  32
+
+
+typedef struct ngx_http_recovery_pool_s  ngx_http_recovery_pool_t;
+typedef struct ngx_http_recovery_conn_s  ngx_http_recovery_conn_t;
+
+
+/* where one argument of a routed SQL function comes from */
+typedef struct {
+    ngx_str_t                   name;       /* SQL parameter name */
+    ngx_http_complex_value_t   *value;      /* captures, $arg_*, headers */
+    ngx_str_t                   field;      /* JSON body field ("@field") */
+    unsigned                    from_body:1;
+    unsigned                    whole_body:1;   /* "@" */
+} ngx_http_recovery_arg_t;
+
+
+/* one route: a location and a method mapped to a SQL function */
+typedef struct {
+    ngx_uint_t                  kind;       /* NGX_HTTP_RECOVERY_CALL ... */
+    ngx_uint_t                  method;     /* NGX_HTTP_GET ... */
+    ngx_str_t                   method_name;
+    ngx_str_t                   function;
+    ngx_str_t                   label;      /* "GET recovery.api_case_get" */
+    ngx_array_t                 args;       /* ngx_http_recovery_arg_t */
+    u_char                     *sql;        /* NUL-terminated, for PQprepare */
+    u_char                      statement[16];  /* prepared statement name */
+    ngx_uint_t                  index;      /* in main conf routes */
+    ngx_uint_t                  status;     /* 200, or 201 for creation */
+    unsigned                    needs_body:1;
+} ngx_http_recovery_route_t;
+
+
+typedef struct {
+    ngx_str_t                   conninfo;
+    ngx_uint_t                  pool_size;
+    ngx_uint_t                  queue_size;
+    ngx_msec_t                  queue_timeout;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  statement_timeout;
+    ngx_msec_t                  reconnect_max_delay;
+    ngx_array_t                 routes;     /* ngx_http_recovery_route_t * */
+    ngx_shm_zone_t             *metrics_zone;
+    ngx_http_recovery_pool_t   *pool;       /* this worker's */
+    ngx_int_t                   request_id_index;
+    unsigned                    used:1;
+} ngx_http_recovery_main_conf_t;
+
+
+typedef struct {
+    ngx_array_t                *routes;     /* ngx_http_recovery_route_t * */
+    ngx_flag_t                  auth;
+    ngx_uint_t                  algorithms;
+    ngx_str_t                   secret;     /* HS256, read from a file */
+    EVP_PKEY                   *public_key;
+    EVP_PKEY                   *private_key;
+    ngx_uint_t                  sign_algorithm;
+    time_t                      leeway;
+    time_t                      token_ttl;
+    ngx_str_t                   issuer;
+    ngx_str_t                   audience;
+    ngx_array_t                *roles;      /* ngx_str_t, NUL-terminated */
+    recovery_jwt_verifier_t     verifier;
+    ngx_uint_t                  handler;    /* 0, or the ops handler */
+} ngx_http_recovery_loc_conf_t;
+
+
+/* one request on its way through the gateway */
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_http_recovery_route_t  *route;
+    ngx_str_t                   request_id;
+    ngx_uint_t                  auth;       /* NGX_HTTP_RECOVERY_AUTH_* */
+    ngx_str_t                   role;
+    ngx_str_t                   user_id;
+    ngx_str_t                   actor;
+    ngx_str_t                   claims;     /* JSON text */
+    ngx_str_t                   api_key;
+    json_object                *body;
+    ngx_uint_t                  nparams;
+    const char                **params;
+    ngx_msec_t                  start;
+    ngx_http_recovery_conn_t   *conn;       /* while the database works */
+    ngx_queue_t                 queue;      /* while waiting for it */
+    ngx_event_t                 wait;       /* queue timeout */
+    PGresult                   *result;     /* the routed call's */
+    PGresult                   *error;      /* the first error */
+    ngx_str_t                   failure;    /* a connection-level failure */
+    unsigned                    queued:1;
+    unsigned                    read_only:1;
+} ngx_http_recovery_ctx_t;
+
+
+extern ngx_module_t  ngx_http_recovery_module;
+
+
+/* pool: libpq connections as nginx connections */
+ngx_int_t ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
+    ngx_http_recovery_main_conf_t *rmcf);
+void ngx_http_recovery_pool_done(ngx_http_recovery_main_conf_t *rmcf);
+ngx_int_t ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx);
+void ngx_http_recovery_pool_detach(ngx_http_recovery_ctx_t *ctx);
+ngx_uint_t ngx_http_recovery_pool_connected(ngx_http_recovery_pool_t *pool);
+void ngx_http_recovery_pool_stats(ngx_http_recovery_pool_t *pool,
+    ngx_uint_t *busy, ngx_uint_t *idle, ngx_uint_t *queued);
+time_t ngx_http_recovery_pool_retry_after(ngx_http_recovery_pool_t *pool);
+
+/* the module */
+ngx_int_t ngx_http_recovery_handler(ngx_http_request_t *r);
+void ngx_http_recovery_finish(ngx_http_recovery_ctx_t *ctx);
+
+/* routes */
+char *ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_recovery_route_t *ngx_http_recovery_route_find(
+    ngx_http_recovery_loc_conf_t *rlcf, ngx_uint_t method);
+ngx_int_t ngx_http_recovery_route_allow(ngx_http_request_t *r,
+    ngx_http_recovery_loc_conf_t *rlcf);
+ngx_int_t ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx,
+    ngx_str_t *error);
+
+/* responses: JSON bodies and the SQLSTATE to HTTP status table */
+ngx_int_t ngx_http_recovery_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *json, size_t len);
+ngx_int_t ngx_http_recovery_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, ngx_str_t *message,
+    ngx_str_t *detail);
+ngx_int_t ngx_http_recovery_send_sql_error(ngx_http_request_t *r,
+    PGresult *error);
+ngx_str_t *ngx_http_recovery_request_id(ngx_http_request_t *r);
+
+/* metrics in shared memory */
+ngx_int_t ngx_http_recovery_metrics_init_zone(ngx_conf_t *cf,
+    ngx_http_recovery_main_conf_t *rmcf);
+void ngx_http_recovery_metrics_request(ngx_http_request_t *r,
+    ngx_http_recovery_route_t *route, ngx_uint_t status, ngx_msec_t start);
+void ngx_http_recovery_metrics_db_error(ngx_http_request_t *r);
+void ngx_http_recovery_metrics_pool(ngx_http_recovery_main_conf_t *rmcf);
+ngx_int_t ngx_http_recovery_metrics_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_RECOVERY_MODULE_H_INCLUDED_ */

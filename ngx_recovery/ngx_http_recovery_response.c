@@ -1,0 +1,275 @@
+
+/*
+ * Responses: JSON bodies, JSON errors with a stable code and the request
+ * id, and the one table that maps SQLSTATEs to HTTP statuses (the README
+ * lists it for clients).
+ */
+
+#include "ngx_http_recovery_module.h"
+
+
+typedef struct {
+    const char  *sqlstate;      /* five characters, or a class of two */
+    ngx_uint_t   status;
+    const char  *code;
+} ngx_http_recovery_sqlstate_t;
+
+
+/* exact SQLSTATEs first, then classes; the first match wins */
+static ngx_http_recovery_sqlstate_t  ngx_http_recovery_sqlstates[] = {
+    { "PR001", 422, "illegal_transition" },
+    { "PR002", 409, "stale_version" },
+    { "PR003", 404, "not_found" },
+    { "PR004", 400, "validation_failed" },
+    { "PR005", 422, "currency_mismatch" },
+    { "PR006", 422, "overpayment" },
+    { "PR007", 401, "authentication_failed" },
+    { "PR008", 403, "audit_immutable" },
+    { "PR009", 409, "conflict" },
+    { "P0002", 404, "not_found" },
+    { "42501", 403, "permission_denied" },
+    { "23505", 409, "already_exists" },
+    { "23503", 422, "unknown_reference" },
+    { "23502", 400, "validation_failed" },
+    { "23514", 400, "validation_failed" },
+    { "40001", 409, "serialization_failure" },
+    { "40P01", 409, "deadlock_detected" },
+    { "57014", 503, "statement_timeout" },
+    { "22", 400, "invalid_value" },
+    { "08", 503, "database_unavailable" },
+    { "53", 503, "database_unavailable" },
+    { "57", 503, "database_unavailable" },
+    { NULL, 500, "internal_error" }
+};
+
+
+static ngx_http_recovery_sqlstate_t *ngx_http_recovery_sqlstate_find(
+    const char *sqlstate);
+static void ngx_http_recovery_json_add(json_object *obj, const char *key,
+    ngx_str_t *value);
+
+
+ngx_int_t
+ngx_http_recovery_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *json, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (r->method == NGX_HTTP_HEAD || len == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = json;
+    b->last = json + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_recovery_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *message, ngx_str_t *detail)
+{
+    u_char       *body;
+    size_t        len;
+    const char   *text;
+    json_object  *obj;
+
+    obj = json_object_new_object();
+    if (obj == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json_object_object_add(obj, "error", json_object_new_string(code));
+    ngx_http_recovery_json_add(obj, "message", message);
+    ngx_http_recovery_json_add(obj, "detail", detail);
+    ngx_http_recovery_json_add(obj, "request_id",
+                               ngx_http_recovery_request_id(r));
+
+    text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        json_object_put(obj);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    json_object_put(obj);
+
+    /* an error must not be cached as if it were the resource */
+    r->headers_out.last_modified_time = -1;
+
+    return ngx_http_recovery_send_json(r, status, body, len);
+}
+
+
+/*
+ * An error raised by PostgreSQL.  Messages of client errors are written for
+ * users (the extension's errmsg/errdetail/errhint); a server fault is logged
+ * in full and answered without internals.
+ */
+ngx_int_t
+ngx_http_recovery_send_sql_error(ngx_http_request_t *r, PGresult *error)
+{
+    u_char                        *body;
+    size_t                         len;
+    const char                    *sqlstate, *text;
+    json_object                   *obj;
+    ngx_table_elt_t               *h;
+    ngx_http_recovery_sqlstate_t  *map;
+
+    sqlstate = PQresultErrorField(error, PG_DIAG_SQLSTATE);
+    map = ngx_http_recovery_sqlstate_find(sqlstate);
+
+    if (map->status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "recovery: %s failed with SQLSTATE %s: %s",
+                      r->uri.data ? "request" : "call",
+                      sqlstate ? sqlstate : "none",
+                      PQresultErrorMessage(error));
+        ngx_http_recovery_metrics_db_error(r);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "recovery: SQLSTATE %s: %s",
+                      sqlstate ? sqlstate : "none",
+                      PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY));
+    }
+
+    if (map->status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"recovery\", "
+                               "error=\"invalid_token\"");
+        r->headers_out.www_authenticate = h;
+    }
+
+    if (map->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "1");
+    }
+
+    obj = json_object_new_object();
+    if (obj == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json_object_object_add(obj, "error", json_object_new_string(map->code));
+
+    if (map->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+        && map->status != NGX_HTTP_SERVICE_UNAVAILABLE)
+    {
+        json_object_object_add(obj, "message",
+            json_object_new_string("the server failed to handle the "
+                                   "request; its log has the details"));
+
+    } else {
+        text = PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY);
+        json_object_object_add(obj, "message",
+                               json_object_new_string(text ? text : ""));
+
+        text = PQresultErrorField(error, PG_DIAG_MESSAGE_DETAIL);
+        if (text) {
+            json_object_object_add(obj, "detail", json_object_new_string(text));
+        }
+
+        text = PQresultErrorField(error, PG_DIAG_MESSAGE_HINT);
+        if (text) {
+            json_object_object_add(obj, "hint", json_object_new_string(text));
+        }
+    }
+
+    if (sqlstate) {
+        json_object_object_add(obj, "sqlstate",
+                               json_object_new_string(sqlstate));
+    }
+
+    ngx_http_recovery_json_add(obj, "request_id",
+                               ngx_http_recovery_request_id(r));
+
+    text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        json_object_put(obj);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    json_object_put(obj);
+
+    return ngx_http_recovery_send_json(r, map->status, body, len);
+}
+
+
+static ngx_http_recovery_sqlstate_t *
+ngx_http_recovery_sqlstate_find(const char *sqlstate)
+{
+    ngx_http_recovery_sqlstate_t  *map;
+
+    for (map = ngx_http_recovery_sqlstates; map->sqlstate; map++) {
+        if (sqlstate == NULL) {
+            continue;
+        }
+
+        if (ngx_strncmp(sqlstate, map->sqlstate, ngx_strlen(map->sqlstate))
+            == 0)
+        {
+            return map;
+        }
+    }
+
+    return map;
+}
+
+
+static void
+ngx_http_recovery_json_add(json_object *obj, const char *key,
+    ngx_str_t *value)
+{
+    if (value && value->len) {
+        json_object_object_add(obj, key,
+                               json_object_new_string_len(
+                                   (const char *) value->data,
+                                   (int) value->len));
+    }
+}

@@ -1,0 +1,522 @@
+
+/*
+ * Routes declared in nginx.conf: "recovery_call METHOD function arg=source"
+ * maps a location and a method to a SQL function, and says where each
+ * argument comes from.  Every value travels as a bound parameter of a
+ * statement prepared once per connection; none is ever put into SQL text.
+ *
+ *   $variable    path captures, headers, any nginx variable (complex value)
+ *   ?name        query string parameter, percent-decoded
+ *   @field       field of the JSON body: strings as they are, other values
+ *                as JSON text; missing or null is SQL NULL
+ *   @            the whole JSON body
+ */
+
+#include "ngx_http_recovery_module.h"
+
+
+static ngx_conf_bitmask_t  ngx_http_recovery_methods[] = {
+    { ngx_string("GET"), NGX_HTTP_GET },
+    { ngx_string("POST"), NGX_HTTP_POST },
+    { ngx_string("PUT"), NGX_HTTP_PUT },
+    { ngx_string("PATCH"), NGX_HTTP_PATCH },
+    { ngx_string("DELETE"), NGX_HTTP_DELETE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_int_t ngx_http_recovery_is_identifier(ngx_str_t *s,
+    ngx_uint_t dots);
+static ngx_int_t ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
+    ngx_http_recovery_arg_t *arg, const char **value, ngx_str_t *error);
+static ngx_int_t ngx_http_recovery_query_value(ngx_http_request_t *r,
+    ngx_str_t *name, const char **value, ngx_str_t *error);
+
+
+/*
+ * recovery_call METHOD schema.function [name=source ...] [status=201];
+ * recovery_login schema.function [name=source ...];
+ */
+char *
+ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_recovery_loc_conf_t  *rlcf = conf;
+
+    u_char                            *p;
+    size_t                             len;
+    ngx_str_t                         *value, name, source;
+    ngx_uint_t                         i, first, n;
+    ngx_conf_bitmask_t                *m;
+    ngx_http_recovery_arg_t           *arg;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_recovery_route_t         *route, **slot;
+    ngx_http_recovery_main_conf_t     *rmcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_recovery_module);
+
+    route = ngx_pcalloc(cf->pool, sizeof(ngx_http_recovery_route_t));
+    if (route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    route->status = NGX_HTTP_OK;
+
+    if (cmd->post == (void *) NGX_HTTP_RECOVERY_LOGIN) {
+        route->kind = NGX_HTTP_RECOVERY_LOGIN;
+        route->method = NGX_HTTP_POST;
+        ngx_str_set(&route->method_name, "POST");
+        first = 1;
+
+    } else {
+        route->kind = NGX_HTTP_RECOVERY_CALL;
+
+        for (m = ngx_http_recovery_methods; m->name.len; m++) {
+            if (ngx_strcmp(value[1].data, m->name.data) == 0) {
+                route->method = m->mask;
+                route->method_name = m->name;
+                break;
+            }
+        }
+
+        if (route->method == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown method \"%V\" in \"%V\": use GET, "
+                               "POST, PUT, PATCH or DELETE",
+                               &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        first = 2;
+    }
+
+    route->function = value[first];
+
+    if (ngx_http_recovery_is_identifier(&route->function, 1) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid function name \"%V\": write it as "
+                           "schema.function in lower case",
+                           &route->function);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rlcf->routes == NULL) {
+        rlcf->routes = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_http_recovery_route_t *));
+        if (rlcf->routes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    slot = rlcf->routes->elts;
+    for (i = 0; i < rlcf->routes->nelts; i++) {
+        if (slot[i]->method == route->method) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "method %V is already routed in this location",
+                               &route->method_name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_array_init(&route->args, cf->pool, 4,
+                       sizeof(ngx_http_recovery_arg_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = first + 1; i < cf->args->nelts; i++) {
+        p = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        if (p == NULL || p == value[i].data) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid argument \"%V\": write "
+                               "name=$variable, name=?query, name=@field "
+                               "or name=@", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        name.data = value[i].data;
+        name.len = p - value[i].data;
+        source.data = p + 1;
+        source.len = value[i].data + value[i].len - source.data;
+
+        if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0
+            && source.len == 3 && route->kind == NGX_HTTP_RECOVERY_CALL)
+        {
+            route->status = ngx_atoi(source.data, 3);
+            if (route->status < 200 || route->status > 299) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": the status of a "
+                                   "successful call is between 200 and 299",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_http_recovery_is_identifier(&name, 0) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter name \"%V\"", &name);
+            return NGX_CONF_ERROR;
+        }
+
+        arg = ngx_array_push(&route->args);
+        if (arg == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(arg, sizeof(ngx_http_recovery_arg_t));
+        arg->name = name;
+
+        if (source.len && source.data[0] == '@') {
+            arg->from_body = 1;
+            arg->whole_body = (source.len == 1);
+            arg->field.data = source.data + 1;
+            arg->field.len = source.len - 1;
+            route->needs_body = 1;
+            continue;
+        }
+
+        if (source.len > 1 && source.data[0] == '?') {
+            arg->field.data = source.data + 1;
+            arg->field.len = source.len - 1;
+            continue;
+        }
+
+        arg->value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (arg->value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &source;
+        ccv.complex_value = arg->value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (route->needs_body && (route->method & (NGX_HTTP_GET|NGX_HTTP_DELETE))) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V requests have no body: take the arguments "
+                           "from the path or the query string",
+                           &route->method_name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* SELECT schema.function("name" => $1, ...): names may be keywords */
+    n = route->args.nelts;
+    arg = route->args.elts;
+    len = sizeof("SELECT ()") + route->function.len;
+
+    for (i = 0; i < n; i++) {
+        len += arg[i].name.len + sizeof("\"\" => $, ") + NGX_INT_T_LEN;
+    }
+
+    route->sql = ngx_pnalloc(cf->pool, len);
+    if (route->sql == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_sprintf(route->sql, "SELECT %V(", &route->function);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%s\"%V\" => $%ui", i ? ", " : "", &arg[i].name,
+                        i + 1);
+    }
+
+    *p++ = ')';
+    *p = '\0';
+
+    route->index = rmcf->routes.nelts;
+    ngx_sprintf(route->statement, "r%ui%Z", route->index);
+
+    route->label.len = route->method_name.len + 1 + route->function.len;
+    route->label.data = ngx_pnalloc(cf->pool, route->label.len);
+    if (route->label.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(route->label.data, "%V %V", &route->method_name,
+                &route->function);
+
+    slot = ngx_array_push(rlcf->routes);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = route;
+
+    slot = ngx_array_push(&rmcf->routes);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = route;
+    rmcf->used = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_recovery_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_recovery_is_identifier(ngx_str_t *s, ngx_uint_t dots)
+{
+    ngx_uint_t  i, seen;
+
+    seen = 0;
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] == '.' && i > 0 && i < s->len - 1 && seen < dots) {
+            seen++;
+            continue;
+        }
+
+        if ((s->data[i] >= 'a' && s->data[i] <= 'z') || s->data[i] == '_'
+            || (i > 0 && s->data[i] >= '0' && s->data[i] <= '9'))
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return (s->len && seen == dots) ? NGX_OK : NGX_ERROR;
+}
+
+
+ngx_http_recovery_route_t *
+ngx_http_recovery_route_find(ngx_http_recovery_loc_conf_t *rlcf,
+    ngx_uint_t method)
+{
+    ngx_uint_t                   i;
+    ngx_http_recovery_route_t  **routes;
+
+    if (rlcf->routes == NULL) {
+        return NULL;
+    }
+
+    routes = rlcf->routes->elts;
+
+    for (i = 0; i < rlcf->routes->nelts; i++) {
+        if (routes[i]->method == method) {
+            return routes[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the Allow header of a 405: the methods this location routes */
+ngx_int_t
+ngx_http_recovery_route_allow(ngx_http_request_t *r,
+    ngx_http_recovery_loc_conf_t *rlcf)
+{
+    u_char                      *p;
+    ngx_uint_t                   i;
+    ngx_table_elt_t             *h;
+    ngx_http_recovery_route_t  **routes;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, 8 * rlcf->routes->nelts);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = p;
+
+    routes = rlcf->routes->elts;
+    for (i = 0; i < rlcf->routes->nelts; i++) {
+        p = ngx_sprintf(p, "%s%V", i ? ", " : "", &routes[i]->method_name);
+    }
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}
+
+
+/* every argument of the route as a NUL-terminated text value, or NULL */
+ngx_int_t
+ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
+{
+    ngx_uint_t                  i;
+    ngx_http_recovery_arg_t    *args;
+    ngx_http_recovery_route_t  *route;
+
+    route = ctx->route;
+    args = route->args.elts;
+
+    ctx->nparams = route->args.nelts;
+    ctx->params = ngx_pcalloc(ctx->request->pool,
+                              (ctx->nparams + 1) * sizeof(char *));
+    if (ctx->params == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ctx->nparams; i++) {
+        if (ngx_http_recovery_arg_value(ctx, &args[i], &ctx->params[i], error)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
+    ngx_http_recovery_arg_t *arg, const char **value, ngx_str_t *error)
+{
+    u_char        *copy;
+    size_t         len;
+    ngx_str_t      v;
+    const char    *s;
+    json_object   *field;
+
+    *value = NULL;
+
+    if (arg->whole_body) {
+        if (ctx->body) {
+            *value = json_object_to_json_string_ext(ctx->body,
+                                                    JSON_C_TO_STRING_PLAIN);
+        }
+
+        return NGX_OK;
+    }
+
+    if (arg->from_body) {
+        if (ctx->body == NULL
+            || !json_object_object_get_ex(ctx->body,
+                                          (const char *) arg->field.data,
+                                          &field)
+            || field == NULL)
+        {
+            return NGX_OK;
+        }
+
+        if (json_object_is_type(field, json_type_string)) {
+            s = json_object_get_string(field);
+            len = (size_t) json_object_get_string_len(field);
+
+            /* text parameters end at a NUL byte: refuse, do not cut */
+            if (ngx_strlen(s) != len) {
+                error->len = ngx_sprintf(error->data,
+                                         "field \"%V\" contains a NUL "
+                                         "character", &arg->field)
+                             - error->data;
+                return NGX_DECLINED;
+            }
+
+            *value = s;
+            return NGX_OK;
+        }
+
+        /* json-c saturates integers it cannot hold: never pass one on */
+        if (json_object_is_type(field, json_type_int)
+            && (json_object_get_int64(field) == INT64_MAX
+                || json_object_get_int64(field) == INT64_MIN))
+        {
+            error->len = ngx_sprintf(error->data,
+                                     "field \"%V\" is a number out of range",
+                                     &arg->field)
+                         - error->data;
+            return NGX_DECLINED;
+        }
+
+        *value = json_object_to_json_string_ext(field, JSON_C_TO_STRING_PLAIN);
+        return NGX_OK;
+    }
+
+    if (arg->value == NULL) {
+        return ngx_http_recovery_query_value(ctx->request, &arg->field, value,
+                                             error);
+    }
+
+    if (ngx_http_complex_value(ctx->request, arg->value, &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (v.len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_strlchr(v.data, v.data + v.len, '\0') != NULL) {
+        error->len = ngx_sprintf(error->data,
+                                 "parameter \"%V\" contains a NUL character",
+                                 &arg->name)
+                     - error->data;
+        return NGX_DECLINED;
+    }
+
+    copy = ngx_pnalloc(ctx->request->pool, v.len + 1);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(copy, v.data, v.len);
+    copy[v.len] = '\0';
+    *value = (const char *) copy;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_recovery_query_value(ngx_http_request_t *r, ngx_str_t *name,
+    const char **value, ngx_str_t *error)
+{
+    u_char     *dst, *src, *p;
+    ngx_str_t   raw;
+
+    if (ngx_http_arg(r, name->data, name->len, &raw) != NGX_OK
+        || raw.len == 0)
+    {
+        return NGX_OK;
+    }
+
+    src = ngx_pnalloc(r->pool, 2 * raw.len + 1);
+    if (src == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = src + raw.len;
+
+    /* application/x-www-form-urlencoded: '+' is a space */
+    for (p = src; p < src + raw.len; p++) {
+        *p = (raw.data[p - src] == '+') ? ' ' : raw.data[p - src];
+    }
+
+    p = dst;
+    ngx_unescape_uri(&p, &src, raw.len, 0);
+
+    if (ngx_strlchr(dst, p, '\0') != NULL) {
+        error->len = ngx_sprintf(error->data,
+                                 "query parameter \"%V\" contains a NUL "
+                                 "character", name)
+                     - error->data;
+        return NGX_DECLINED;
+    }
+
+    *p = '\0';
+    *value = (const char *) dst;
+
+    return NGX_OK;
+}

@@ -1,0 +1,77 @@
+#!/bin/sh
+# nginx with the ngx_recovery module, in a folder of its own.
+#   nginx.sh start DIR PORT PGPORT   render conf/nginx.conf.in into DIR, start
+#   nginx.sh stop DIR                stop it (graceful, then forced)
+# Settings (environment): WORKERS=2 POOL_SIZE=4 QUEUE_TIMEOUT=2s
+#   LOGIN_RATE=10r/s LOGIN_BURST=20 LOG_LEVEL=notice MODULE=build/...so
+#   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
+#   under that command (memory tests); its exit status is in DIR/under.rc.
+set -eu
+cd "$(dirname "$0")/.."
+
+start() {
+    dir=$1 port=$2 pgport=$3
+    module=${MODULE:-$(pwd)/build/ngx_http_recovery_module.so}
+    mkdir -p "$dir"
+    [ -f "$dir/jwt-secret" ] || { head -c 48 /dev/urandom | base64 -w0 > "$dir/jwt-secret"; chmod 600 "$dir/jwt-secret"; }
+
+    user="" master="daemon on;"
+    [ "$(id -u)" -eq 0 ] && user="user nobody nogroup;"
+    [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
+
+    sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
+        -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" \
+        -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
+        -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-4}|" \
+        -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \
+        -e "s|@LOGIN_RATE@|${LOGIN_RATE:-10r/s}|" -e "s|@LOGIN_BURST@|${LOGIN_BURST:-20}|" \
+        -e "s|@LOG_LEVEL@|${LOG_LEVEL:-notice}|" \
+        conf/nginx.conf.in > "$dir/nginx.conf"
+
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || {
+        echo "nginx: the configuration in $dir/nginx.conf is invalid" >&2; exit 1; }
+
+    rm -f "$dir/nginx.pid" "$dir/under.rc"
+    if [ -n "${NGINX_UNDER:-}" ]; then
+        # shellcheck disable=SC2086
+        ( set +e; $NGINX_UNDER nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+            >"$dir/under.log" 2>&1; echo $? > "$dir/under.rc" ) &
+    else
+        nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+    fi
+
+    i=0
+    until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
+        i=$((i + 1))
+        if [ $i -gt 600 ]; then
+            echo "nginx: did not answer on port $port; $dir/error.log says:" >&2
+            tail -20 "$dir/error.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
+stop() {
+    dir=$1
+    [ -f "$dir/nginx.pid" ] || return 0
+    pid=$(cat "$dir/nginx.pid")
+    kill -QUIT "$pid" 2>/dev/null || return 0
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -eq 100 ] && kill -TERM "$pid" 2>/dev/null
+        [ $i -gt 200 ] && { kill -KILL "$pid" 2>/dev/null; break; }
+        sleep 0.1
+    done
+    if [ -n "${NGINX_UNDER:-}" ]; then
+        while [ ! -f "$dir/under.rc" ]; do sleep 0.1; done
+    fi
+    rm -f "$dir/nginx.pid"
+}
+
+case "${1:-}" in
+    start) shift; start "$@" ;;
+    stop)  shift; stop "$@" ;;
+    *) echo "usage: $0 start DIR PORT PGPORT | stop DIR" >&2; exit 2 ;;
+esac

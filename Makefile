@@ -1,24 +1,38 @@
 # Payment Recovery: one entry point.
-#   make            build the extension
-#   make install    install it into PostgreSQL 15 (root)
+#   make            build the extension, the nginx module and the unit tests
+#   make install    install the extension into PostgreSQL 15 (root)
 #   make deps       install missing Debian packages (root)
-#   make run        build, install, start PostgreSQL with demo data
+#   make run        build, install, start PostgreSQL with demo data and nginx
 #   make stop       stop what make run started
 #   make test       the same on a throwaway cluster, then every test
 #   make bench      benchmarks (prints ratios)
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PG_PORT   ?= 5499
+NGINX_PORT ?= 8080
 RUN_DIR   := $(CURDIR)/.pgdata
+NGINX_DIR := $(CURDIR)/tmp/nginx-run
+JWT_CFLAGS := -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-Ingx_recovery $(shell pkg-config --cflags json-c 2>/dev/null)
 
 export PG_CONFIG
 export PATH := $(shell dirname $(PG_CONFIG)):$(PATH)
 
-.PHONY: all install deps run stop test bench clean
+.PHONY: all extension module install deps run stop test bench clean
 
-all:
+all: extension module build/jwt-test
+
+extension:
 	@test -x $(PG_CONFIG) || { echo "PostgreSQL 15 server headers missing: run 'make deps' as root" >&2; exit 1; }
 	$(MAKE) -C pg_recovery
+
+module:
+	@scripts/build-module.sh
+
+# the C unit tests of the JWT code, with AddressSanitizer and UBSan
+build/jwt-test: t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c ngx_recovery/ngx_http_recovery_jwt.h
+	@mkdir -p build
+	$(CC) $(JWT_CFLAGS) -o $@ t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c -ljson-c -lcrypto
 
 install: all
 	$(MAKE) -C pg_recovery install
@@ -29,17 +43,22 @@ deps:
 run: deps install
 	@scripts/cluster.sh start $(RUN_DIR) $(PG_PORT)
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -f sql/demo.sql
-	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT)
+	@scripts/nginx.sh stop $(NGINX_DIR)
+	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $(PG_PORT)
+	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT)
 
 stop:
+	@scripts/nginx.sh stop $(NGINX_DIR)
 	@scripts/cluster.sh stop $(RUN_DIR)
-	@echo "stopped PostgreSQL of $(RUN_DIR)"
+	@echo "stopped nginx and PostgreSQL of $(RUN_DIR)"
 
 test: deps install
 	@scripts/test.sh
 
 bench: deps install
 	@bench/audit-overhead.sh
+	@bench/gateway.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean
+	rm -rf build build-address

@@ -20,7 +20,7 @@
 #define RECOVERY_JWT_RS256      0x02
 #define RECOVERY_JWT_ES256      0x04
 
-#define RECOVERY_JWT_MAX_LEN    8192
+#define RECOVERY_JWT_MAX_LEN    4096
 
 
 typedef struct {

@@ -34,12 +34,14 @@ static char *ngx_http_recovery_ops(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 static ngx_int_t ngx_http_recovery_authenticate(ngx_http_request_t *r,
-    ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf);
+    ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf,
+    const char **refusal);
 static ngx_int_t ngx_http_recovery_unauthorized(ngx_http_request_t *r,
     const char *description);
 static void ngx_http_recovery_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_recovery_parse_body(ngx_http_request_t *r,
-    ngx_http_recovery_ctx_t *ctx);
+    ngx_http_recovery_ctx_t *ctx, ngx_uint_t *status, const char **code,
+    ngx_str_t *message);
 static ngx_int_t ngx_http_recovery_start(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx);
 static ngx_int_t ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx);
@@ -822,8 +824,9 @@ ngx_int_t
 ngx_http_recovery_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_table_elt_t               *h;
     ngx_str_t                     *id;
+    const char                    *refusal;
+    ngx_table_elt_t               *h;
     ngx_http_cleanup_t            *cln;
     ngx_http_recovery_ctx_t       *ctx;
     ngx_http_recovery_loc_conf_t  *rlcf;
@@ -882,10 +885,16 @@ ngx_http_recovery_handler(ngx_http_request_t *r)
     ctx->read_only = (r->method == NGX_HTTP_GET);
 
     if (ctx->route->kind != NGX_HTTP_RECOVERY_LOGIN && rlcf->auth) {
-        rc = ngx_http_recovery_authenticate(r, ctx, rlcf);
-        if (rc != NGX_OK) {
+        refusal = NULL;
+        rc = ngx_http_recovery_authenticate(r, ctx, rlcf, &refusal);
+
+        if (rc == NGX_DECLINED) {
             ngx_http_discard_request_body(r);
-            return rc;
+            return ngx_http_recovery_unauthorized(r, refusal);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
@@ -920,10 +929,12 @@ ngx_http_recovery_handler(ngx_http_request_t *r)
 /*
  * A JWT is verified here, without the database; an API key is only taken
  * along: the extension checks its hash in the request's own round trip.
+ * NGX_DECLINED: refused, *refusal says why (NULL: no credentials at all).
  */
 static ngx_int_t
 ngx_http_recovery_authenticate(ngx_http_request_t *r,
-    ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf)
+    ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf,
+    const char **refusal)
 {
     u_char        *p, *last, *copy;
     size_t         len;
@@ -967,8 +978,8 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
         last = p + r->headers_in.authorization->value.len;
 
         if (last - p < 7 || ngx_strncasecmp(p, (u_char *) "Bearer ", 7) != 0) {
-            return ngx_http_recovery_unauthorized(r,
-                       "use the Bearer scheme with a token or an API key");
+            *refusal = "use the Bearer scheme with a token or an API key";
+            return NGX_DECLINED;
         }
 
         for (p += 7; p < last && *p == ' '; p++) { /* void */ }
@@ -982,18 +993,20 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
     }
 
     if (ctx->auth == NGX_HTTP_RECOVERY_AUTH_NONE || token.len == 0) {
-        return ngx_http_recovery_unauthorized(r, NULL);
+        *refusal = NULL;
+        return NGX_DECLINED;
     }
 
     if (ctx->auth == NGX_HTTP_RECOVERY_AUTH_KEY) {
         if (token.len > NGX_HTTP_RECOVERY_MAX_KEY) {
-            return ngx_http_recovery_unauthorized(r, "the API key is invalid");
+            *refusal = "the API key is invalid";
+            return NGX_DECLINED;
         }
 
         for (i = 0; i < token.len; i++) {
             if (token.data[i] <= ' ' || token.data[i] >= 0x7f) {
-                return ngx_http_recovery_unauthorized(r,
-                                                      "the API key is invalid");
+                *refusal = "the API key is invalid";
+                return NGX_DECLINED;
             }
         }
 
@@ -1002,8 +1015,8 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
     }
 
     if (rlcf->algorithms == 0) {
-        return ngx_http_recovery_unauthorized(r,
-                                              "tokens are not accepted here");
+        *refusal = "tokens are not accepted here";
+        return NGX_DECLINED;
     }
 
     claims = recovery_jwt_verify(&rlcf->verifier, (const char *) token.data,
@@ -1011,7 +1024,8 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
     if (claims == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "recovery: token refused: %s", error);
-        return ngx_http_recovery_unauthorized(r, error);
+        *refusal = error;
+        return NGX_DECLINED;
     }
 
     error = NULL;
@@ -1106,13 +1120,14 @@ failed:
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "recovery: token refused: %s", error);
 
-    return ngx_http_recovery_unauthorized(r, error);
+    *refusal = error;
+    return NGX_DECLINED;
 
 internal:
 
     json_object_put(claims);
 
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return NGX_ERROR;
 }
 
 
@@ -1169,11 +1184,14 @@ static void
 ngx_http_recovery_body_handler(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
+    ngx_str_t                 message;
+    ngx_uint_t                status;
+    const char               *code;
     ngx_http_recovery_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_recovery_module);
 
-    rc = ngx_http_recovery_parse_body(r, ctx);
+    rc = ngx_http_recovery_parse_body(r, ctx, &status, &code, &message);
 
     if (rc == NGX_OK) {
         rc = ngx_http_recovery_start(r, ctx);
@@ -1181,21 +1199,29 @@ ngx_http_recovery_body_handler(ngx_http_request_t *r)
         if (rc == NGX_DONE) {
             return;
         }
+
+    } else if (rc == NGX_DECLINED) {
+        rc = ngx_http_recovery_send_error(r, status, code, &message, NULL);
+
+    } else {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_http_finalize_request(r, rc);
 }
 
 
+/* NGX_DECLINED: the body is refused with *status, *code and *message */
 static ngx_int_t
 ngx_http_recovery_parse_body(ngx_http_request_t *r,
-    ngx_http_recovery_ctx_t *ctx)
+    ngx_http_recovery_ctx_t *ctx, ngx_uint_t *status, const char **code,
+    ngx_str_t *message)
 {
     u_char                   *p, *text;
     size_t                    len, end;
     ssize_t                   n;
     ngx_buf_t                *b;
-    ngx_str_t                 message, type;
+    ngx_str_t                 type;
     ngx_chain_t              *cl;
     json_tokener             *tok;
     enum json_tokener_error   err;
@@ -1209,9 +1235,10 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
     }
 
     if (len == 0) {
-        ngx_str_set(&message, "this request needs a JSON object as its body");
-        return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "body_required", &message, NULL);
+        ngx_str_set(message, "this request needs a JSON object as its body");
+        *status = NGX_HTTP_BAD_REQUEST;
+        *code = "body_required";
+        return NGX_DECLINED;
     }
 
     type = r->headers_in.content_type ? r->headers_in.content_type->value
@@ -1224,16 +1251,15 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
             && type.data[sizeof("application/json") - 1] != ';'
             && type.data[sizeof("application/json") - 1] != ' '))
     {
-        ngx_str_set(&message, "send the body as application/json");
-        return ngx_http_recovery_send_error(r,
-                                            NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                            "unsupported_media_type",
-                                            &message, NULL);
+        ngx_str_set(message, "send the body as application/json");
+        *status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
+        *code = "unsupported_media_type";
+        return NGX_DECLINED;
     }
 
     text = ngx_pnalloc(r->pool, len);
     if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     p = text;
@@ -1245,7 +1271,7 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
             n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
                               b->file_pos);
             if (n == NGX_ERROR) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                return NGX_ERROR;
             }
 
             p += n;
@@ -1259,7 +1285,7 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
 
     tok = json_tokener_new_ex(NGX_HTTP_RECOVERY_MAX_BODY_DEPTH);
     if (tok == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT
@@ -1276,12 +1302,12 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
     }
 
     if (err != json_tokener_success || end != len) {
-        message.data = ngx_pnalloc(r->pool, 128);
-        if (message.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        message->data = ngx_pnalloc(r->pool, 128);
+        if (message->data == NULL) {
+            return NGX_ERROR;
         }
 
-        message.len = ngx_snprintf(message.data, 128,
+        message->len = ngx_snprintf(message->data, 128,
                                    "the body is not valid JSON: %s at byte %uz",
                                    err == json_tokener_success
                                    ? "unexpected data after the value"
@@ -1289,16 +1315,18 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
                                    ? "the body ends inside the value"
                                    : json_tokener_error_desc(err),
                                    end)
-                      - message.data;
+                      - message->data;
 
-        return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "malformed_json", &message, NULL);
+        *status = NGX_HTTP_BAD_REQUEST;
+        *code = "malformed_json";
+        return NGX_DECLINED;
     }
 
     if (!json_object_is_type(ctx->body, json_type_object)) {
-        ngx_str_set(&message, "the body must be a JSON object");
-        return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "malformed_json", &message, NULL);
+        ngx_str_set(message, "the body must be a JSON object");
+        *status = NGX_HTTP_BAD_REQUEST;
+        *code = "malformed_json";
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -1,23 +1,37 @@
 #!/bin/sh
-# What make run prints at the end: how to connect and the demo logins.
+# What make run prints at the end: where the web app and the API are, how to
+# connect to the database, the demo logins and a first request to try.
 set -eu
-dir=$1 port=$2
+dir=$1 port=$2 http=${3:-8080}
 cat <<INFO
 
 Payment Recovery is running.
 
-  PostgreSQL 15 with pg_cron and pg_recovery, database "recovery":
-    psql -h $dir/sock -p $port -U postgres recovery    (as root or postgres)
-  The REST gateway's login role (password "authenticator", loopback only):
-    psql "host=127.0.0.1 port=$port user=recovery_authenticator dbname=recovery"
+  Web app and REST API (nginx with ngx_recovery):
+    http://127.0.0.1:$http/            the web app
+    http://127.0.0.1:$http/api/v1/     the API (JSON; see README "REST gateway")
+    http://127.0.0.1:$http/readyz      readiness, /metrics for Prometheus
 
-  Demo logins (recovery.login(email, password)):
+  Demo logins (web app, or POST /api/v1/auth/login):
     admin@demo.example     admin-demo-pass     recovery_admin
     manager@demo.example   manager-demo-pass   recovery_manager
     agent@demo.example     agent-demo-pass     recovery_agent
     auditor@demo.example   auditor-demo-pass   recovery_auditor
     viewer@demo.example    viewer-demo-pass    recovery_viewer
 
-  Try:  SELECT state, count(*) FROM recovery.recovery_cases GROUP BY 1;
+  Try:
+    TOKEN=\$(curl -s -X POST http://127.0.0.1:$http/api/v1/auth/login \\
+        -H 'Content-Type: application/json' \\
+        -d '{"email":"agent@demo.example","password":"agent-demo-pass"}' \\
+        | sed 's/.*"token":"\([^"]*\)".*/\1/')
+    curl -s -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:$http/api/v1/recovery-cases?state=open&limit=3'
+
+  PostgreSQL 15 with pg_cron and pg_recovery, database "recovery":
+    psql -h $dir/sock -p $port -U postgres recovery    (as root or postgres)
+    SELECT state, count(*) FROM recovery.recovery_cases GROUP BY 1;
+  The gateway's login role (password "authenticator", loopback only):
+    psql "host=127.0.0.1 port=$port user=recovery_authenticator dbname=recovery"
+
+  Logs: tmp/nginx-run/error.log, tmp/nginx-run/access.log, $dir/postgresql.log
   Stop: make stop
 INFO

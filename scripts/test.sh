@@ -1,14 +1,17 @@
 #!/bin/sh
-# make test: a throwaway cluster on a free port, the demo data, every test
-# under t/ through prove, and the cluster stopped whatever the outcome.
+# make test: a throwaway cluster on a free port with the demo data, nginx
+# with the module on another, every test under t/ through prove, and both
+# stopped whatever the outcome.
 set -eu
 cd "$(dirname "$0")/.."
 
 port=$(scripts/cluster.sh free-port)
+http_port=$(scripts/cluster.sh free-port)
 mkdir -p tmp
 dir=$(pwd)/tmp/test-$port
+nginx_dir=$(pwd)/tmp/test-nginx-$http_port
 
-trap 'scripts/cluster.sh destroy "$dir"' EXIT
+trap 'scripts/nginx.sh stop "$nginx_dir"; scripts/cluster.sh destroy "$dir"; rm -rf "$nginx_dir"' EXIT
 trap 'exit 130' INT TERM
 
 echo "test: PostgreSQL 15 on 127.0.0.1:$port in $dir"
@@ -16,8 +19,12 @@ scripts/cluster.sh start "$dir" "$port"
 scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS pgtap'
 echo "test: loading demo data"
 scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 -f sql/demo.sql
+echo "test: nginx with ngx_recovery on 127.0.0.1:$http_port in $nginx_dir"
+LOGIN_RATE=1000r/s LOGIN_BURST=1000 scripts/nginx.sh start "$nginx_dir" "$http_port" "$port"
 
 export PGHOST="$dir/sock" PGPORT="$port" PGUSER=postgres PGDATABASE=recovery
+export RECOVERY_CLUSTER_DIR="$dir" RECOVERY_NGINX_DIR="$nginx_dir"
+export RECOVERY_HTTP="http://127.0.0.1:$http_port"
 prove --recurse --timer --ext .t --ext .pg --source Perl --source pgTAP \
     --pgtap-option dbname=recovery --pgtap-option host="$PGHOST" \
     --pgtap-option port="$PGPORT" --pgtap-option username=postgres \

@@ -1,0 +1,94 @@
+#!/usr/bin/perl
+# The routed case endpoints end to end: list with keyset pagination, get,
+# transitions (one winner under a stale version), money received.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use Recovery::HTTP qw(http login);
+use Recovery::Test qw(connect_db new_case case_version);
+
+my $dbh = connect_db();
+my $agent = login('agent@demo.example', 'agent-demo-pass');
+my $manager = login('manager@demo.example', 'manager-demo-pass');
+
+# --- list ---------------------------------------------------------------------
+my $res = http(GET => '/api/v1/recovery-cases?state=open&limit=5', token => $agent);
+is($res->{status}, 200, 'list open cases: 200');
+is(scalar @{ $res->{json}{items} }, 5, 'a page of 5');
+ok(!(grep { $_->{state} ne 'open' } @{ $res->{json}{items} }), 'all open');
+my $after = $res->{json}{next_after};
+is($after, $res->{json}{items}[-1]{id}, 'next_after is the last id of the page');
+my $next = http(GET => "/api/v1/recovery-cases?state=open&limit=5&after=$after", token => $agent);
+cmp_ok($next->{json}{items}[0]{id}, '>', $after, 'the next page starts after it');
+my ($open) = $dbh->selectrow_array(q{SELECT count(*) FROM recovery.recovery_cases WHERE state = 'open'});
+my ($seen, $cursor, $pages) = (0, '', 0);
+while (1) {
+    my $page = http(GET => "/api/v1/recovery-cases?state=open&limit=200$cursor", token => $agent);
+    $seen += @{ $page->{json}{items} };
+    $pages++;
+    last unless defined $page->{json}{next_after};
+    $cursor = "&after=$page->{json}{next_after}";
+}
+is($seen, $open, "following next_after visits every open case once ($pages pages)");
+
+# --- get and transitions ------------------------------------------------------
+my $case = new_case($dbh, 20_000);
+$res = http(GET => "/api/v1/recovery-cases/$case", token => $agent);
+is($res->{status}, 200, 'get a case: 200');
+is($res->{json}{balance}, 20_000, 'its balance in minor units');
+is($res->{json}{currency}, 'EUR', 'and its currency');
+is_deeply([sort map { $_->{event} } @{ $res->{json}{transitions} }],
+          [qw(contact dispute escalate plan promise)],
+          'the events an agent may fire on an open case (cancel is for admins)')
+    or diag explain $res->{json}{transitions};
+
+my $version = $res->{json}{version};
+$res = http(POST => "/api/v1/recovery-cases/$case/transitions", token => $agent,
+            json => { event => 'contact', expected_version => $version });
+is($res->{status}, 200, 'contact: 200');
+is($res->{json}{state}, 'contacted', 'the case is contacted');
+is($res->{json}{version}, $version + 1, 'at the next version');
+
+$res = http(POST => "/api/v1/recovery-cases/$case/transitions", token => $agent,
+            json => { event => 'promise', expected_version => $version + 1,
+                      details => { amount => 5_000, due_date => '2030-01-31' } });
+is($res->{status}, 200, 'promise with its details: 200');
+is($res->{json}{state}, 'promised', 'the case is promised');
+
+# two clients with the same version: exactly one wins
+$version = case_version($dbh, $case);
+my @statuses;
+for my $n (1 .. 2) {
+    my $pid = open(my $child, '-|') // die "fork: $!";
+    if (!$pid) {
+        my $r = http(POST => "/api/v1/recovery-cases/$case/transitions", token => $agent,
+                     json => { event => 'escalate', expected_version => $version });
+        print $r->{status};
+        exit 0;
+    }
+    push @statuses, $child;
+}
+@statuses = sort map { scalar <$_> } @statuses;
+is_deeply(\@statuses, [200, 409], 'two concurrent escalations at one version: one 200, one 409');
+
+$res = http(POST => "/api/v1/recovery-cases/$case/transitions", token => $manager,
+            json => { event => 'write_off', expected_version => case_version($dbh, $case),
+                      details => { reason => 'customer insolvent' } });
+is($res->{status}, 200, 'a manager writes off: 200');
+is($res->{json}{state}, 'written_off', 'written off');
+
+# --- money --------------------------------------------------------------------
+$case = new_case($dbh, 7_500);
+$res = http(POST => "/api/v1/recovery-cases/$case/payments", token => $agent,
+            json => { amount => 2_500, currency => 'EUR', reference => 'bank 1' });
+is($res->{status}, 201, 'money received: 201 Created');
+is($res->{json}{receipt}{amount}, 2_500, 'the receipt has the amount');
+is($res->{json}{case}{balance}, 5_000, 'the balance went down by it');
+$res = http(POST => "/api/v1/recovery-cases/$case/payments", token => $agent,
+            json => { amount => 5_000, currency => 'EUR' });
+is($res->{json}{case}{state}, 'resolved', 'paying the rest resolves the case');
+is($res->{json}{case}{balance}, 0, 'at a zero balance');
+
+done_testing();

@@ -1,0 +1,75 @@
+package Recovery::Stack;
+# A PostgreSQL cluster and an nginx of a test's own, on free ports, for the
+# tests that stop the database or exhaust the pool without disturbing the
+# others.  Everything is stopped and removed when the object goes away.
+use strict;
+use warnings;
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use Recovery::Test qw(connect_db);
+
+my $root = abs_path(dirname(__FILE__) . '/../../..');
+
+sub run {
+    my (@cmd) = @_;
+    system(@cmd) == 0 or die "@cmd failed: $?\n";
+}
+
+sub free_port {
+    my $port = `$root/scripts/cluster.sh free-port`;
+    chomp $port;
+    return $port;
+}
+
+# new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms', ...): nginx settings
+sub new {
+    my ($class, %nginx) = @_;
+    my $self = bless { pg_port => free_port(), http_port => free_port(), owner => $$ }, $class;
+    $self->{pg_dir} = "$root/tmp/stack-$self->{pg_port}";
+    $self->{nginx_dir} = "$root/tmp/stack-nginx-$self->{http_port}";
+    $self->start_db;
+    # the password the nginx template logs in with (demo.sql sets it too)
+    $self->dbh->do(q{ALTER ROLE recovery_authenticator PASSWORD 'authenticator'});
+    local @ENV{keys %nginx} = values %nginx;
+    run("$root/scripts/nginx.sh", 'start', $self->{nginx_dir}, $self->{http_port}, $self->{pg_port});
+    return $self;
+}
+
+sub base { "http://127.0.0.1:$_[0]{http_port}" }
+sub nginx_dir { $_[0]{nginx_dir} }
+
+sub start_db {
+    my ($self) = @_;
+    run("$root/scripts/cluster.sh start $self->{pg_dir} $self->{pg_port} >/dev/null");
+}
+
+sub stop_db {
+    my ($self) = @_;
+    run("$root/scripts/cluster.sh", 'stop', $self->{pg_dir});
+}
+
+sub dbh {
+    my ($self) = @_;
+    local $ENV{PGHOST} = "$self->{pg_dir}/sock";
+    local $ENV{PGPORT} = $self->{pg_port};
+    local $ENV{PGDATABASE} = 'recovery';
+    local $ENV{PGUSER} = 'postgres';
+    return connect_db();
+}
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{nginx_dir}/error.log" or return '';
+    local $/;
+    return <$fh>;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    return if $$ != $self->{owner};    # forked children leave it alone
+    system("$root/scripts/nginx.sh", 'stop', $self->{nginx_dir});
+    system("$root/scripts/cluster.sh", 'destroy', $self->{pg_dir});
+    system('rm', '-rf', $self->{nginx_dir});
+}
+
+1;

@@ -33,8 +33,8 @@ sub get_case {
     return $res;
 }
 
-# Runs $code in $n children at once; returns what each printed, in order.
-sub in_parallel {
+# Starts $code in $n children at once; collect() returns what each printed.
+sub spawn {
     my ($n, $code) = @_;
     my @pipes;
     for (1 .. $n) {
@@ -42,7 +42,11 @@ sub in_parallel {
         if (!$pid) { $code->(); exit 0 }
         push @pipes, $fh;
     }
-    return map { local $/; scalar <$_> } @pipes;
+    return @pipes;
+}
+
+sub collect {
+    return map { local $/; my $out = <$_>; close $_; $out } @_;
 }
 
 is(get_case()->{status}, 200, 'the stack answers');
@@ -99,23 +103,16 @@ my $version = case_version($dbh, $locked);
 $dbh->begin_work;
 $dbh->do('SELECT 1 FROM recovery.recovery_cases WHERE id = $1 FOR UPDATE', undef, $locked);
 
-my @blocked;
-for (1 .. 2) {
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if (!$pid) {
-        my $res = http(POST => "/api/v1/recovery-cases/$locked/transitions", token => $agent,
-                       base => $base, json => { event => 'contact', expected_version => $version });
-        print $res->{status};
-        exit 0;
-    }
-    push @blocked, $fh;
-}
+my @blocked = spawn(2, sub {
+    print http(POST => "/api/v1/recovery-cases/$locked/transitions", token => $agent,
+               base => $base, json => { event => 'contact', expected_version => $version })->{status};
+});
 sleep 0.5;
 
-my @queued = in_parallel(4, sub {
+my @queued = collect(spawn(4, sub {
     my $res = get_case();
     printf '%d %.3f %s', $res->{status}, $res->{took}, $res->{json}{error} // 'ok';
-});
+}));
 is(scalar(grep { /^503 / } @queued), 4, 'with both connections busy, queued requests get 503')
     or diag explain \@queued;
 is(scalar(grep { my ($s, $t) = split; $t >= 0.6 && $t < 2 } @queued), 4,
@@ -124,13 +121,11 @@ is(scalar(grep { my ($s, $t) = split; $t >= 0.6 && $t < 2 } @queued), 4,
 # clients that give up while they wait or while the database works
 get_case(timeout => 0.3) for 1 .. 3;
 
-my @served = in_parallel(2, sub {
-    my $res = get_case();
-    print $res->{status};
-});
-# (they queued; the lock goes away before their timeout only if released now)
+my @waiting = spawn(2, sub { print get_case()->{status} });
+sleep 0.2;
 $dbh->commit;
-my @results = sort map { local $/; scalar <$_> } @blocked;
+my @served = collect(@waiting);
+my @results = sort(collect(@blocked));
 is_deeply(\@results, [200, 409], 'once the lock is gone the two transitions finish: one 200, one 409');
 is(scalar(grep { $_ == 200 } @served), 2, 'requests queued meanwhile are served once a connection frees up');
 

@@ -5,9 +5,19 @@
 # Settings (environment): WORKERS=2 POOL_SIZE=4 QUEUE_TIMEOUT=2s
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 LOG_LEVEL=notice MODULE=build/...so
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
-#   under that command (memory tests); its exit status is in DIR/under.rc.
+#   under that command; its exit status is in DIR/under.rc.
+#   NGINX_PRELOAD=/path/libasan.so runs nginx (only) with it preloaded, and
+#   its workers as the invoking user, so that LeakSanitizer can work.
 set -eu
 cd "$(dirname "$0")/.."
+
+run_nginx() {
+    if [ -n "${NGINX_PRELOAD:-}" ]; then
+        env LD_PRELOAD="$NGINX_PRELOAD" nginx "$@"
+    else
+        nginx "$@"
+    fi
+}
 
 start() {
     dir=$1 port=$2 pgport=$3
@@ -16,7 +26,7 @@ start() {
     [ -f "$dir/jwt-secret" ] || { head -c 48 /dev/urandom | base64 -w0 > "$dir/jwt-secret"; chmod 600 "$dir/jwt-secret"; }
 
     user="" master="daemon on;"
-    [ "$(id -u)" -eq 0 ] && user="user nobody nogroup;"
+    [ "$(id -u)" -eq 0 ] && [ -z "${NGINX_PRELOAD:-}" ] && user="user nobody nogroup;"
     [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
 
     sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
@@ -28,7 +38,7 @@ start() {
         -e "s|@LOG_LEVEL@|${LOG_LEVEL:-notice}|" \
         conf/nginx.conf.in > "$dir/nginx.conf"
 
-    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || {
+    run_nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || {
         echo "nginx: the configuration in $dir/nginx.conf is invalid" >&2; exit 1; }
 
     rm -f "$dir/nginx.pid" "$dir/under.rc"
@@ -37,7 +47,7 @@ start() {
         ( set +e; $NGINX_UNDER nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
             >"$dir/under.log" 2>&1; echo $? > "$dir/under.rc" ) &
     else
-        nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+        run_nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
     fi
 
     i=0

@@ -1,17 +1,21 @@
 #!/bin/sh
 # make test: a throwaway cluster on a free port with the demo data, nginx
-# with the module on another, every test under t/ through prove, and both
-# stopped whatever the outcome.
+# with the module on another, every test under t/ through prove; then the
+# HTTP tests again against nginx with the module built with AddressSanitizer.
+# Everything is stopped whatever the outcome.
 set -eu
 cd "$(dirname "$0")/.."
 
 port=$(scripts/cluster.sh free-port)
 http_port=$(scripts/cluster.sh free-port)
+asan_port=$(scripts/cluster.sh free-port)
 mkdir -p tmp
 dir=$(pwd)/tmp/test-$port
 nginx_dir=$(pwd)/tmp/test-nginx-$http_port
+asan_dir=$(pwd)/tmp/test-nginx-asan-$asan_port
 
-trap 'scripts/nginx.sh stop "$nginx_dir"; scripts/cluster.sh destroy "$dir"; rm -rf "$nginx_dir"' EXIT
+trap 'scripts/nginx.sh stop "$nginx_dir"; scripts/nginx.sh stop "$asan_dir";
+      scripts/cluster.sh destroy "$dir"; rm -rf "$nginx_dir" "$asan_dir"' EXIT
 trap 'exit 130' INT TERM
 
 echo "test: PostgreSQL 15 on 127.0.0.1:$port in $dir"
@@ -30,3 +34,14 @@ prove --recurse --timer --ext .t --ext .pg --source Perl --source pgTAP \
     --pgtap-option port="$PGPORT" --pgtap-option username=postgres \
     --pgtap-option set=ON_ERROR_STOP=1 \
     t/ "$@"
+
+echo "test: the HTTP tests again, with the module built with AddressSanitizer"
+SANITIZE=address scripts/build-module.sh
+mkdir -p "$asan_dir/asan"
+export ASAN_OPTIONS="log_path=$asan_dir/asan/asan:detect_leaks=1" LSAN_OPTIONS=exitcode=0
+export MODULE=$(pwd)/build-address/ngx_http_recovery_module.so
+export NGINX_PRELOAD=$(gcc -print-file-name=libasan.so)
+LOGIN_RATE=1000r/s LOGIN_BURST=1000 scripts/nginx.sh start "$asan_dir" "$asan_port" "$port"
+RECOVERY_NGINX_DIR="$asan_dir" RECOVERY_HTTP="http://127.0.0.1:$asan_port" \
+RECOVERY_ASAN_LOGS="$asan_dir/asan" \
+    prove --timer --ext .t --source Perl t/http/ t/asan/report.pl

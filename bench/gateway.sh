@@ -8,14 +8,14 @@
 # Rounds alternate the four; figures are medians over rounds, ratios are
 # against (a) measured in the same run.
 #
-#   ROUNDS=3 SECONDS_PER_RUN=10 WORKERS=2 POOL_SIZE=4 CONNECTIONS=32 make bench
+#   ROUNDS=3 SECONDS_PER_RUN=10 WORKERS=2 POOL_SIZE=2 CONNECTIONS=32 make bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=${ROUNDS:-3}
 seconds=${SECONDS_PER_RUN:-10}
 workers=${WORKERS:-2}
-pool=${POOL_SIZE:-4}
+pool=${POOL_SIZE:-2}
 connections=${CONNECTIONS:-32}
 db_connections=$((workers * pool))
 case_id=5

@@ -2,7 +2,7 @@
 # nginx with the ngx_recovery module, in a folder of its own.
 #   nginx.sh start DIR PORT PGPORT   render conf/nginx.conf.in into DIR, start
 #   nginx.sh stop DIR                stop it (graceful, then forced)
-# Settings (environment): WORKERS=2 POOL_SIZE=4 QUEUE_TIMEOUT=2s
+# Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 LOG_LEVEL=notice MODULE=build/...so
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
 #   under that command; its exit status is in DIR/under.rc.
@@ -32,7 +32,7 @@ start() {
     sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
         -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
-        -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-4}|" \
+        -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \
         -e "s|@LOGIN_RATE@|${LOGIN_RATE:-10r/s}|" -e "s|@LOGIN_BURST@|${LOGIN_BURST:-20}|" \
         -e "s|@LOG_LEVEL@|${LOG_LEVEL:-notice}|" \

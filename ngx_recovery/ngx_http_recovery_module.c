@@ -1103,7 +1103,7 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
                         : ngx_sprintf(copy, "user:%V%Z", &ctx->user_id))
                      - copy - 1;
 
-    s = json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    s = json_object_to_json_string_ext(claims, NGX_HTTP_RECOVERY_JSON);
     if (ngx_http_recovery_copy(r->pool, &ctx->claims, s, ngx_strlen(s))
         != NGX_OK)
     {
@@ -1468,10 +1468,7 @@ ngx_http_recovery_respond_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     size_t len)
 {
     char                          *token;
-    u_char                        *body;
-    size_t                         n;
     time_t                         now;
-    const char                    *text;
     json_object                   *profile, *claims, *field, *out;
     ngx_table_elt_t               *h;
     ngx_http_request_t            *r;
@@ -1540,21 +1537,10 @@ ngx_http_recovery_respond_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     json_object_object_add(out, "user", profile);
     free(token);
 
-    text = json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    n = ngx_strlen(text);
-    body = ngx_pnalloc(r->pool, n);
-
-    if (body == NULL) {
-        json_object_put(out);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, text, n);
-    json_object_put(out);
-
     /* a token is a credential: no cache may keep it */
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
+        json_object_put(out);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1562,7 +1548,7 @@ ngx_http_recovery_respond_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     ngx_str_set(&h->key, "Cache-Control");
     ngx_str_set(&h->value, "no-store");
 
-    return ngx_http_recovery_send_json(r, NGX_HTTP_OK, body, n);
+    return ngx_http_recovery_send_object(r, NGX_HTTP_OK, out);
 }
 
 

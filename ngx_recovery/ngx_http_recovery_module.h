@@ -28,6 +28,10 @@
 
 #define NGX_HTTP_RECOVERY_MAX_BODY_DEPTH  32
 
+/* JSON as clients expect it: compact, and "/" not escaped */
+#define NGX_HTTP_RECOVERY_JSON                                                \
+    (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
 
 typedef struct ngx_http_recovery_pool_s  ngx_http_recovery_pool_t;
 typedef struct ngx_http_recovery_conn_s  ngx_http_recovery_conn_t;
@@ -149,6 +153,8 @@ ngx_int_t ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx,
 /* responses: JSON bodies and the SQLSTATE to HTTP status table */
 ngx_int_t ngx_http_recovery_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *json, size_t len);
+ngx_int_t ngx_http_recovery_send_object(ngx_http_request_t *r,
+    ngx_uint_t status, json_object *obj);
 ngx_int_t ngx_http_recovery_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message,
     ngx_str_t *detail);

@@ -32,8 +32,8 @@ static ngx_http_recovery_sqlstate_t  ngx_http_recovery_sqlstates[] = {
     { "23503", 422, "unknown_reference" },
     { "23502", 400, "validation_failed" },
     { "23514", 400, "validation_failed" },
-    { "40001", 409, "serialization_failure" },
-    { "40P01", 409, "deadlock_detected" },
+    { "40001", 503, "serialization_failure" },    /* transient: retry */
+    { "40P01", 503, "deadlock_detected" },
     { "57014", 503, "statement_timeout" },
     { "22", 400, "invalid_value" },
     { "08", 503, "database_unavailable" },
@@ -91,13 +91,35 @@ ngx_http_recovery_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* sends a json-c object, which it frees */
+ngx_int_t
+ngx_http_recovery_send_object(ngx_http_request_t *r, ngx_uint_t status,
+    json_object *obj)
+{
+    u_char      *body;
+    size_t       len;
+    const char  *text;
+
+    text = json_object_to_json_string_ext(obj, NGX_HTTP_RECOVERY_JSON);
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        json_object_put(obj);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    json_object_put(obj);
+
+    return ngx_http_recovery_send_json(r, status, body, len);
+}
+
+
 ngx_int_t
 ngx_http_recovery_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, ngx_str_t *message, ngx_str_t *detail)
 {
-    u_char       *body;
-    size_t        len;
-    const char   *text;
     json_object  *obj;
 
     obj = json_object_new_object();
@@ -111,22 +133,10 @@ ngx_http_recovery_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_recovery_json_add(obj, "request_id",
                                ngx_http_recovery_request_id(r));
 
-    text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    len = ngx_strlen(text);
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        json_object_put(obj);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, text, len);
-    json_object_put(obj);
-
     /* an error must not be cached as if it were the resource */
     r->headers_out.last_modified_time = -1;
 
-    return ngx_http_recovery_send_json(r, status, body, len);
+    return ngx_http_recovery_send_object(r, status, obj);
 }
 
 
@@ -138,8 +148,6 @@ ngx_http_recovery_send_error(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_recovery_send_sql_error(ngx_http_request_t *r, PGresult *error)
 {
-    u_char                        *body;
-    size_t                         len;
     const char                    *sqlstate, *text;
     json_object                   *obj;
     ngx_table_elt_t               *h;
@@ -150,8 +158,7 @@ ngx_http_recovery_send_sql_error(ngx_http_request_t *r, PGresult *error)
 
     if (map->status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "recovery: %s failed with SQLSTATE %s: %s",
-                      r->uri.data ? "request" : "call",
+                      "recovery: the call failed with SQLSTATE %s: %s",
                       sqlstate ? sqlstate : "none",
                       PQresultErrorMessage(error));
         ngx_http_recovery_metrics_db_error(r);
@@ -225,19 +232,7 @@ ngx_http_recovery_send_sql_error(ngx_http_request_t *r, PGresult *error)
     ngx_http_recovery_json_add(obj, "request_id",
                                ngx_http_recovery_request_id(r));
 
-    text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    len = ngx_strlen(text);
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        json_object_put(obj);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, text, len);
-    json_object_put(obj);
-
-    return ngx_http_recovery_send_json(r, map->status, body, len);
+    return ngx_http_recovery_send_object(r, map->status, obj);
 }
 
 

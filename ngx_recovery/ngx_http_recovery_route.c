@@ -396,7 +396,7 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
     if (arg->whole_body) {
         if (ctx->body) {
             *value = json_object_to_json_string_ext(ctx->body,
-                                                    JSON_C_TO_STRING_PLAIN);
+                                                    NGX_HTTP_RECOVERY_JSON);
         }
 
         return NGX_OK;
@@ -441,7 +441,7 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
             return NGX_DECLINED;
         }
 
-        *value = json_object_to_json_string_ext(field, JSON_C_TO_STRING_PLAIN);
+        *value = json_object_to_json_string_ext(field, NGX_HTTP_RECOVERY_JSON);
         return NGX_OK;
     }
 

@@ -43,5 +43,7 @@ if [ ! -f "$build/nginx/Makefile" ] || [ "$(cat "$build/.configured" 2>/dev/null
 fi
 
 make -s -C "$src" -f "$build/nginx/Makefile" modules
-cp "$build/nginx/ngx_http_recovery_module.so" "$build/"
+# replace, never overwrite: a running nginx has the old file mapped
+cp "$build/nginx/ngx_http_recovery_module.so" "$build/.module.so.new"
+mv -f "$build/.module.so.new" "$build/ngx_http_recovery_module.so"
 echo "build-module: $build/ngx_http_recovery_module.so"

@@ -115,7 +115,7 @@ median_ratio() { round_ratios "$1" "$2" | awk '{v[NR]=$1} END {print v[int((NR+1
 rounds_of() { round_ratios "$1" "$2" | paste -sd' '; }
 
 echo
-echo "  ratios, median of the rounds (each round: $(rounds_of gateway pipeline | wc -w) values)"
+echo "  ratios: each round's runs are back to back; the figure is the median of the rounds' ratios"
 echo "  gateway / (a) database limit for this work:  $(median_ratio gateway pipeline)   rounds: $(rounds_of gateway pipeline)   (target: at least 0.80)"
 echo "  (a) / (b) what the request context costs:     $(median_ratio pipeline bare)   rounds: $(rounds_of pipeline bare)"
 echo "  gateway / (c) HTTP limit:                     $(median_ratio gateway static)   rounds: $(rounds_of gateway static)"

@@ -51,13 +51,14 @@ CREATE FUNCTION api_me() RETURNS jsonb
         'actor', nullif(current_setting('recovery.actor'), ''),
         'authenticated_by', CASE WHEN current_setting('recovery.user_id') = ''
                                  THEN 'api_key' ELSE 'token' END,
-        'request_id', nullif(current_setting('recovery.request_id'), ''))
+        'request_id', nullif(current_setting('recovery.request_id'), ''),
+        'read_only', current_setting('transaction_read_only')::boolean)
     FROM (SELECT 1) AS one
     LEFT JOIN recovery.users AS u
            ON u.id = nullif(current_setting('recovery.user_id'), '')::bigint
 $$;
 COMMENT ON FUNCTION api_me() IS
-    'Who the current request is: user, role and how it authenticated (GET /api/v1/auth/me).';
+    'Who the current request is: user, role, how it authenticated, and whether its transaction is read-only (GET /api/v1/auth/me).';
 
 -------------------------------------------------------------------------------
 -- Recovery cases

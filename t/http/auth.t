@@ -6,6 +6,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use File::Temp qw(tempdir);
+use JSON::PP ();
 use Test::More;
 use Recovery::HTTP qw(http login jwt claims);
 use Recovery::Test qw(connect_db);
@@ -59,6 +60,7 @@ is($res->{status}, 200, 'a token from login: 200');
 is($res->{json}{role}, 'recovery_agent', 'the request runs as the token\'s role');
 is($res->{json}{user_id}, 3, 'and as its user');
 is($res->{json}{authenticated_by}, 'token', 'authenticated by token');
+is($res->{json}{read_only}, JSON::PP::true, 'a GET runs in a read-only transaction');
 
 is(http(GET => $me, token => jwt(claims()))->{status}, 200, 'a token minted with the secret: 200');
 

@@ -56,6 +56,13 @@ static ngx_int_t ngx_http_recovery_request_id_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_recovery_copy(ngx_pool_t *pool, ngx_str_t *dst,
     const char *src, size_t len);
+static ngx_table_elt_t *ngx_http_recovery_header(ngx_http_request_t *r,
+    ngx_str_t *name);
+
+
+static ngx_str_t  ngx_http_recovery_api_key_header = ngx_string("X-API-Key");
+static ngx_str_t  ngx_http_recovery_request_id_header =
+    ngx_string("X-Request-Id");
 
 
 #define NGX_HTTP_RECOVERY_READY      1
@@ -936,39 +943,20 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf,
     const char **refusal)
 {
-    u_char        *p, *last, *copy;
-    size_t         len;
-    ngx_str_t      token, *role;
-    ngx_uint_t     i;
-    const char    *error, *s;
-    json_object   *claims, *field;
-    ngx_list_part_t  *part;
+    u_char           *p, *last, *copy;
+    size_t            len;
+    ngx_str_t         token, *role;
+    ngx_uint_t        i;
+    const char       *error, *s;
+    json_object      *claims, *field;
     ngx_table_elt_t  *header;
 
     ngx_str_null(&token);
 
-    part = &r->headers_in.headers.part;
-    header = part->elts;
-
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            header = part->elts;
-            i = 0;
-        }
-
-        if (header[i].key.len == sizeof("X-API-Key") - 1
-            && ngx_strncasecmp(header[i].key.data, (u_char *) "X-API-Key",
-                               sizeof("X-API-Key") - 1) == 0)
-        {
-            token = header[i].value;
-            ctx->auth = NGX_HTTP_RECOVERY_AUTH_KEY;
-            break;
-        }
+    header = ngx_http_recovery_header(r, &ngx_http_recovery_api_key_header);
+    if (header) {
+        token = header->value;
+        ctx->auth = NGX_HTTP_RECOVERY_AUTH_KEY;
     }
 
     if (ctx->auth == NGX_HTTP_RECOVERY_AUTH_NONE
@@ -1659,9 +1647,9 @@ ngx_http_recovery_log_handler(ngx_http_request_t *r)
 ngx_str_t *
 ngx_http_recovery_request_id(ngx_http_request_t *r)
 {
+    u_char                          ch;
     ngx_str_t                      *id;
-    ngx_uint_t                      i, n;
-    ngx_list_part_t                *part;
+    ngx_uint_t                      n;
     ngx_table_elt_t                *header;
     ngx_http_recovery_ctx_t        *ctx;
     ngx_http_variable_value_t      *v;
@@ -1677,31 +1665,13 @@ ngx_http_recovery_request_id(ngx_http_request_t *r)
         return &ngx_http_recovery_no_request_id;
     }
 
-    part = &r->headers_in.headers.part;
-    header = part->elts;
+    header = ngx_http_recovery_header(r, &ngx_http_recovery_request_id_header);
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            header = part->elts;
-            i = 0;
-        }
-
-        if (header[i].key.len != sizeof("X-Request-Id") - 1
-            || ngx_strncasecmp(header[i].key.data, (u_char *) "X-Request-Id",
-                               sizeof("X-Request-Id") - 1) != 0
-            || header[i].value.len == 0
-            || header[i].value.len > NGX_HTTP_RECOVERY_MAX_ID)
-        {
-            continue;
-        }
-
-        for (n = 0; n < header[i].value.len; n++) {
-            u_char ch = header[i].value.data[n];
+    if (header && header->value.len > 0
+        && header->value.len <= NGX_HTTP_RECOVERY_MAX_ID)
+    {
+        for (n = 0; n < header->value.len; n++) {
+            ch = header->value.data[n];
 
             if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
                   || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'
@@ -1711,8 +1681,8 @@ ngx_http_recovery_request_id(ngx_http_request_t *r)
             }
         }
 
-        if (n == header[i].value.len) {
-            *id = header[i].value;
+        if (n == header->value.len) {
+            *id = header->value;
             return id;
         }
     }
@@ -1746,6 +1716,37 @@ ngx_http_recovery_request_id_variable(ngx_http_request_t *r,
     v->not_found = (id->len == 0);
 
     return NGX_OK;
+}
+
+
+/* the first request header of that name */
+static ngx_table_elt_t *
+ngx_http_recovery_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *header;
+
+    part = &r->headers_in.headers.part;
+    header = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            header = part->elts;
+            i = 0;
+        }
+
+        if (header[i].key.len == name->len
+            && ngx_strncasecmp(header[i].key.data, name->data, name->len) == 0)
+        {
+            return &header[i];
+        }
+    }
 }
 
 

@@ -114,6 +114,7 @@ static void ngx_http_recovery_pool_fail_waiting(
 static void ngx_http_recovery_wait_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_conn_close_socket(ngx_http_recovery_conn_t *conn);
+static void ngx_http_recovery_notice(void *arg, const char *message);
 
 
 static ngx_inline ngx_http_recovery_pool_t *
@@ -369,6 +370,9 @@ ngx_http_recovery_conn_connect(ngx_http_recovery_conn_t *conn)
         ngx_http_recovery_conn_retry(conn);
         return;
     }
+
+    /* libpq would print notices to stderr */
+    PQsetNoticeProcessor(conn->pg, ngx_http_recovery_notice, conn);
 
     ngx_memzero(conn->prepared, pool->nstatements);
     conn->state = NGX_HTTP_RECOVERY_CONN_CONNECTING;
@@ -1030,6 +1034,16 @@ ngx_http_recovery_wait_handler(ngx_event_t *ev)
 
     ngx_str_set(&ctx->failure, "every database connection is busy");
     ngx_http_recovery_finish(ctx);
+}
+
+
+static void
+ngx_http_recovery_notice(void *arg, const char *message)
+{
+    ngx_http_recovery_conn_t  *conn = arg;
+
+    ngx_log_error(NGX_LOG_NOTICE, conn->pool->log, 0,
+                  "recovery: database notice: %s", message);
 }
 
 

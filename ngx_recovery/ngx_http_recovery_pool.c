@@ -505,8 +505,15 @@ ngx_http_recovery_conn_poll(ngx_http_recovery_conn_t *conn)
     status = PQconnectPoll(conn->pg);
 
     if (status != PGRES_POLLING_FAILED && PQsocket(conn->pg) != conn->c->fd) {
-        left = conn->c->read->timer_set
-               ? conn->c->read->timer.key - ngx_current_msec : 0;
+        left = 1;
+
+        if (conn->c->read->timer_set
+            && (ngx_msec_int_t) (conn->c->read->timer.key - ngx_current_msec)
+               > 0)
+        {
+            left = conn->c->read->timer.key - ngx_current_msec;
+        }
+
         ngx_http_recovery_conn_close_socket(conn);
 
         if (ngx_http_recovery_conn_bind(conn) != NGX_OK) {
@@ -514,7 +521,8 @@ ngx_http_recovery_conn_poll(ngx_http_recovery_conn_t *conn)
             return;
         }
 
-        ngx_add_timer(conn->c->read, left ? left : 1);
+        /* the connect timeout goes on counting on the new socket */
+        ngx_add_timer(conn->c->read, left);
     }
 
     switch (status) {

@@ -10,6 +10,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PG_PORT   ?= 5499
 NGINX_PORT ?= 8080
+TLS_PORT  ?= 8443
 RUN_DIR   := $(CURDIR)/.pgdata
 NGINX_DIR := $(CURDIR)/tmp/nginx-run
 JWT_CFLAGS := -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -44,8 +45,8 @@ run: deps install
 	@scripts/cluster.sh start $(RUN_DIR) $(PG_PORT)
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -f sql/demo.sql
 	@scripts/nginx.sh stop $(NGINX_DIR)
-	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $(PG_PORT)
-	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT)
+	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $(PG_PORT) $(TLS_PORT)
+	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT) $(TLS_PORT)
 
 stop:
 	@scripts/nginx.sh stop $(NGINX_DIR)

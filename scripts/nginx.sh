@@ -1,6 +1,10 @@
 #!/bin/sh
 # nginx with the ngx_recovery module, in a folder of its own.
-#   nginx.sh start DIR PORT PGPORT   render conf/nginx.conf.in into DIR, start
+#   nginx.sh start DIR PORT PGPORT [TLS_PORT]
+#                                    render conf/nginx.conf.in into DIR, start;
+#                                    HTTPS on TLS_PORT (a free one if not given,
+#                                    written to DIR/tls-port) with a
+#                                    self-signed certificate made in DIR/tls
 #   nginx.sh stop DIR                stop it (graceful, then forced)
 # Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 LOG_LEVEL=notice MODULE=build/...so
@@ -20,9 +24,15 @@ run_nginx() {
 }
 
 start() {
-    dir=$1 port=$2 pgport=$3
+    dir=$1 port=$2 pgport=$3 tls_port=${4:-$(scripts/cluster.sh free-port)}
     module=${MODULE:-$(pwd)/build/ngx_http_recovery_module.so}
-    mkdir -p "$dir"
+    mkdir -p "$dir/tls"
+    echo "$tls_port" > "$dir/tls-port"
+    # a certificate for loopback, made again when it is about to expire
+    openssl x509 -checkend 86400 -noout -in "$dir/tls/cert.pem" >/dev/null 2>&1 || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -nodes -days 30 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" 2>/dev/null ||
+        { echo "nginx: openssl cannot make a certificate" >&2; exit 1; }
     [ -f "$dir/jwt-secret" ] || { head -c 48 /dev/urandom | base64 -w0 > "$dir/jwt-secret"; chmod 600 "$dir/jwt-secret"; }
 
     user="" master="daemon on;"
@@ -30,7 +40,7 @@ start() {
     [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
 
     sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
-        -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" \
+        -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" -e "s|@TLS_PORT@|$tls_port|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \
@@ -83,5 +93,5 @@ stop() {
 case "${1:-}" in
     start) shift; start "$@" ;;
     stop)  shift; stop "$@" ;;
-    *) echo "usage: $0 start DIR PORT PGPORT | stop DIR" >&2; exit 2 ;;
+    *) echo "usage: $0 start DIR PORT PGPORT [TLS_PORT] | stop DIR" >&2; exit 2 ;;
 esac

@@ -2,7 +2,7 @@
 # What make run prints at the end: where the web app and the API are, how to
 # connect to the database, the demo logins and a first request to try.
 set -eu
-dir=$1 port=$2 http=${3:-8080}
+dir=$1 port=$2 http=${3:-8080} https=${4:-8443}
 cat <<INFO
 
 Payment Recovery is running.
@@ -11,6 +11,7 @@ Payment Recovery is running.
     http://127.0.0.1:$http/            the web app
     http://127.0.0.1:$http/api/v1/     the API (JSON; see README "REST gateway")
     http://127.0.0.1:$http/readyz      readiness, /metrics for Prometheus
+    https://127.0.0.1:$https/          the same over TLS and HTTP/2 (self-signed: curl -k)
 
   Demo logins (web app, or POST /api/v1/auth/login):
     admin@demo.example     admin-demo-pass     recovery_admin

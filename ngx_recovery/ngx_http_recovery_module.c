@@ -889,7 +889,7 @@ ngx_http_recovery_handler(ngx_http_request_t *r)
                    NULL);
     }
 
-    ctx->read_only = (r->method == NGX_HTTP_GET);
+    ctx->read_only = (ctx->route->method == NGX_HTTP_GET);
 
     if (ctx->route->kind != NGX_HTTP_RECOVERY_LOGIN && rlcf->auth) {
         refusal = NULL;

@@ -228,8 +228,11 @@ ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx)
     for (i = 0; i < pool->nconns; i++) {
         conn = &pool->conns[i];
 
-        if (conn->state == NGX_HTTP_RECOVERY_CONN_IDLE) {
-            return ngx_http_recovery_conn_send(conn, ctx);
+        /* a connection that fails to send is closed: try the next one */
+        if (conn->state == NGX_HTTP_RECOVERY_CONN_IDLE
+            && ngx_http_recovery_conn_send(conn, ctx) == NGX_OK)
+        {
+            return NGX_OK;
         }
     }
 

@@ -306,6 +306,11 @@ ngx_http_recovery_route_find(ngx_http_recovery_loc_conf_t *rlcf,
 
     routes = rlcf->routes->elts;
 
+    /* HEAD is GET without the body (ngx_http_recovery_send_json) */
+    if (method == NGX_HTTP_HEAD) {
+        method = NGX_HTTP_GET;
+    }
+
     for (i = 0; i < rlcf->routes->nelts; i++) {
         if (routes[i]->method == method) {
             return routes[i];

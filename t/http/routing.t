@@ -37,6 +37,11 @@ is(http(DELETE => '/api/v1/recovery-cases/1')->{status}, 405,
 is(http(GET => '/api/v1/recovery-cases/1')->{status}, 401,
    'a declared method without credentials: 401');
 
+my $head = http(HEAD => '/api/v1/recovery-cases/1', token => $token);
+is($head->{status}, 200, 'HEAD on a GET route: 200');
+ok(!length($head->{content} // ''), 'without a body');
+cmp_ok($head->{headers}{'content-length'}, '>', 0, 'but with the length the GET body has');
+
 my $res = http(GET => '/api/v1/recovery-cases/1', token => $token);
 is($res->{status}, 200, 'GET a routed case: 200');
 is($res->{headers}{'content-type'}, 'application/json', 'as application/json');

@@ -8,6 +8,7 @@
 #include "ngx_http_recovery_module.h"
 
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 
 static ngx_int_t ngx_http_recovery_add_variables(ngx_conf_t *cf);
@@ -42,6 +43,12 @@ static void ngx_http_recovery_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_recovery_parse_body(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx, ngx_uint_t *status, const char **code,
     ngx_str_t *message);
+static ngx_int_t ngx_http_recovery_idempotency(ngx_http_request_t *r,
+    ngx_http_recovery_ctx_t *ctx);
+static void ngx_http_recovery_hash_body(ngx_http_recovery_ctx_t *ctx,
+    u_char *body, size_t len);
+static ngx_int_t ngx_http_recovery_replay(ngx_http_request_t *r,
+    PGresult *error);
 static ngx_int_t ngx_http_recovery_start(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx);
 static ngx_int_t ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx);
@@ -63,6 +70,8 @@ static ngx_table_elt_t *ngx_http_recovery_header(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_recovery_api_key_header = ngx_string("X-API-Key");
 static ngx_str_t  ngx_http_recovery_request_id_header =
     ngx_string("X-Request-Id");
+static ngx_str_t  ngx_http_recovery_idempotency_header =
+    ngx_string("Idempotency-Key");
 
 
 #define NGX_HTTP_RECOVERY_READY      1
@@ -905,6 +914,14 @@ ngx_http_recovery_handler(ngx_http_request_t *r)
         }
     }
 
+    if (ctx->route->idempotent_sql) {
+        rc = ngx_http_recovery_idempotency(r, ctx);
+        if (rc != NGX_OK) {
+            ngx_http_discard_request_body(r);
+            return rc;
+        }
+    }
+
     if (ctx->route->needs_body) {
         r->request_body_in_single_buf = 1;
 
@@ -1271,6 +1288,10 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
 
     len = p - text;
 
+    if (ctx->idempotency_key.len) {
+        ngx_http_recovery_hash_body(ctx, text, len);
+    }
+
     tok = json_tokener_new_ex(NGX_HTTP_RECOVERY_MAX_BODY_DEPTH);
     if (tok == NULL) {
         return NGX_ERROR;
@@ -1396,6 +1417,7 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
 {
     u_char              *json;
     size_t               len;
+    const char          *sqlstate;
     ngx_int_t            rc;
     ngx_str_t            message;
     ngx_http_request_t  *r;
@@ -1408,7 +1430,11 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
     }
 
     if (ctx->error) {
-        rc = ngx_http_recovery_send_sql_error(r, ctx->error);
+        sqlstate = PQresultErrorField(ctx->error, PG_DIAG_SQLSTATE);
+
+        rc = (sqlstate && ngx_strcmp(sqlstate, "PR011") == 0)
+             ? ngx_http_recovery_replay(r, ctx->error)
+             : ngx_http_recovery_send_sql_error(r, ctx->error);
         PQclear(ctx->error);
         ctx->error = NULL;
         return rc;
@@ -1447,6 +1473,108 @@ done:
     }
 
     return rc;
+}
+
+
+/*
+ * Idempotency-Key on a POST: the extension keeps the first response under
+ * the key and replays it to retries (recovery.idempotency_begin).
+ */
+static ngx_int_t
+ngx_http_recovery_idempotency(ngx_http_request_t *r,
+    ngx_http_recovery_ctx_t *ctx)
+{
+    ngx_str_t         message;
+    ngx_uint_t        i;
+    ngx_table_elt_t  *header;
+
+    header = ngx_http_recovery_header(r, &ngx_http_recovery_idempotency_header);
+    if (header == NULL) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < header->value.len; i++) {
+        if (header->value.data[i] <= ' ' || header->value.data[i] >= 0x7f) {
+            break;
+        }
+    }
+
+    if (header->value.len == 0 || header->value.len > 200
+        || i != header->value.len)
+    {
+        ngx_str_set(&message, "an Idempotency-Key is 1 to 200 visible "
+                              "ASCII characters");
+        return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_idempotency_key",
+                                            &message, NULL);
+    }
+
+    if (ngx_http_recovery_copy(r->pool, &ctx->idempotency_key,
+                               (char *) header->value.data,
+                               header->value.len)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a route without a body: the body to compare is the empty one */
+    ngx_http_recovery_hash_body(ctx, NULL, 0);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_recovery_hash_body(ngx_http_recovery_ctx_t *ctx, u_char *body,
+    size_t len)
+{
+    u_char  digest[SHA256_DIGEST_LENGTH];
+
+    SHA256(body ? body : (u_char *) "", len, digest);
+    ngx_hex_dump(ctx->request_hash, digest, SHA256_DIGEST_LENGTH);
+    ctx->request_hash[2 * SHA256_DIGEST_LENGTH] = '\0';
+}
+
+
+/* PR011: a retry; its DETAIL holds the first response's status and body */
+static ngx_int_t
+ngx_http_recovery_replay(ngx_http_request_t *r, PGresult *error)
+{
+    ngx_int_t         status;
+    const char       *detail;
+    json_object      *replay, *field, *body;
+    ngx_table_elt_t  *h;
+
+    detail = PQresultErrorField(error, PG_DIAG_MESSAGE_DETAIL);
+    replay = detail ? json_tokener_parse(detail) : NULL;
+
+    if (replay == NULL
+        || !json_object_object_get_ex(replay, "status", &field)
+        || !json_object_is_type(field, json_type_int)
+        || !json_object_object_get_ex(replay, "body", &body))
+    {
+        json_object_put(replay);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "recovery: an idempotent replay without a response");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    status = json_object_get_int(field);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        json_object_put(replay);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Idempotent-Replayed");
+    ngx_str_set(&h->value, "true");
+
+    json_object_get(body);
+    json_object_put(replay);
+
+    return ngx_http_recovery_send_object(r, status, body);
 }
 
 

@@ -22,12 +22,14 @@ typedef enum {
 typedef enum {
     NGX_HTTP_RECOVERY_STEP_PREPARE_CONTEXT = 0,
     NGX_HTTP_RECOVERY_STEP_CONTEXT,
+    NGX_HTTP_RECOVERY_STEP_PREPARE_BEGIN,
+    NGX_HTTP_RECOVERY_STEP_BEGIN,
     NGX_HTTP_RECOVERY_STEP_PREPARE_CALL,
     NGX_HTTP_RECOVERY_STEP_CALL
 } ngx_http_recovery_step_e;
 
 
-#define NGX_HTTP_RECOVERY_MAX_STEPS      4
+#define NGX_HTTP_RECOVERY_MAX_STEPS      6
 #define NGX_HTTP_RECOVERY_MIN_DELAY      100
 #define NGX_HTTP_RECOVERY_ANSWER_GRACE   1000
 
@@ -47,6 +49,17 @@ struct ngx_http_recovery_conn_s {
     ngx_uint_t                      context;    /* statement index */
     ngx_uint_t                      call;       /* statement index */
 };
+
+
+/*
+ * Prepared statements of a connection, by index: the routes' calls
+ * [0, n), their idempotent forms [n, 2n), the three request contexts, and
+ * idempotency_begin.
+ */
+#define ngx_http_recovery_context_index(pool, auth)                           \
+    (2 * (pool)->rmcf->routes.nelts + (auth))
+#define ngx_http_recovery_begin_index(pool)                                   \
+    (2 * (pool)->rmcf->routes.nelts + 3)
 
 
 struct ngx_http_recovery_pool_s {
@@ -89,6 +102,11 @@ static const char  *ngx_http_recovery_context_sql[] = {
 static const char  *ngx_http_recovery_context_name[] = {
     "ctx_anon", "ctx_jwt", "ctx_key"
 };
+
+/* claims the Idempotency-Key, or fails with PR011 carrying the replay */
+static const char  ngx_http_recovery_begin_sql[] =
+    "SELECT recovery.idempotency_begin($1, $2, $3)";
+static const char  ngx_http_recovery_begin_name[] = "idem_begin";
 
 
 static void ngx_http_recovery_conn_connect(ngx_http_recovery_conn_t *conn);
@@ -146,7 +164,7 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
     pool->rmcf = rmcf;
     pool->log = cycle->log;
     pool->nconns = rmcf->pool_size;
-    pool->nstatements = rmcf->routes.nelts + 3;
+    pool->nstatements = 2 * rmcf->routes.nelts + 4;
     ngx_queue_init(&pool->waiting);
 
     /* the statement timeout bounds every call on the server side */
@@ -597,8 +615,10 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
 {
     PGconn                     *pg;
     ngx_http_recovery_route_t  *route;
-    const char                 *context[6];
-    int                         ncontext, rc;
+    int                         ncontext, nparams, rc;
+    char                       *statement, *sql;
+    ngx_uint_t                  idempotent;
+    const char                 *context[6], *begin[3], **params;
 
     pg = conn->pg;
     route = ctx->route;
@@ -608,8 +628,10 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     conn->state = NGX_HTTP_RECOVERY_CONN_BUSY;
     conn->nsteps = 0;
     conn->step = 0;
-    conn->context = conn->pool->nstatements - 3 + ctx->auth;
-    conn->call = route->index;
+    conn->context = ngx_http_recovery_context_index(conn->pool, ctx->auth);
+    idempotent = (ctx->idempotency_key.len != 0);
+    conn->call = idempotent ? conn->pool->rmcf->routes.nelts + route->index
+                            : route->index;
 
     switch (ctx->auth) {
 
@@ -656,18 +678,49 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
 
     conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_CONTEXT;
 
-    if (!conn->prepared[conn->call]) {
-        if (!PQsendPrepare(pg, (char *) route->statement, (char *) route->sql,
-                           (int) route->args.nelts, NULL))
+    if (idempotent) {
+        begin[0] = (const char *) ctx->idempotency_key.data;
+        begin[1] = (const char *) route->label.data;
+        begin[2] = (const char *) ctx->request_hash;
+
+        if (!conn->prepared[ngx_http_recovery_begin_index(conn->pool)]) {
+            if (!PQsendPrepare(pg, ngx_http_recovery_begin_name,
+                               ngx_http_recovery_begin_sql, 3, NULL))
+            {
+                goto failed;
+            }
+
+            conn->steps[conn->nsteps++] =
+                                      NGX_HTTP_RECOVERY_STEP_PREPARE_BEGIN;
+        }
+
+        if (!PQsendQueryPrepared(pg, ngx_http_recovery_begin_name, 3, begin,
+                                 NULL, NULL, 0))
         {
+            goto failed;
+        }
+
+        conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_BEGIN;
+        statement = (char *) route->idempotent_statement;
+        sql = (char *) route->idempotent_sql;
+
+    } else {
+        statement = (char *) route->statement;
+        sql = (char *) route->sql;
+    }
+
+    nparams = (int) ctx->nparams + (idempotent ? 1 : 0);
+    params = idempotent ? ctx->params : ctx->params + 1;
+
+    if (!conn->prepared[conn->call]) {
+        if (!PQsendPrepare(pg, statement, sql, nparams, NULL)) {
             goto failed;
         }
 
         conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_PREPARE_CALL;
     }
 
-    if (!PQsendQueryPrepared(pg, (char *) route->statement,
-                             (int) ctx->nparams, ctx->params, NULL, NULL, 0)
+    if (!PQsendQueryPrepared(pg, statement, nparams, params, NULL, NULL, 0)
         || !PQpipelineSync(pg))
     {
         goto failed;
@@ -764,6 +817,9 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
             /* a prepared statement survives even a rolled back pipeline */
             if (step == NGX_HTTP_RECOVERY_STEP_PREPARE_CONTEXT) {
                 conn->prepared[conn->context] = 1;
+
+            } else if (step == NGX_HTTP_RECOVERY_STEP_PREPARE_BEGIN) {
+                conn->prepared[ngx_http_recovery_begin_index(conn->pool)] = 1;
 
             } else if (step == NGX_HTTP_RECOVERY_STEP_PREPARE_CALL) {
                 conn->prepared[conn->call] = 1;

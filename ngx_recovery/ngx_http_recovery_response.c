@@ -26,6 +26,7 @@ static ngx_http_recovery_sqlstate_t  ngx_http_recovery_sqlstates[] = {
     { "PR007", 401, "authentication_failed" },
     { "PR008", 403, "audit_immutable" },
     { "PR009", 409, "conflict" },
+    { "PR010", 422, "idempotency_key_reused" },
     { "P0002", 404, "not_found" },
     { "42501", 403, "permission_denied" },
     { "23505", 409, "already_exists" },

@@ -236,13 +236,40 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     route->index = rmcf->routes.nelts;
     ngx_sprintf(route->statement, "r%ui%Z", route->index);
 
+    /*
+     * A POST with an Idempotency-Key runs the call inside
+     * recovery.idempotency_store($1, status, call), with the key first.
+     */
+    if (route->method == NGX_HTTP_POST
+        && route->kind == NGX_HTTP_RECOVERY_CALL)
+    {
+        route->idempotent_sql = ngx_pnalloc(cf->pool, len + 64);
+        if (route->idempotent_sql == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_sprintf(route->idempotent_sql,
+                        "SELECT recovery.idempotency_store($1, %ui, (%V(",
+                        route->status, &route->function);
+
+        for (i = 0; i < n; i++) {
+            p = ngx_sprintf(p, "%s\"%V\" => $%ui", i ? ", " : "",
+                            &arg[i].name, i + 2);
+        }
+
+        p = ngx_cpymem(p, "))::jsonb)", sizeof("))::jsonb)") - 1);
+        *p = '\0';
+
+        ngx_sprintf(route->idempotent_statement, "i%ui%Z", route->index);
+    }
+
     route->label.len = route->method_name.len + 1 + route->function.len;
-    route->label.data = ngx_pnalloc(cf->pool, route->label.len);
+    route->label.data = ngx_pnalloc(cf->pool, route->label.len + 1);
     if (route->label.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_sprintf(route->label.data, "%V %V", &route->method_name,
+    ngx_sprintf(route->label.data, "%V %V%Z", &route->method_name,
                 &route->function);
 
     slot = ngx_array_push(rlcf->routes);
@@ -374,8 +401,11 @@ ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
         return NGX_ERROR;
     }
 
+    ctx->params[0] = (const char *) ctx->idempotency_key.data;
+
     for (i = 0; i < ctx->nparams; i++) {
-        if (ngx_http_recovery_arg_value(ctx, &args[i], &ctx->params[i], error)
+        if (ngx_http_recovery_arg_value(ctx, &args[i], &ctx->params[i + 1],
+                                        error)
             != NGX_OK)
         {
             return NGX_DECLINED;

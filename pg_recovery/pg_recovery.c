@@ -12,11 +12,20 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* read by recovery.idempotency_begin() (SQL) */
+static int	idempotency_ttl = 86400;
+
 void
 _PG_init(void)
 {
 	recovery_define_context_gucs();
 	recovery_define_password_gucs();
+	DefineCustomIntVariable("recovery.idempotency_ttl",
+							"How long the response to an Idempotency-Key is kept for retries.",
+							NULL,
+							&idempotency_ttl, 86400, 60, 30 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();
 }

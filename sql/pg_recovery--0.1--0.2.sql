@@ -201,3 +201,92 @@ COMMENT ON FUNCTION api_customer_create(text, text, text, text, text, text) IS
 REVOKE ALL ON FUNCTION api_customer_create(text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_customer_create(text, text, text, text, text, text)
     TO recovery_agent, recovery_automation;
+
+-------------------------------------------------------------------------------
+-- Idempotency: a POST retried with the same Idempotency-Key and body gets the
+-- first response and writes nothing.  The gateway calls idempotency_begin
+-- before the routed function and idempotency_store around it, in the same
+-- transaction: a failed call leaves no key behind, and a concurrent request
+-- with the same key waits on the key's row, then replays.
+-------------------------------------------------------------------------------
+CREATE TABLE idempotency_keys (
+    owner        text NOT NULL,
+    key          text NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
+    route        text NOT NULL,
+    request_hash text NOT NULL,
+    status       integer,
+    response     jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+COMMENT ON TABLE idempotency_keys IS
+    'Responses of POST requests by (owner, Idempotency-Key), replayed to retries until they expire.';
+COMMENT ON COLUMN idempotency_keys.owner IS 'Who sent the request: recovery.actor (a user''s email or api-key:<name>).';
+COMMENT ON COLUMN idempotency_keys.request_hash IS 'SHA-256 of the request body, hex: the same key with another body is refused.';
+CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
+
+CREATE FUNCTION idempotency_begin(key text, route text, request_hash text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    who text := coalesce(nullif(current_setting('recovery.actor'), ''), session_user);
+    -- missing_ok: the GUC exists once pg_recovery's library is loaded
+    ttl interval := coalesce(nullif(current_setting('recovery.idempotency_ttl', true), ''),
+                             '1 day')::interval;
+    seen recovery.idempotency_keys;
+BEGIN
+    DELETE FROM recovery.idempotency_keys k
+     WHERE k.owner = who AND k.key = idempotency_begin.key AND k.expires_at <= now();
+    INSERT INTO recovery.idempotency_keys (owner, key, route, request_hash, expires_at)
+    VALUES (who, key, route, request_hash, now() + ttl)
+    ON CONFLICT ON CONSTRAINT idempotency_keys_pkey DO NOTHING;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    SELECT * INTO seen FROM recovery.idempotency_keys k
+     WHERE k.owner = who AND k.key = idempotency_begin.key;
+    IF seen.route <> route OR seen.request_hash <> request_hash THEN
+        RAISE EXCEPTION 'idempotency key "%" was used for another request', key
+            USING ERRCODE = 'PR010',
+                  DETAIL = format('It was first used for %s with another body, at %s.',
+                                  seen.route, seen.created_at),
+                  HINT = 'Use a new key for a new request; retry a request only with its own key and the same body.';
+    END IF;
+    RAISE EXCEPTION 'replay of the response to idempotency key "%"', key
+        USING ERRCODE = 'PR011',
+              DETAIL = jsonb_build_object('status', seen.status, 'body', seen.response)::text;
+END
+$$;
+COMMENT ON FUNCTION idempotency_begin(text, text, text) IS
+    'Claims an Idempotency-Key for this request, or raises PR011 with the first response (in DETAIL, as JSON) for a retry, or PR010 when the key was used for another request.';
+
+CREATE FUNCTION idempotency_store(key text, status integer, response jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    UPDATE recovery.idempotency_keys k
+       SET status = idempotency_store.status, response = idempotency_store.response
+     WHERE k.owner = coalesce(nullif(current_setting('recovery.actor'), ''), session_user)
+       AND k.key = idempotency_store.key;
+    RETURN response;
+END
+$$;
+COMMENT ON FUNCTION idempotency_store(text, integer, jsonb) IS
+    'Keeps the response of the request that claimed the key, and returns it.';
+
+CREATE FUNCTION idempotency_purge() RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH gone AS (DELETE FROM recovery.idempotency_keys WHERE expires_at <= now() RETURNING 1)
+    SELECT count(*) FROM gone
+$$;
+COMMENT ON FUNCTION idempotency_purge() IS 'Deletes expired idempotency keys; returns how many (for a pg_cron job).';
+
+REVOKE ALL ON idempotency_keys FROM PUBLIC;
+GRANT SELECT ON idempotency_keys TO recovery_auditor;
+REVOKE ALL ON FUNCTION idempotency_begin(text, text, text), idempotency_store(text, integer, jsonb),
+                       idempotency_purge() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION idempotency_begin(text, text, text), idempotency_store(text, integer, jsonb)
+    TO recovery_viewer, recovery_auditor;

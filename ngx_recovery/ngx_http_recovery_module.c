@@ -1338,6 +1338,17 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    message->data = ngx_pnalloc(r->pool, 256);
+    if (message->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_recovery_route_fields(ctx, message) != NGX_OK) {
+        *status = NGX_HTTP_BAD_REQUEST;
+        *code = "unknown_field";
+        return NGX_DECLINED;
+    }
+
     return NGX_OK;
 }
 

@@ -61,7 +61,9 @@ typedef struct {
     u_char                      idempotent_statement[16];
     ngx_uint_t                  index;      /* in main conf routes */
     ngx_uint_t                  status;     /* 200, or 201 for creation */
+    ngx_str_t                   fields;     /* "a, b, c": the body's fields */
     unsigned                    needs_body:1;
+    unsigned                    whole_body:1;   /* any field is welcome */
 } ngx_http_recovery_route_t;
 
 
@@ -153,6 +155,8 @@ ngx_http_recovery_route_t *ngx_http_recovery_route_find(
 ngx_int_t ngx_http_recovery_route_allow(ngx_http_request_t *r,
     ngx_http_recovery_loc_conf_t *rlcf);
 ngx_int_t ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx,
+    ngx_str_t *error);
+ngx_int_t ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
 
 /* responses: JSON bodies and the SQLSTATE to HTTP status table */

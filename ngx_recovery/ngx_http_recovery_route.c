@@ -43,7 +43,7 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_recovery_loc_conf_t  *rlcf = conf;
 
     u_char                            *p;
-    size_t                             len;
+    size_t                             len, fields_len;
     ngx_str_t                         *value, name, source;
     ngx_uint_t                         i, first, n;
     ngx_conf_bitmask_t                *m;
@@ -177,6 +177,7 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             arg->field.data = source.data + 1;
             arg->field.len = source.len - 1;
             route->needs_body = 1;
+            route->whole_body |= arg->whole_body;
             continue;
         }
 
@@ -233,6 +234,27 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *p++ = ')';
     *p = '\0';
 
+    /* the fields a body may have, for the error that names an unknown one */
+    fields_len = 0;
+    for (i = 0; i < n; i++) {
+        fields_len += arg[i].field.len + 2;
+    }
+
+    route->fields.data = ngx_pnalloc(cf->pool, fields_len + 1);
+    if (route->fields.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = route->fields.data;
+    for (i = 0; i < n; i++) {
+        if (arg[i].from_body && !arg[i].whole_body) {
+            p = ngx_sprintf(p, "%s%V", p == route->fields.data ? "" : ", ",
+                            &arg[i].field);
+        }
+    }
+
+    route->fields.len = p - route->fields.data;
+
     route->index = rmcf->routes.nelts;
     ngx_sprintf(route->statement, "r%ui%Z", route->index);
 
@@ -243,7 +265,9 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (route->method == NGX_HTTP_POST
         && route->kind == NGX_HTTP_RECOVERY_CALL)
     {
-        route->idempotent_sql = ngx_pnalloc(cf->pool, len + 64);
+        /* the call's SQL, the wrapper, and a digit more per shifted $n */
+        route->idempotent_sql = ngx_pnalloc(cf->pool,
+                                            ngx_strlen(route->sql) + 64 + n);
         if (route->idempotent_sql == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -408,6 +432,48 @@ ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
                                         error)
             != NGX_OK)
         {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a body field that no argument takes is a client's mistake: say so */
+ngx_int_t
+ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
+{
+    size_t                      len;
+    ngx_uint_t                  i;
+    ngx_http_recovery_arg_t    *args;
+    ngx_http_recovery_route_t  *route;
+
+    route = ctx->route;
+    args = route->args.elts;
+
+    if (route->whole_body) {
+        return NGX_OK;
+    }
+
+    json_object_object_foreach(ctx->body, key, value) {
+        (void) value;
+        len = ngx_strlen(key);
+
+        for (i = 0; i < route->args.nelts; i++) {
+            if (args[i].from_body && args[i].field.len == len
+                && ngx_strncmp(args[i].field.data, key, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == route->args.nelts) {
+            error->len = ngx_snprintf(error->data, 256,
+                                      "unknown field \"%*s\"; the fields "
+                                      "are: %V",
+                                      ngx_min(len, 64), key, &route->fields)
+                         - error->data;
             return NGX_DECLINED;
         }
     }

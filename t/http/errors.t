@@ -83,6 +83,11 @@ error_is(http(POST => $pay, token => $agent,
               body => '{"amount": 100, "currency": "EUR", "reference": "a\u0000b"}',
               headers => { 'Content-Type' => 'application/json' }),
          400, 'invalid_value', 'a NUL character in a string');
+my $unknown = http(POST => $pay, token => $agent,
+                   json => { amount => 100, currency => 'EUR', amout => 100 });
+error_is($unknown, 400, 'unknown_field', 'a field the route does not take (a typo)');
+is($unknown->{json}{message}, 'unknown field "amout"; the fields are: amount, currency, reference, allow_overpayment',
+   'the error names the field and lists the known ones');
 error_is(http(POST => $pay, token => $agent, json => { amount => 100 }),
          400, 'validation_failed', 'a missing currency (the extension says which)');
 error_is(http(GET => '/api/v1/recovery-cases?after=1e3', token => $agent),

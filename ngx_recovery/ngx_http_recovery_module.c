@@ -1365,6 +1365,11 @@ ngx_http_recovery_start(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx)
     error.data = buf;
     error.len = 0;
 
+    if (ngx_http_recovery_route_query(ctx, &error) != NGX_OK) {
+        return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "unknown_parameter", &error, NULL);
+    }
+
     rc = ngx_http_recovery_route_params(ctx, &error);
 
     if (rc == NGX_DECLINED) {

@@ -62,6 +62,7 @@ typedef struct {
     ngx_uint_t                  index;      /* in main conf routes */
     ngx_uint_t                  status;     /* 200, or 201 for creation */
     ngx_str_t                   fields;     /* "a, b, c": the body's fields */
+    ngx_str_t                   parameters; /* "a, b": the query's */
     unsigned                    needs_body:1;
     unsigned                    whole_body:1;   /* any field is welcome */
 } ngx_http_recovery_route_t;
@@ -157,6 +158,8 @@ ngx_int_t ngx_http_recovery_route_allow(ngx_http_request_t *r,
 ngx_int_t ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
 ngx_int_t ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx,
+    ngx_str_t *error);
+ngx_int_t ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
 
 /* responses: JSON bodies and the SQLSTATE to HTTP status table */

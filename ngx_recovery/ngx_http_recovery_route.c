@@ -255,6 +255,22 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     route->fields.len = p - route->fields.data;
 
+    route->parameters.data = ngx_pnalloc(cf->pool, fields_len + 1);
+    if (route->parameters.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = route->parameters.data;
+    for (i = 0; i < n; i++) {
+        if (!arg[i].from_body && arg[i].value == NULL) {
+            p = ngx_sprintf(p, "%s%V",
+                            p == route->parameters.data ? "" : ", ",
+                            &arg[i].field);
+        }
+    }
+
+    route->parameters.len = p - route->parameters.data;
+
     route->index = rmcf->routes.nelts;
     ngx_sprintf(route->statement, "r%ui%Z", route->index);
 
@@ -476,6 +492,64 @@ ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
                          - error->data;
             return NGX_DECLINED;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/* so is a query parameter that no argument takes: a typo filters nothing */
+ngx_int_t
+ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
+{
+    u_char                     *p, *last, *name, *end;
+    ngx_uint_t                  i;
+    ngx_http_request_t         *r;
+    ngx_http_recovery_arg_t    *args;
+    ngx_http_recovery_route_t  *route;
+
+    r = ctx->request;
+    route = ctx->route;
+    args = route->args.elts;
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    while (p < last) {
+        name = p;
+
+        end = ngx_strlchr(p, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        p = ngx_strlchr(name, end, '=');
+        if (p == NULL) {
+            p = end;
+        }
+
+        if (p > name) {
+            for (i = 0; i < route->args.nelts; i++) {
+                if (!args[i].from_body && args[i].value == NULL
+                    && args[i].field.len == (size_t) (p - name)
+                    && ngx_strncmp(args[i].field.data, name, p - name) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (i == route->args.nelts) {
+                error->len = ngx_snprintf(error->data, 256,
+                                          "unknown query parameter \"%*s\"; "
+                                          "the parameters are: %V",
+                                          ngx_min((size_t) (p - name), 64),
+                                          name, &route->parameters)
+                             - error->data;
+                return NGX_DECLINED;
+            }
+        }
+
+        p = end + 1;
     }
 
     return NGX_OK;

@@ -95,46 +95,6 @@ $$;
 COMMENT ON FUNCTION api_case_get(bigint) IS
     'A recovery case with its customer and the events the caller may fire now (GET /api/v1/recovery-cases/{id}).';
 
-CREATE FUNCTION api_cases_list(state text DEFAULT NULL, after bigint DEFAULT NULL,
-                               "limit" integer DEFAULT NULL) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    page_size integer := coalesce("limit", 50);
-    items jsonb;
-BEGIN
-    IF page_size NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION 'limit % is out of range', page_size
-            USING ERRCODE = 'PR004',
-                  DETAIL = 'A page holds between 1 and 200 cases.',
-                  HINT = 'Ask for fewer cases and follow next_after.';
-    END IF;
-    IF state IS NOT NULL AND NOT recovery.case_state_is_valid(state) THEN
-        RAISE EXCEPTION 'unknown case state "%"', state
-            USING ERRCODE = 'PR004',
-                  HINT = 'recovery.case_states() lists the states.';
-    END IF;
-
-    SELECT coalesce(jsonb_agg(to_jsonb(page) ORDER BY page.id), '[]')
-      INTO items
-      FROM (SELECT c.id, c.customer_id, c.currency, c.balance, c.state,
-                   c.assigned_user_id, c.priority, c.next_action_at,
-                   c.opened_at, c.updated_at, c.version
-              FROM recovery.recovery_cases AS c
-             WHERE (api_cases_list.state IS NULL OR c.state = api_cases_list.state)
-               AND (after IS NULL OR c.id > after)
-             ORDER BY c.id
-             LIMIT page_size) AS page;
-
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_after', CASE WHEN jsonb_array_length(items) = page_size
-                           THEN items -> -1 -> 'id' END);
-END
-$$;
-COMMENT ON FUNCTION api_cases_list(text, bigint, integer) IS
-    'A page of recovery cases by id, optionally in one state; pass next_after as after for the next page (GET /api/v1/recovery-cases).';
-
 CREATE FUNCTION api_case_transition(case_id bigint, event text, expected_version integer,
                                     details jsonb DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -171,13 +131,13 @@ COMMENT ON FUNCTION api_case_record_payment(bigint, bigint, text, text, boolean)
 -- Grants
 -------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION api_key_context(text, text), api_login(text, text), api_me(),
-                       api_case_get(bigint), api_cases_list(text, bigint, integer),
+                       api_case_get(bigint),
                        api_case_transition(bigint, text, integer, jsonb),
                        api_case_record_payment(bigint, bigint, text, text, boolean)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_key_context(text, text), api_login(text, text)
     TO recovery_authenticator;
-GRANT EXECUTE ON FUNCTION api_me(), api_case_get(bigint), api_cases_list(text, bigint, integer)
+GRANT EXECUTE ON FUNCTION api_me(), api_case_get(bigint)
     TO recovery_viewer, recovery_auditor;
 GRANT EXECUTE ON FUNCTION api_case_transition(bigint, text, integer, jsonb),
                           api_case_record_payment(bigint, bigint, text, text, boolean)
@@ -290,3 +250,590 @@ REVOKE ALL ON FUNCTION idempotency_begin(text, text, text), idempotency_store(te
                        idempotency_purge() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION idempotency_begin(text, text, text), idempotency_store(text, integer, jsonb)
     TO recovery_viewer, recovery_auditor;
+
+-------------------------------------------------------------------------------
+-- Pagination: keyset, with an opaque cursor (base64url of the last row's
+-- sort key) and a hard maximum page size.
+-------------------------------------------------------------------------------
+CREATE FUNCTION cursor_encode(mark jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT rtrim(translate(encode(convert_to(mark::text, 'UTF8'), 'base64'),
+                           E'+/\n', '-_'), '=')
+$$;
+COMMENT ON FUNCTION cursor_encode(jsonb) IS 'The opaque cursor of a page position (base64url JSON).';
+
+CREATE FUNCTION cursor_decode(cursor text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    padded text;
+    mark jsonb;
+BEGIN
+    IF cursor IS NULL THEN
+        RETURN NULL;
+    END IF;
+    padded := translate(cursor, '-_', '+/');
+    padded := padded || repeat('=', (4 - length(padded) % 4) % 4);
+    mark := convert_from(decode(padded, 'base64'), 'UTF8')::jsonb;
+    IF jsonb_typeof(mark) <> 'object' THEN
+        RAISE EXCEPTION 'not an object';
+    END IF;
+    RETURN mark;
+EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION 'invalid cursor "%"', left(cursor, 40)
+        USING ERRCODE = 'PR004',
+              HINT = 'Pass back the next_cursor of the previous page unchanged, or no cursor for the first page.';
+END
+$$;
+COMMENT ON FUNCTION cursor_decode(text) IS 'The page position of a cursor made by cursor_encode, or PR004.';
+
+CREATE FUNCTION page_size("limit" integer) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF "limit" IS NULL THEN
+        RETURN 50;
+    END IF;
+    IF "limit" NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'limit % is out of range', "limit"
+            USING ERRCODE = 'PR004',
+                  DETAIL = 'A page holds between 1 and 200 items.',
+                  HINT = 'Ask for fewer and follow next_cursor.';
+    END IF;
+    RETURN "limit";
+END
+$$;
+COMMENT ON FUNCTION page_size(integer) IS 'The page size asked for, 50 by default, at most 200.';
+
+CREATE FUNCTION like_pattern(term text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT '%' || replace(replace(replace(term, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+COMMENT ON FUNCTION like_pattern(text) IS 'An ILIKE pattern that finds term anywhere, with its wildcards escaped.';
+
+-------------------------------------------------------------------------------
+-- Customers
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_customers_list(q text DEFAULT NULL, cursor text DEFAULT NULL,
+                                   "limit" integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    after bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
+    pattern text := recovery.like_pattern(nullif(btrim(q), ''));
+    items jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]')
+      INTO items
+      FROM (SELECT cu.id, cu.external_ref, cu.name, cu.email, cu.phone, cu.locale,
+                   cu.time_zone, cu.created_at, cu.updated_at, cu.version
+              FROM recovery.customers AS cu
+             WHERE (after IS NULL OR cu.id > after)
+               AND (pattern IS NULL OR cu.name ILIKE pattern OR cu.email ILIKE pattern
+                    OR cu.external_ref ILIKE pattern)
+             ORDER BY cu.id
+             LIMIT page_size) AS c;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id'))
+                       END);
+END
+$$;
+COMMENT ON FUNCTION api_customers_list(text, text, integer) IS
+    'A page of customers by id, optionally those whose name, email or reference contains q (GET /api/v1/customers).';
+
+CREATE FUNCTION api_customer_get(customer_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT to_jsonb(cu) || jsonb_build_object(
+               'cases', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                      'id', c.id, 'state', c.state, 'currency', c.currency,
+                                      'balance', c.balance, 'opened_at', c.opened_at) ORDER BY c.id)
+                                  FROM recovery.recovery_cases AS c WHERE c.customer_id = cu.id), '[]'))
+      INTO result
+      FROM recovery.customers AS cu
+     WHERE cu.id = api_customer_get.customer_id;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'customer % does not exist', customer_id
+            USING ERRCODE = 'PR003', HINT = 'Search with GET /api/v1/customers?q=...';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api_customer_get(bigint) IS 'A customer with their cases (GET /api/v1/customers/{id}).';
+
+CREATE FUNCTION customer_update(customer_id bigint, expected_version integer,
+                                name text DEFAULT NULL, email text DEFAULT NULL,
+                                phone text DEFAULT NULL, locale text DEFAULT NULL,
+                                time_zone text DEFAULT NULL,
+                                contact_preferences jsonb DEFAULT NULL)
+    RETURNS customers
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    current recovery.customers;
+    updated recovery.customers;
+BEGIN
+    IF NOT pg_has_role(current_user, 'recovery_agent', 'USAGE')
+       AND NOT pg_has_role(current_user, 'recovery_automation', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to update customers'
+            USING ERRCODE = '42501', HINT = 'Ask an agent to do it.';
+    END IF;
+    IF expected_version IS NULL THEN
+        RAISE EXCEPTION 'expected_version is required' USING ERRCODE = 'PR004',
+            HINT = 'Send the version of the customer you read.';
+    END IF;
+    SELECT * INTO current FROM recovery.customers c WHERE c.id = customer_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', customer_id USING ERRCODE = 'PR003';
+    END IF;
+    IF current.version <> expected_version THEN
+        RAISE EXCEPTION 'customer % was changed by someone else', customer_id
+            USING ERRCODE = 'PR002',
+                  DETAIL = format('You expected version %s; the customer is now at version %s.',
+                                  expected_version, current.version),
+                  HINT = 'Reload the customer and apply your change again.';
+    END IF;
+    IF time_zone IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE time_zone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'unknown time zone "%"', time_zone USING ERRCODE = 'PR004',
+                HINT = 'Use an IANA time zone name such as Europe/Berlin or America/New_York.';
+        END;
+    END IF;
+    UPDATE recovery.customers c
+       SET name = coalesce(customer_update.name, c.name),
+           email = coalesce(customer_update.email, c.email),
+           phone = coalesce(customer_update.phone, c.phone),
+           locale = coalesce(customer_update.locale, c.locale),
+           time_zone = coalesce(customer_update.time_zone, c.time_zone),
+           contact_preferences = coalesce(customer_update.contact_preferences, c.contact_preferences),
+           updated_at = now(),
+           version = c.version + 1
+     WHERE c.id = customer_id
+    RETURNING * INTO updated;
+    RETURN updated;
+EXCEPTION
+    WHEN check_violation OR not_null_violation THEN
+        RAISE EXCEPTION 'invalid customer: %', SQLERRM USING ERRCODE = 'PR004',
+            HINT = 'Email needs an @; phone is E.164 such as +441632960961; locale looks like en-US; contact_preferences is an object.';
+END
+$$;
+COMMENT ON FUNCTION customer_update(bigint, integer, text, text, text, text, text, jsonb) IS
+    'Changes the given fields of a customer if its version is still expected_version; NULL keeps a field.';
+
+CREATE FUNCTION api_customer_update(customer_id bigint, expected_version integer,
+                                    name text DEFAULT NULL, email text DEFAULT NULL,
+                                    phone text DEFAULT NULL, locale text DEFAULT NULL,
+                                    time_zone text DEFAULT NULL,
+                                    contact_preferences jsonb DEFAULT NULL) RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT to_jsonb(c)
+    FROM recovery.customer_update(customer_id, expected_version, name, email, phone,
+                                  locale, time_zone, contact_preferences) AS c
+$$;
+COMMENT ON FUNCTION api_customer_update(bigint, integer, text, text, text, text, text, jsonb) IS
+    'PATCH /api/v1/customers/{id}: customer_update as JSON.';
+
+-------------------------------------------------------------------------------
+-- Payments
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_payments_list(customer_id bigint DEFAULT NULL, status text DEFAULT NULL,
+                                  due_from date DEFAULT NULL, due_to date DEFAULT NULL,
+                                  cursor text DEFAULT NULL, "limit" integer DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    mark jsonb := recovery.cursor_decode(cursor);
+    after_due date := (mark ->> 'due_date')::date;
+    after_id bigint := (mark ->> 'id')::bigint;
+    items jsonb;
+BEGIN
+    IF status IS NOT NULL AND status NOT IN ('pending', 'failed', 'overdue', 'paid') THEN
+        RAISE EXCEPTION 'unknown payment status "%"', status USING ERRCODE = 'PR004',
+            HINT = 'The statuses are pending, failed, overdue and paid.';
+    END IF;
+    SELECT coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.due_date, p.id), '[]')
+      INTO items
+      FROM (SELECT pa.*
+              FROM recovery.payments AS pa
+             WHERE (api_payments_list.customer_id IS NULL OR pa.customer_id = api_payments_list.customer_id)
+               AND (api_payments_list.status IS NULL OR pa.status = api_payments_list.status)
+               AND (due_from IS NULL OR pa.due_date >= due_from)
+               AND (due_to IS NULL OR pa.due_date <= due_to)
+               AND (after_id IS NULL OR (pa.due_date, pa.id) > (after_due, after_id))
+             ORDER BY pa.due_date, pa.id
+             LIMIT page_size) AS p;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object(
+                                     'due_date', items -> -1 -> 'due_date', 'id', items -> -1 -> 'id'))
+                       END);
+END
+$$;
+COMMENT ON FUNCTION api_payments_list(bigint, text, date, date, text, integer) IS
+    'A page of payments by due date, by customer, status and due date range (GET /api/v1/payments).';
+
+CREATE FUNCTION api_payment_get(payment_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT to_jsonb(p) INTO result FROM recovery.payments AS p WHERE p.id = payment_id;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'payment % does not exist', payment_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api_payment_get(bigint) IS 'A payment (GET /api/v1/payments/{id}).';
+
+CREATE FUNCTION api_payment_create(customer_id bigint, external_ref text, amount bigint,
+                                   currency text, due_date date) RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT to_jsonb(p) FROM recovery.payment_create(customer_id, external_ref, amount,
+                                                   currency, due_date) AS p
+$$;
+COMMENT ON FUNCTION api_payment_create(bigint, text, bigint, text, date) IS
+    'Records a payment a customer owes (POST /api/v1/payments).';
+
+CREATE FUNCTION api_payment_fail(payment_id bigint, reason text DEFAULT NULL,
+                                 status text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    opened recovery.recovery_cases;
+BEGIN
+    opened := recovery.payment_fail(payment_id, reason, coalesce(status, 'failed'));
+    RETURN jsonb_build_object('payment', recovery.api_payment_get(payment_id),
+                              'case', recovery.api_case_get(opened.id));
+END
+$$;
+COMMENT ON FUNCTION api_payment_fail(bigint, text, text) IS
+    'Marks a payment failed or overdue and opens or extends its case (POST /api/v1/payments/{id}/fail).';
+
+REVOKE ALL ON FUNCTION cursor_encode(jsonb), cursor_decode(text), page_size(integer),
+                       like_pattern(text),
+                       api_customers_list(text, text, integer), api_customer_get(bigint),
+                       customer_update(bigint, integer, text, text, text, text, text, jsonb),
+                       api_customer_update(bigint, integer, text, text, text, text, text, jsonb),
+                       api_payments_list(bigint, text, date, date, text, integer),
+                       api_payment_get(bigint),
+                       api_payment_create(bigint, text, bigint, text, date),
+                       api_payment_fail(bigint, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cursor_encode(jsonb), cursor_decode(text), page_size(integer),
+                          like_pattern(text),
+                          api_customers_list(text, text, integer), api_customer_get(bigint),
+                          api_payments_list(bigint, text, date, date, text, integer),
+                          api_payment_get(bigint)
+    TO recovery_viewer, recovery_auditor;
+GRANT EXECUTE ON FUNCTION customer_update(bigint, integer, text, text, text, text, text, jsonb),
+                          api_customer_update(bigint, integer, text, text, text, text, text, jsonb),
+                          api_payment_create(bigint, text, bigint, text, date),
+                          api_payment_fail(bigint, text, text)
+    TO recovery_agent, recovery_automation;
+
+-------------------------------------------------------------------------------
+-- Recovery cases: the list, notes, assignment, the timeline
+-------------------------------------------------------------------------------
+CREATE TABLE case_notes (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    case_id        bigint NOT NULL REFERENCES recovery_cases,
+    customer_id    bigint NOT NULL REFERENCES customers,
+    body           text NOT NULL CHECK (length(body) BETWEEN 1 AND 10000),
+    author         text NOT NULL,
+    author_user_id bigint REFERENCES users,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX case_notes_case ON case_notes (case_id, id);
+COMMENT ON TABLE case_notes IS 'Free-text notes of the people who work a case (personal data: erased with the customer).';
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON case_notes
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON case_notes TO recovery_viewer, recovery_auditor;
+
+-- days since the oldest payment of the case that is still owed fell due
+CREATE FUNCTION case_overdue_days(case_id bigint) RETURNS integer
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT greatest(current_date - min(p.due_date), 0)
+    FROM recovery.payments AS p
+    WHERE p.case_id = case_overdue_days.case_id AND p.outstanding > 0
+$$;
+COMMENT ON FUNCTION case_overdue_days(bigint) IS
+    'Days since the oldest payment of the case that is still owed fell due (NULL when nothing is owed).';
+
+CREATE FUNCTION api_cases_list(state text DEFAULT NULL, assigned_user_id bigint DEFAULT NULL,
+                               customer_id bigint DEFAULT NULL,
+                               min_overdue_days integer DEFAULT NULL,
+                               min_balance bigint DEFAULT NULL, max_balance bigint DEFAULT NULL,
+                               sort text DEFAULT NULL, cursor text DEFAULT NULL,
+                               "limit" integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    mark jsonb := recovery.cursor_decode(cursor);
+    order_by text := coalesce(sort, 'id');
+    column_name text;
+    descending boolean;
+    items jsonb;
+BEGIN
+    IF order_by NOT IN ('id', '-id', 'balance', '-balance', 'opened_at', '-opened_at',
+                        'updated_at', '-updated_at') THEN
+        RAISE EXCEPTION 'cannot sort by "%"', order_by USING ERRCODE = 'PR004',
+            HINT = 'Sort by id, balance, opened_at or updated_at; a leading "-" sorts descending.';
+    END IF;
+    IF state IS NOT NULL AND NOT recovery.case_state_is_valid(state) THEN
+        RAISE EXCEPTION 'unknown case state "%"', state USING ERRCODE = 'PR004',
+            HINT = 'recovery.case_states() lists the states.';
+    END IF;
+    IF mark IS NOT NULL AND mark ->> 'sort' IS DISTINCT FROM order_by THEN
+        RAISE EXCEPTION 'the cursor belongs to another sort order' USING ERRCODE = 'PR004',
+            HINT = 'Keep the sort of the page the cursor came from, or start again without a cursor.';
+    END IF;
+    descending := left(order_by, 1) = '-';
+    column_name := ltrim(order_by, '-');
+
+    -- the column name comes from the list above; every value is a parameter
+    EXECUTE format($q$
+        SELECT coalesce(jsonb_agg(to_jsonb(page) ORDER BY page.%1$I %2$s, page.id %2$s), '[]')
+        FROM (SELECT c.id, c.customer_id, cu.name AS customer_name, c.currency, c.balance,
+                     c.state, c.assigned_user_id, c.priority, c.next_action_at, c.opened_at,
+                     c.updated_at, c.version, recovery.case_overdue_days(c.id) AS overdue_days
+                FROM recovery.recovery_cases AS c
+                JOIN recovery.customers AS cu ON cu.id = c.customer_id
+               WHERE ($1 IS NULL OR c.state = $1)
+                 AND ($2 IS NULL OR c.assigned_user_id = $2)
+                 AND ($3 IS NULL OR c.customer_id = $3)
+                 AND ($4 IS NULL OR recovery.case_overdue_days(c.id) >= $4)
+                 AND ($5 IS NULL OR c.balance >= $5)
+                 AND ($6 IS NULL OR c.balance <= $6)
+                 AND ($7 IS NULL OR (c.%1$I, c.id) %3$s (($7 ->> 'value')::%4$s, ($7 ->> 'id')::bigint))
+               ORDER BY c.%1$I %2$s, c.id %2$s
+               LIMIT $8) AS page
+        $q$, column_name, CASE WHEN descending THEN 'DESC' ELSE 'ASC' END,
+             CASE WHEN descending THEN '<' ELSE '>' END,
+             CASE column_name WHEN 'id' THEN 'bigint' WHEN 'balance' THEN 'bigint'
+                              ELSE 'timestamptz' END)
+      INTO items
+      USING state, assigned_user_id, customer_id, min_overdue_days, min_balance, max_balance,
+            mark, page_size;
+
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object(
+                                     'sort', order_by, 'value', items -> -1 -> column_name,
+                                     'id', items -> -1 -> 'id'))
+                       END);
+END
+$$;
+COMMENT ON FUNCTION api_cases_list(text, bigint, bigint, integer, bigint, bigint, text, text, integer) IS
+    'A page of recovery cases with filters, in a stable order (GET /api/v1/recovery-cases).';
+
+CREATE FUNCTION case_note_add(case_id bigint, body text) RETURNS case_notes
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.recovery_cases;
+    note recovery.case_notes;
+    author_id bigint := nullif(current_setting('recovery.user_id'), '')::bigint;
+BEGIN
+    IF NOT pg_has_role(current_user, 'recovery_agent', 'USAGE')
+       AND NOT pg_has_role(current_user, 'recovery_automation', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to add notes' USING ERRCODE = '42501',
+            HINT = 'Ask an agent to do it.';
+    END IF;
+    SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = case_note_add.case_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    IF body IS NULL OR length(btrim(body)) = 0 OR length(body) > 10000 THEN
+        RAISE EXCEPTION 'a note needs a body of 1 to 10000 characters' USING ERRCODE = 'PR004',
+            HINT = 'Send {"body": "..."}.';
+    END IF;
+    INSERT INTO recovery.case_notes (case_id, customer_id, body, author, author_user_id)
+    VALUES (target.id, target.customer_id, body,
+            coalesce(nullif(current_setting('recovery.actor'), ''), session_user), author_id)
+    RETURNING * INTO note;
+    RETURN note;
+END
+$$;
+COMMENT ON FUNCTION case_note_add(bigint, text) IS 'Adds a note to a case, written by the current user.';
+
+CREATE FUNCTION api_case_note_add(case_id bigint, body text) RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT to_jsonb(n) FROM recovery.case_note_add(case_id, body) AS n
+$$;
+COMMENT ON FUNCTION api_case_note_add(bigint, text) IS 'POST /api/v1/recovery-cases/{id}/notes.';
+
+CREATE FUNCTION case_assign(case_id bigint, expected_version integer,
+                            assigned_user_id bigint DEFAULT NULL, priority integer DEFAULT NULL)
+    RETURNS recovery_cases
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.recovery_cases;
+BEGIN
+    IF NOT pg_has_role(current_user, 'recovery_agent', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to assign cases' USING ERRCODE = '42501',
+            HINT = 'Ask an agent or a manager to do it.';
+    END IF;
+    IF expected_version IS NULL THEN
+        RAISE EXCEPTION 'expected_version is required' USING ERRCODE = 'PR004',
+            HINT = 'Send the version of the case you read.';
+    END IF;
+    IF priority IS NOT NULL AND priority NOT BETWEEN 1 AND 5 THEN
+        RAISE EXCEPTION 'priority % is out of range', priority USING ERRCODE = 'PR004',
+            HINT = 'Priorities go from 1 (most urgent) to 5.';
+    END IF;
+    IF assigned_user_id IS NOT NULL AND assigned_user_id <> 0 AND NOT EXISTS (
+           SELECT 1 FROM recovery.users u WHERE u.id = assigned_user_id AND NOT u.disabled) THEN
+        RAISE EXCEPTION 'user % does not exist or is disabled', assigned_user_id
+            USING ERRCODE = 'PR003';
+    END IF;
+    SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = case_assign.case_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    IF target.version <> expected_version THEN
+        RAISE EXCEPTION 'recovery case % was changed by someone else', case_id
+            USING ERRCODE = 'PR002',
+                  DETAIL = format('You expected version %s; the case is now at version %s in state "%s".',
+                                  expected_version, target.version, target.state),
+                  HINT = 'Reload the case and decide again.';
+    END IF;
+    UPDATE recovery.recovery_cases c
+       SET assigned_user_id = CASE WHEN case_assign.assigned_user_id IS NULL THEN c.assigned_user_id
+                                   ELSE nullif(case_assign.assigned_user_id, 0) END,
+           priority = coalesce(case_assign.priority, c.priority),
+           updated_at = now(),
+           version = c.version + 1
+     WHERE c.id = case_assign.case_id
+    RETURNING * INTO target;
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION case_assign(bigint, integer, bigint, integer) IS
+    'Assigns a case to a user (0: to nobody) and/or sets its priority, if its version is still expected_version.';
+
+CREATE FUNCTION api_case_assign(case_id bigint, expected_version integer,
+                                assigned_user_id bigint DEFAULT NULL, priority integer DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM recovery.case_assign(case_id, expected_version, assigned_user_id, priority);
+    RETURN recovery.api_case_get(case_id);
+END
+$$;
+COMMENT ON FUNCTION api_case_assign(bigint, integer, bigint, integer) IS
+    'POST /api/v1/recovery-cases/{id}/assignment.';
+
+CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce(jsonb_agg(t.entry ORDER BY t.at, t.kind, t.id), '[]')
+    FROM (
+        SELECT 'event' AS kind, e.id, e.occurred_at AS at,
+               jsonb_build_object('kind', 'event', 'id', e.id, 'at', e.occurred_at, 'event', e.event,
+                                  'from_state', e.from_state, 'to_state', e.to_state,
+                                  'actor', e.actor, 'reason', e.reason, 'details', e.details) AS entry
+          FROM recovery.case_events AS e WHERE e.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'promise', p.id, p.created_at,
+               jsonb_build_object('kind', 'promise', 'id', p.id, 'at', p.created_at,
+                                  'promise_kind', p.kind, 'instalment_no', p.instalment_no,
+                                  'amount', p.amount, 'currency', p.currency,
+                                  'due_date', p.due_date, 'paid_amount', p.paid_amount,
+                                  'outcome', p.outcome)
+          FROM recovery.promises AS p WHERE p.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'receipt', r.id, r.received_at,
+               jsonb_build_object('kind', 'receipt', 'id', r.id, 'at', r.received_at,
+                                  'amount', r.amount, 'currency', r.currency,
+                                  'allocated', r.allocated, 'unallocated', r.unallocated,
+                                  'reference', r.reference)
+          FROM recovery.receipts AS r WHERE r.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'note', n.id, n.created_at,
+               jsonb_build_object('kind', 'note', 'id', n.id, 'at', n.created_at, 'body', n.body,
+                                  'author', n.author)
+          FROM recovery.case_notes AS n WHERE n.case_id = api_case_timeline.case_id
+    ) AS t
+$$;
+COMMENT ON FUNCTION api_case_timeline(bigint) IS
+    'What happened to a case, oldest first: events, promises, money received, notes.';
+
+CREATE OR REPLACE FUNCTION api_case_get(case_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT to_jsonb(c)
+           || jsonb_build_object(
+                'overdue_days', recovery.case_overdue_days(c.id),
+                'customer', jsonb_build_object('id', cu.id, 'name', cu.name,
+                                               'external_ref', cu.external_ref),
+                'payments', coalesce((
+                    SELECT jsonb_agg(jsonb_build_object(
+                               'id', p.id, 'external_ref', p.external_ref, 'amount', p.amount,
+                               'outstanding', p.outstanding, 'due_date', p.due_date,
+                               'status', p.status) ORDER BY p.due_date, p.id)
+                    FROM recovery.payments AS p WHERE p.case_id = c.id), '[]'),
+                'transitions', coalesce((
+                    SELECT jsonb_agg(jsonb_build_object(
+                               'event', t.event, 'to_state', t.to_state,
+                               'required_details', to_jsonb(t.required_details))
+                               ORDER BY t.event)
+                    FROM recovery.case_transitions(c.id) AS t), '[]'),
+                'timeline', recovery.api_case_timeline(c.id))
+      INTO result
+      FROM recovery.recovery_cases AS c
+      JOIN recovery.customers AS cu ON cu.id = c.customer_id
+     WHERE c.id = api_case_get.case_id;
+
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id
+            USING ERRCODE = 'PR003',
+                  HINT = 'List the cases with GET /api/v1/recovery-cases.';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api_case_get(bigint) IS
+    'A recovery case with its customer, payments, the events the caller may fire now, and its timeline (GET /api/v1/recovery-cases/{id}).';
+
+REVOKE ALL ON FUNCTION case_overdue_days(bigint),
+                       api_cases_list(text, bigint, bigint, integer, bigint, bigint, text, text, integer),
+                       case_note_add(bigint, text), api_case_note_add(bigint, text),
+                       case_assign(bigint, integer, bigint, integer),
+                       api_case_assign(bigint, integer, bigint, integer),
+                       api_case_timeline(bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION case_overdue_days(bigint),
+                          api_cases_list(text, bigint, bigint, integer, bigint, bigint, text, text, integer),
+                          api_case_timeline(bigint)
+    TO recovery_viewer, recovery_auditor;
+GRANT EXECUTE ON FUNCTION case_note_add(bigint, text), api_case_note_add(bigint, text)
+    TO recovery_agent, recovery_automation;
+GRANT EXECUTE ON FUNCTION case_assign(bigint, integer, bigint, integer),
+                          api_case_assign(bigint, integer, bigint, integer)
+    TO recovery_agent;

@@ -18,20 +18,45 @@ my $res = http(GET => '/api/v1/recovery-cases?state=open&limit=5', token => $age
 is($res->{status}, 200, 'list open cases: 200');
 is(scalar @{ $res->{json}{items} }, 5, 'a page of 5');
 ok(!(grep { $_->{state} ne 'open' } @{ $res->{json}{items} }), 'all open');
-my $after = $res->{json}{next_after};
-is($after, $res->{json}{items}[-1]{id}, 'next_after is the last id of the page');
-my $next = http(GET => "/api/v1/recovery-cases?state=open&limit=5&after=$after", token => $agent);
-cmp_ok($next->{json}{items}[0]{id}, '>', $after, 'the next page starts after it');
+ok(defined $res->{json}{next_cursor}, 'with a cursor to the next page');
+my $next = http(GET => "/api/v1/recovery-cases?state=open&limit=5&cursor=$res->{json}{next_cursor}", token => $agent);
+cmp_ok($next->{json}{items}[0]{id}, '>', $res->{json}{items}[-1]{id}, 'the next page starts after it');
 my ($open) = $dbh->selectrow_array(q{SELECT count(*) FROM recovery.recovery_cases WHERE state = 'open'});
-my ($seen, $cursor, $pages) = (0, '', 0);
+my (%seen, $cursor, $pages);
+$cursor = '';
 while (1) {
-    my $page = http(GET => "/api/v1/recovery-cases?state=open&limit=200$cursor", token => $agent);
-    $seen += @{ $page->{json}{items} };
+    my $page = http(GET => "/api/v1/recovery-cases?state=open&limit=37$cursor", token => $agent);
+    $seen{$_->{id}}++ for @{ $page->{json}{items} };
     $pages++;
-    last unless defined $page->{json}{next_after};
-    $cursor = "&after=$page->{json}{next_after}";
+    last unless defined $page->{json}{next_cursor};
+    $cursor = "&cursor=$page->{json}{next_cursor}";
 }
-is($seen, $open, "following next_after visits every open case once ($pages pages)");
+is(scalar keys %seen, $open, "following next_cursor visits every open case ($pages pages)");
+ok(!(grep { $_ > 1 } values %seen), 'and none twice');
+
+# sorted by balance, descending, across pages
+my @balances;
+$cursor = '';
+for (1 .. 3) {
+    my $page = http(GET => "/api/v1/recovery-cases?sort=-balance&limit=50$cursor", token => $agent);
+    push @balances, map { $_->{balance} } @{ $page->{json}{items} };
+    $cursor = "&cursor=$page->{json}{next_cursor}";
+}
+is_deeply(\@balances, [sort { $b <=> $a } @balances], 'sort=-balance holds across pages');
+my $bad = http(GET => "/api/v1/recovery-cases?sort=balance$cursor", token => $agent);
+is($bad->{status}, 400, 'a cursor used with another sort order: 400');
+is(http(GET => '/api/v1/recovery-cases?cursor=bm90LWpzb24', token => $agent)->{status}, 400,
+   'a forged cursor: 400');
+is(http(GET => '/api/v1/recovery-cases?sort=name', token => $agent)->{status}, 400,
+   'an unknown sort: 400');
+
+my $filtered = http(GET => '/api/v1/recovery-cases?min_balance=100000&max_balance=200000&min_overdue_days=60&limit=200',
+                    token => $agent);
+ok(!(grep { $_->{balance} < 100_000 || $_->{balance} > 200_000 || $_->{overdue_days} < 60 }
+          @{ $filtered->{json}{items} }), 'balance and overdue filters hold');
+my $mine = http(GET => '/api/v1/recovery-cases?assigned_user_id=3&limit=200', token => $agent);
+ok(@{ $mine->{json}{items} } && !(grep { $_->{assigned_user_id} != 3 } @{ $mine->{json}{items} }),
+   'the cases of one assignee');
 
 # --- get and transitions ------------------------------------------------------
 my $case = new_case($dbh, 20_000);

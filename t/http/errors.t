@@ -90,10 +90,14 @@ is($unknown->{json}{message}, 'unknown field "amout"; the fields are: amount, cu
    'the error names the field and lists the known ones');
 error_is(http(POST => $pay, token => $agent, json => { amount => 100 }),
          400, 'validation_failed', 'a missing currency (the extension says which)');
-error_is(http(GET => '/api/v1/recovery-cases?after=1e3', token => $agent),
+error_is(http(GET => '/api/v1/recovery-cases?min_balance=1e3', token => $agent),
          400, 'invalid_value', 'a query parameter of the wrong type');
-error_is(http(GET => '/api/v1/recovery-cases?after=%00', token => $agent),
+error_is(http(GET => '/api/v1/recovery-cases?state=%00', token => $agent),
          400, 'invalid_value', 'a NUL byte in a query parameter');
+my $typo = http(GET => '/api/v1/recovery-cases?stat=open', token => $agent);
+error_is($typo, 400, 'unknown_parameter', 'a query parameter the route does not take (a typo)');
+like($typo->{json}{message}, qr/^unknown query parameter "stat"; the parameters are: state, /,
+     'the error names it and lists the known ones');
 error_is(http(GET => '/api/v1/recovery-cases/99999999999999999999', token => $agent),
          400, 'invalid_value', 'a case id beyond bigint');
 unchanged('after bad values');

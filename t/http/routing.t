@@ -18,8 +18,8 @@ for my $path ('/api/v1/nothing', '/api/v1/recovery-cases/abc', '/api/v1/recovery
     like($res->{json}{request_id} // '', qr/^[0-9a-f]{32}$/, "GET $path: with the request id");
 }
 
-for my $case (['DELETE', '/api/v1/recovery-cases/1', 'GET'],
-              ['PUT', '/api/v1/recovery-cases/1', 'GET'],
+for my $case (['DELETE', '/api/v1/recovery-cases/1', 'GET, PATCH'],
+              ['PUT', '/api/v1/recovery-cases/1', 'GET, PATCH'],
               ['GET', '/api/v1/recovery-cases/1/transitions', 'POST'],
               ['GET', '/api/v1/auth/login', 'POST'],
               ['POST', '/api/v1/auth/me', 'GET']) {

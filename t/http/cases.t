@@ -116,4 +116,47 @@ $res = http(POST => "/api/v1/recovery-cases/$case/payments", token => $agent,
 is($res->{json}{case}{state}, 'resolved', 'paying the rest resolves the case');
 is($res->{json}{case}{balance}, 0, 'at a zero balance');
 
+# --- notes, assignment, timeline ---------------------------------------------
+my $viewer = login('viewer@demo.example', 'viewer-demo-pass');
+$case = new_case($dbh, 9_000);
+$res = http(POST => "/api/v1/recovery-cases/$case/notes", token => $agent,
+            json => { body => 'Called, <b>voicemail</b>; will try again Friday.' });
+is($res->{status}, 201, 'an agent adds a note: 201');
+is($res->{json}{author}, 'agent@demo.example', 'written by the agent');
+is(http(POST => "/api/v1/recovery-cases/$case/notes", token => $viewer, json => { body => 'x' })->{status},
+   403, 'a viewer cannot add notes: 403');
+is(http(POST => "/api/v1/recovery-cases/$case/notes", token => $agent, json => { body => '  ' })->{status},
+   400, 'an empty note: 400');
+is(http(POST => '/api/v1/recovery-cases/987654321/notes', token => $agent, json => { body => 'x' })->{status},
+   404, 'a note on an unknown case: 404');
+
+$version = case_version($dbh, $case);
+$res = http(PATCH => "/api/v1/recovery-cases/$case", token => $agent,
+            json => { expected_version => $version, assigned_user_id => 3, priority => 1 });
+is($res->{status}, 200, 'assign a case and set its priority: 200');
+is_deeply([$res->{json}{assigned_user_id}, $res->{json}{priority}], [3, 1], 'assigned to user 3, priority 1');
+is(http(PATCH => "/api/v1/recovery-cases/$case", token => $agent,
+        json => { expected_version => $version, priority => 2 })->{status}, 409, 'with a stale version: 409');
+is(http(PATCH => "/api/v1/recovery-cases/$case", token => $agent,
+        json => { expected_version => $version + 1, priority => 9 })->{status}, 400, 'priority 9: 400');
+is(http(PATCH => "/api/v1/recovery-cases/$case", token => $agent,
+        json => { expected_version => $version + 1, assigned_user_id => 987654 })->{status}, 404,
+   'to an unknown user: 404');
+$res = http(PATCH => "/api/v1/recovery-cases/$case", token => $agent,
+            json => { expected_version => $version + 1, assigned_user_id => 0 });
+is($res->{json}{assigned_user_id}, undef, 'assigned_user_id 0 unassigns');
+is(http(PATCH => "/api/v1/recovery-cases/$case", token => $viewer,
+        json => { expected_version => $version + 2, priority => 2 })->{status}, 403, 'a viewer cannot: 403');
+
+http(POST => "/api/v1/recovery-cases/$case/transitions", token => $agent,
+     json => { event => 'contact', expected_version => case_version($dbh, $case) });
+http(POST => "/api/v1/recovery-cases/$case/payments", token => $agent,
+     json => { amount => 1_000, currency => 'EUR', reference => 'first part' });
+$res = http(GET => "/api/v1/recovery-cases/$case", token => $viewer);
+is_deeply([map { $_->{kind} eq 'event' ? "event:$_->{event}" : $_->{kind} } @{ $res->{json}{timeline} }],
+          ['event:open', 'note', 'event:contact', 'event:payment_received', 'receipt'],
+          'the timeline tells what happened, in order');
+is($res->{json}{timeline}[1]{body}, 'Called, <b>voicemail</b>; will try again Friday.', 'notes keep their text as is');
+is($res->{json}{payments}[0]{outstanding}, 8_000, 'the payments show what is still owed');
+
 done_testing();

@@ -40,7 +40,7 @@ start() {
     [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
 
     sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
-        -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" -e "s|@TLS_PORT@|$tls_port|g" \
+        -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \

@@ -837,3 +837,284 @@ GRANT EXECUTE ON FUNCTION case_note_add(bigint, text), api_case_note_add(bigint,
 GRANT EXECUTE ON FUNCTION case_assign(bigint, integer, bigint, integer),
                           api_case_assign(bigint, integer, bigint, integer)
     TO recovery_agent;
+
+-------------------------------------------------------------------------------
+-- Users and API keys (admins)
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_users_list(cursor text DEFAULT NULL, "limit" integer DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    after bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
+    items jsonb;
+BEGIN
+    IF NOT pg_has_role(current_user, 'recovery_admin', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to list users' USING ERRCODE = '42501',
+            HINT = 'Ask an administrator.';
+    END IF;
+    SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.id), '[]') INTO items
+      FROM (SELECT id, email, display_name, role, disabled, created_at, updated_at, version
+              FROM recovery.users WHERE after IS NULL OR id > after ORDER BY id LIMIT page_size) AS u;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+END
+$$;
+COMMENT ON FUNCTION api_users_list(text, integer) IS 'GET /api/v1/users (admins).';
+
+CREATE FUNCTION api_user_create(email text, display_name text, role text, password text)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF password IS NULL OR length(password) < 12 THEN
+        RAISE EXCEPTION 'a password needs at least 12 characters' USING ERRCODE = 'PR004',
+            HINT = 'Use a passphrase.';
+    END IF;
+    new_id := recovery.user_create(email, display_name, role, password);
+    RETURN (SELECT to_jsonb(u) FROM (SELECT t.id, t.email, t.display_name, t.role, t.disabled,
+                                            t.created_at, t.updated_at, t.version
+                                       FROM recovery.users AS t WHERE t.id = new_id) AS u);
+END
+$$;
+COMMENT ON FUNCTION api_user_create(text, text, text, text) IS 'POST /api/v1/users (admins).';
+
+CREATE FUNCTION user_disable(user_id bigint) RETURNS users
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    changed recovery.users;
+BEGIN
+    IF NOT pg_has_role(current_user, 'recovery_admin', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to disable users' USING ERRCODE = '42501',
+            HINT = 'Ask an administrator.';
+    END IF;
+    UPDATE recovery.users u SET disabled = true, updated_at = now(), version = u.version + 1
+     WHERE u.id = user_id RETURNING * INTO changed;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'user % does not exist', user_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN changed;
+END
+$$;
+COMMENT ON FUNCTION user_disable(bigint) IS
+    'Disables a user: they can no longer log in (tokens already issued expire on their own).';
+
+CREATE FUNCTION api_user_disable(user_id bigint) RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT to_jsonb(u) - 'password_hash' FROM recovery.user_disable(user_id) AS u
+$$;
+COMMENT ON FUNCTION api_user_disable(bigint) IS 'POST /api/v1/users/{id}/disable (admins).';
+
+CREATE FUNCTION api_keys_list(cursor text DEFAULT NULL, "limit" integer DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    after bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
+    items jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.id), '[]') INTO items
+      FROM (SELECT id, name, role, key_prefix, created_at, revoked_at, version
+              FROM recovery.api_keys WHERE after IS NULL OR id > after ORDER BY id LIMIT page_size) AS k;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+END
+$$;
+COMMENT ON FUNCTION api_keys_list(text, integer) IS 'GET /api/v1/api-keys (admins): never the keys themselves.';
+
+CREATE FUNCTION api_key_issue(name text, role text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    key text;
+    issued bigint;
+BEGIN
+    -- EXECUTE is granted to admins only; api_key_authenticate finds the new row
+    key := recovery.api_key_create(name, role);
+    issued := (recovery.api_key_authenticate(key)).api_key_id;
+    RETURN jsonb_build_object(
+        'key', key,
+        'api_key', (SELECT jsonb_build_object('id', k.id, 'name', k.name, 'role', k.role,
+                                              'key_prefix', k.key_prefix, 'created_at', k.created_at)
+                      FROM recovery.api_keys AS k WHERE k.id = issued),
+        'note', 'The key is shown once; only its hash is kept.');
+END
+$$;
+COMMENT ON FUNCTION api_key_issue(text, text) IS 'POST /api/v1/api-keys (admins): the key, shown this once.';
+
+CREATE FUNCTION api_key_revoke(api_key_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    revoked jsonb;
+BEGIN
+    IF NOT pg_has_role(current_user, 'recovery_admin', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to revoke API keys' USING ERRCODE = '42501',
+            HINT = 'Ask an administrator.';
+    END IF;
+    UPDATE recovery.api_keys k
+       SET revoked_at = coalesce(k.revoked_at, now()), version = k.version + 1
+     WHERE k.id = api_key_id
+    RETURNING jsonb_build_object('id', k.id, 'name', k.name, 'role', k.role,
+                                 'key_prefix', k.key_prefix, 'revoked_at', k.revoked_at)
+      INTO revoked;
+    IF revoked IS NULL THEN
+        RAISE EXCEPTION 'API key % does not exist', api_key_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN revoked;
+END
+$$;
+COMMENT ON FUNCTION api_key_revoke(bigint) IS
+    'POST /api/v1/api-keys/{id}/revoke (admins): the key stops working at once.';
+
+-------------------------------------------------------------------------------
+-- The audit trail (auditors and admins)
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_audit_query(table_name text DEFAULT NULL, row_key text DEFAULT NULL,
+                                actor text DEFAULT NULL, request_id text DEFAULT NULL,
+                                customer_id bigint DEFAULT NULL,
+                                "from" timestamptz DEFAULT NULL, "to" timestamptz DEFAULT NULL,
+                                cursor text DEFAULT NULL, "limit" integer DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    before bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
+    items jsonb;
+BEGIN
+    -- newest first; audit_log has no query indexes yet (see README)
+    SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.id DESC), '[]') INTO items
+      FROM (SELECT l.id, l.occurred_at, l.action, l.table_name, l.row_key, l.customer_id,
+                   l.actor, l.actor_user_id, l.db_role, l.request_id, l.old_row, l.new_row,
+                   l.erased_at
+              FROM recovery.audit_log AS l
+             WHERE (api_audit_query.table_name IS NULL OR l.table_name = api_audit_query.table_name)
+               AND (api_audit_query.row_key IS NULL OR l.row_key = api_audit_query.row_key)
+               AND (api_audit_query.actor IS NULL OR l.actor = api_audit_query.actor)
+               AND (api_audit_query.request_id IS NULL OR l.request_id = api_audit_query.request_id)
+               AND (api_audit_query.customer_id IS NULL OR l.customer_id = api_audit_query.customer_id)
+               AND ("from" IS NULL OR l.occurred_at >= "from")
+               AND ("to" IS NULL OR l.occurred_at < "to")
+               AND (before IS NULL OR l.id < before)
+             ORDER BY l.id DESC
+             LIMIT page_size) AS a;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+END
+$$;
+COMMENT ON FUNCTION api_audit_query(text, text, text, text, bigint, timestamptz, timestamptz, text, integer) IS
+    'GET /api/v1/audit (auditors and admins): audit rows, newest first, by table, row, actor, request, customer and time.';
+
+CREATE FUNCTION api_audit_verify() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT to_jsonb(v) FROM recovery.audit_verify() AS v
+$$;
+COMMENT ON FUNCTION api_audit_verify() IS 'GET /api/v1/audit/verify (auditors and admins).';
+
+-------------------------------------------------------------------------------
+-- Analytics, in SQL so that reports and the web app agree
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_analytics_summary() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH by_currency AS (
+        SELECT c.currency,
+               count(*) FILTER (WHERE NOT recovery.case_state_is_terminal(c.state)) AS open_cases,
+               coalesce(sum(c.balance) FILTER (WHERE NOT recovery.case_state_is_terminal(c.state)), 0) AS open_balance,
+               (SELECT coalesce(sum(p.amount), 0) FROM recovery.payments p
+                 WHERE p.currency = c.currency AND p.case_id IS NOT NULL) AS owed,
+               (SELECT coalesce(sum(r.allocated), 0) FROM recovery.receipts r
+                 WHERE r.currency = c.currency) AS recovered,
+               (SELECT coalesce(sum(r.allocated), 0) FROM recovery.receipts r
+                 WHERE r.currency = c.currency
+                   AND r.received_at >= date_trunc('month', now())) AS recovered_this_month
+          FROM recovery.recovery_cases c
+         GROUP BY c.currency
+    )
+    SELECT jsonb_build_object(
+        'by_currency', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                            'currency', currency, 'open_cases', open_cases,
+                            'open_balance', open_balance, 'recovered_this_month', recovered_this_month,
+                            'recovery_rate', CASE WHEN owed > 0 THEN round(recovered::numeric / owed, 4) END)
+                            ORDER BY currency) FROM by_currency), '[]'),
+        'promise_kept_rate', (SELECT CASE WHEN count(*) > 0
+                                          THEN round(count(*) FILTER (WHERE outcome = 'kept')::numeric / count(*), 4) END
+                                FROM recovery.promises WHERE outcome IN ('kept', 'broken')),
+        'average_days_to_resolve', (SELECT round(avg(extract(epoch FROM closed_at - opened_at) / 86400)::numeric, 1)
+                                      FROM recovery.recovery_cases WHERE state = 'resolved'),
+        'cases_by_state', (SELECT jsonb_object_agg(state, n) FROM (
+                               SELECT state, count(*) AS n FROM recovery.recovery_cases GROUP BY state) s))
+$$;
+COMMENT ON FUNCTION api_analytics_summary() IS
+    'GET /api/v1/analytics/summary: open cases and balance by currency, recovered this month, recovery rate (money recovered / money owed that went to recovery), promise-kept rate, average days to resolve.';
+
+CREATE FUNCTION api_analytics_aging() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH open_cases AS (
+        SELECT c.currency, c.balance, coalesce(recovery.case_overdue_days(c.id), 0) AS days
+          FROM recovery.recovery_cases c WHERE NOT recovery.case_state_is_terminal(c.state)
+    ), bucketed AS (
+        SELECT currency, balance,
+               CASE WHEN days <= 30 THEN '0-30' WHEN days <= 60 THEN '31-60'
+                    WHEN days <= 90 THEN '61-90' ELSE '90+' END AS bucket
+          FROM open_cases
+    )
+    SELECT jsonb_build_object('buckets', coalesce(jsonb_agg(jsonb_build_object(
+               'bucket', bucket, 'currency', currency, 'cases', n, 'balance', total)
+               ORDER BY array_position(ARRAY['0-30', '31-60', '61-90', '90+'], bucket), currency), '[]'))
+    FROM (SELECT bucket, currency, count(*) AS n, sum(balance) AS total
+            FROM bucketed GROUP BY bucket, currency) AS b
+$$;
+COMMENT ON FUNCTION api_analytics_aging() IS
+    'GET /api/v1/analytics/aging: open cases and balance by days overdue (0-30, 31-60, 61-90, 90+) and currency.';
+
+CREATE FUNCTION api_analytics_recovery_by_month() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object('months', coalesce(jsonb_agg(jsonb_build_object(
+               'month', to_char(month, 'YYYY-MM'), 'currency', currency, 'opened', opened,
+               'resolved', resolved, 'owed', owed, 'recovered', recovered,
+               'recovery_rate', CASE WHEN owed > 0 THEN round(recovered::numeric / owed, 4) END)
+               ORDER BY month, currency), '[]'))
+    FROM (SELECT date_trunc('month', c.opened_at) AS month, c.currency,
+                 count(*) AS opened,
+                 count(*) FILTER (WHERE c.state = 'resolved') AS resolved,
+                 coalesce(sum((SELECT sum(p.amount) FROM recovery.payments p WHERE p.case_id = c.id)), 0) AS owed,
+                 coalesce(sum((SELECT sum(r.allocated) FROM recovery.receipts r WHERE r.case_id = c.id)), 0) AS recovered
+            FROM recovery.recovery_cases c
+           GROUP BY 1, 2) AS m
+$$;
+COMMENT ON FUNCTION api_analytics_recovery_by_month() IS
+    'GET /api/v1/analytics/recovery-by-month: by month the cases opened and currency, what was owed and recovered.';
+
+REVOKE ALL ON FUNCTION api_users_list(text, integer), api_user_create(text, text, text, text),
+                       user_disable(bigint), api_user_disable(bigint),
+                       api_keys_list(text, integer), api_key_issue(text, text), api_key_revoke(bigint),
+                       api_audit_query(text, text, text, text, bigint, timestamptz, timestamptz, text, integer),
+                       api_audit_verify(), api_analytics_summary(), api_analytics_aging(),
+                       api_analytics_recovery_by_month()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api_users_list(text, integer), api_user_create(text, text, text, text),
+                          user_disable(bigint), api_user_disable(bigint),
+                          api_keys_list(text, integer), api_key_issue(text, text), api_key_revoke(bigint)
+    TO recovery_admin;
+GRANT EXECUTE ON FUNCTION api_audit_query(text, text, text, text, bigint, timestamptz, timestamptz, text, integer),
+                          api_audit_verify()
+    TO recovery_auditor;
+GRANT EXECUTE ON FUNCTION api_analytics_summary(), api_analytics_aging(), api_analytics_recovery_by_month()
+    TO recovery_viewer, recovery_auditor;

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+# Writes conf/openapi.json, the OpenAPI document of the routes in
+# conf/nginx.conf.in:  python3 scripts/openapi.py > conf/openapi.json
+# (t/http/openapi.t checks that the two agree).
+import json
+E = {"$ref": "#/components/responses/Error"}
+def errs(*codes):
+    return {str(c): E for c in codes}
+def qp(name, typ, desc, **kw):
+    sch = {"type": typ}; sch.update(kw)
+    return {"name": name, "in": "query", "required": False, "description": desc, "schema": sch}
+def pp(name, desc):
+    return {"name": name, "in": "path", "required": True, "description": desc,
+            "schema": {"type": "integer", "format": "int64", "minimum": 1}}
+def body(props, required, desc=None):
+    s = {"type": "object", "additionalProperties": False, "properties": props}
+    if required: s["required"] = required
+    b = {"required": True, "content": {"application/json": {"schema": s}}}
+    if desc: b["description"] = desc
+    return b
+def ok(ref, status="200", desc="OK"):
+    return {status: {"description": desc, "content": {"application/json": {"schema": {"$ref": ref}}}}}
+I64 = {"type": "integer", "format": "int64"}
+MONEY = {"type": "integer", "format": "int64", "description": "minor units of the currency"}
+CUR = {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"}
+VER = {"type": "integer", "description": "the version you read; a stale one is 409"}
+IDEM = {"name": "Idempotency-Key", "in": "header", "required": False,
+        "description": "a retry with the same key and body gets the first response; another body is 422",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+cursor = qp("cursor", "string", "next_cursor of the previous page")
+limit = qp("limit", "integer", "page size, 50 by default", minimum=1, maximum=200)
+
+paths = {
+ "/api/v1/auth/login": {"post": {
+    "summary": "Sign in with email and password; returns a short-lived token",
+    "security": [], "tags": ["auth"],
+    "requestBody": body({"email": {"type": "string"}, "password": {"type": "string"}}, ["email", "password"]),
+    "responses": {**ok("#/components/schemas/Token"), **errs(400, 401, 415, 429)}}},
+ "/api/v1/auth/me": {"get": {"summary": "Who you are", "tags": ["auth"],
+    "responses": {**ok("#/components/schemas/Me"), **errs(401)}}},
+ "/api/v1/customers": {
+   "get": {"summary": "Search customers (name, email or reference contains q)", "tags": ["customers"],
+           "parameters": [qp("q", "string", "text to find"), cursor, limit],
+           "responses": {**ok("#/components/schemas/CustomerPage"), **errs(400, 401)}},
+   "post": {"summary": "Create a customer", "tags": ["customers"], "parameters": [IDEM],
+            "requestBody": body({"external_ref": {"type": "string", "maxLength": 200},
+                                 "name": {"type": "string", "maxLength": 500},
+                                 "email": {"type": "string", "format": "email"},
+                                 "phone": {"type": "string", "pattern": "^\\+[0-9]{6,15}$"},
+                                 "locale": {"type": "string", "example": "en-GB"},
+                                 "time_zone": {"type": "string", "example": "Europe/London"}},
+                                ["external_ref", "name"]),
+            "responses": {**ok("#/components/schemas/Customer", "201", "Created"), **errs(400, 401, 403, 409, 422)}}},
+ "/api/v1/customers/{customer_id}": {
+   "parameters": [pp("customer_id", "customer id")],
+   "get": {"summary": "A customer and their cases", "tags": ["customers"],
+           "responses": {**ok("#/components/schemas/Customer"), **errs(401, 404)}},
+   "patch": {"summary": "Change a customer's details (fields left out are kept)", "tags": ["customers"],
+             "requestBody": body({"expected_version": VER, "name": {"type": "string"},
+                                  "email": {"type": "string"}, "phone": {"type": "string"},
+                                  "locale": {"type": "string"}, "time_zone": {"type": "string"},
+                                  "contact_preferences": {"type": "object"}}, ["expected_version"]),
+             "responses": {**ok("#/components/schemas/Customer"), **errs(400, 401, 403, 404, 409)}}},
+ "/api/v1/payments": {
+   "get": {"summary": "Payments by due date", "tags": ["payments"],
+           "parameters": [qp("customer_id", "integer", "one customer's"),
+                          qp("status", "string", "pending, failed, overdue or paid",
+                             enum=["pending", "failed", "overdue", "paid"]),
+                          qp("due_from", "string", "due on or after", format="date"),
+                          qp("due_to", "string", "due on or before", format="date"), cursor, limit],
+           "responses": {**ok("#/components/schemas/PaymentPage"), **errs(400, 401)}},
+   "post": {"summary": "Record a payment a customer owes", "tags": ["payments"], "parameters": [IDEM],
+            "requestBody": body({"customer_id": I64, "external_ref": {"type": "string"}, "amount": MONEY,
+                                 "currency": CUR, "due_date": {"type": "string", "format": "date"}},
+                                ["customer_id", "external_ref", "amount", "currency", "due_date"]),
+            "responses": {**ok("#/components/schemas/Payment", "201", "Created"), **errs(400, 401, 403, 404, 409, 422)}}},
+ "/api/v1/payments/{payment_id}": {
+   "parameters": [pp("payment_id", "payment id")],
+   "get": {"summary": "A payment", "tags": ["payments"],
+           "responses": {**ok("#/components/schemas/Payment"), **errs(401, 404)}}},
+ "/api/v1/payments/{payment_id}/fail": {
+   "parameters": [pp("payment_id", "payment id")],
+   "post": {"summary": "Mark a payment failed or overdue; opens its customer's case or adds to it",
+            "tags": ["payments"], "parameters": [IDEM],
+            "requestBody": body({"reason": {"type": "string"},
+                                 "status": {"type": "string", "enum": ["failed", "overdue"]}}, []),
+            "responses": {**ok("#/components/schemas/PaymentFailed"), **errs(400, 401, 403, 404, 409, 422)}}},
+ "/api/v1/recovery-cases": {
+   "get": {"summary": "Recovery cases with filters, in a stable order", "tags": ["cases"],
+           "parameters": [qp("state", "string", "one state of the state machine"),
+                          qp("assigned_user_id", "integer", "assigned to this user"),
+                          qp("customer_id", "integer", "of this customer"),
+                          qp("min_overdue_days", "integer", "oldest unpaid payment due at least this many days ago"),
+                          qp("min_balance", "integer", "balance at least (minor units)"),
+                          qp("max_balance", "integer", "balance at most (minor units)"),
+                          qp("sort", "string", "id, balance, opened_at or updated_at; '-' for descending",
+                             enum=["id", "-id", "balance", "-balance", "opened_at", "-opened_at", "updated_at", "-updated_at"]),
+                          cursor, limit],
+           "responses": {**ok("#/components/schemas/CasePage"), **errs(400, 401)}}},
+ "/api/v1/recovery-cases/{case_id}": {
+   "parameters": [pp("case_id", "case id")],
+   "get": {"summary": "A case with its customer, payments, allowed events and timeline", "tags": ["cases"],
+           "responses": {**ok("#/components/schemas/Case"), **errs(401, 404)}},
+   "patch": {"summary": "Assign a case (0: to nobody) and set its priority", "tags": ["cases"],
+             "requestBody": body({"expected_version": VER, "assigned_user_id": I64,
+                                  "priority": {"type": "integer", "minimum": 1, "maximum": 5}},
+                                 ["expected_version"]),
+             "responses": {**ok("#/components/schemas/Case"), **errs(400, 401, 403, 404, 409)}}},
+ "/api/v1/recovery-cases/{case_id}/transitions": {
+   "parameters": [pp("case_id", "case id")],
+   "post": {"summary": "Fire an event of the state machine", "tags": ["cases"], "parameters": [IDEM],
+            "requestBody": body({"event": {"type": "string"}, "expected_version": VER,
+                                 "details": {"type": "object", "description": "what the event needs: amount and due_date for promise, instalments for plan, reason for dispute and write_off"}},
+                                ["event", "expected_version"]),
+            "responses": {**ok("#/components/schemas/Case"), **errs(400, 401, 403, 404, 409, 422)}}},
+ "/api/v1/recovery-cases/{case_id}/payments": {
+   "parameters": [pp("case_id", "case id")],
+   "post": {"summary": "Record money received; the case resolves at a zero balance", "tags": ["cases"],
+            "parameters": [IDEM],
+            "requestBody": body({"amount": MONEY, "currency": CUR, "reference": {"type": "string"},
+                                 "allow_overpayment": {"type": "boolean"}}, ["amount", "currency"]),
+            "responses": {**ok("#/components/schemas/MoneyReceived", "201", "Created"), **errs(400, 401, 403, 404, 422)}}},
+ "/api/v1/recovery-cases/{case_id}/notes": {
+   "parameters": [pp("case_id", "case id")],
+   "post": {"summary": "Add a note", "tags": ["cases"], "parameters": [IDEM],
+            "requestBody": body({"body": {"type": "string", "maxLength": 10000}}, ["body"]),
+            "responses": {**ok("#/components/schemas/Note", "201", "Created"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/users": {
+   "get": {"summary": "Users (admins)", "tags": ["admin"], "parameters": [cursor, limit],
+           "responses": {**ok("#/components/schemas/UserPage"), **errs(400, 401, 403)}},
+   "post": {"summary": "Create a user (admins)", "tags": ["admin"], "parameters": [IDEM],
+            "requestBody": body({"email": {"type": "string"}, "display_name": {"type": "string"},
+                                 "role": {"enum": ["recovery_viewer", "recovery_agent", "recovery_manager",
+                                                   "recovery_auditor", "recovery_automation", "recovery_admin"]},
+                                 "password": {"type": "string", "minLength": 12}},
+                                ["email", "display_name", "role", "password"]),
+            "responses": {**ok("#/components/schemas/User", "201", "Created"), **errs(400, 401, 403, 409)}}},
+ "/api/v1/users/{user_id}/disable": {
+   "parameters": [pp("user_id", "user id")],
+   "post": {"summary": "Disable a user (admins): no more logins", "tags": ["admin"], "parameters": [IDEM],
+            "responses": {**ok("#/components/schemas/User"), **errs(401, 403, 404)}}},
+ "/api/v1/api-keys": {
+   "get": {"summary": "API keys, never the keys themselves (admins)", "tags": ["admin"],
+           "parameters": [cursor, limit],
+           "responses": {**ok("#/components/schemas/ApiKeyPage"), **errs(400, 401, 403)}},
+   "post": {"summary": "Issue an API key, shown this once (admins)", "tags": ["admin"], "parameters": [IDEM],
+            "requestBody": body({"name": {"type": "string"}, "role": {"type": "string"}}, ["name", "role"]),
+            "responses": {**ok("#/components/schemas/ApiKeyIssued", "201", "Created"), **errs(400, 401, 403)}}},
+ "/api/v1/api-keys/{api_key_id}/revoke": {
+   "parameters": [pp("api_key_id", "API key id")],
+   "post": {"summary": "Revoke an API key at once (admins)", "tags": ["admin"], "parameters": [IDEM],
+            "responses": {**ok("#/components/schemas/ApiKey"), **errs(401, 403, 404)}}},
+ "/api/v1/audit": {
+   "get": {"summary": "Audit rows, newest first (auditors and admins)", "tags": ["audit"],
+           "parameters": [qp("table", "string", "table name, e.g. recovery_cases"),
+                          qp("row", "string", "the row's key (its id)"),
+                          qp("actor", "string", "who (email or api-key:name)"),
+                          qp("request_id", "string", "the X-Request-Id of a request"),
+                          qp("customer_id", "integer", "rows about this customer"),
+                          qp("from", "string", "at or after", format="date-time"),
+                          qp("to", "string", "before", format="date-time"), cursor, limit],
+           "responses": {**ok("#/components/schemas/AuditPage"), **errs(400, 401, 403)}}},
+ "/api/v1/audit/verify": {
+   "get": {"summary": "Verify every audit chain (auditors and admins)", "tags": ["audit"],
+           "responses": {**ok("#/components/schemas/AuditVerification"), **errs(401, 403)}}},
+ "/api/v1/analytics/summary": {
+   "get": {"summary": "KPIs: open cases and balance by currency, recovered this month, recovery rate, promise-kept rate, days to resolve",
+           "tags": ["analytics"], "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
+ "/api/v1/analytics/aging": {
+   "get": {"summary": "Open cases by days overdue: 0-30, 31-60, 61-90, 90+", "tags": ["analytics"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
+ "/api/v1/analytics/recovery-by-month": {
+   "get": {"summary": "Owed and recovered by month of opening", "tags": ["analytics"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
+}
+
+def obj(props, **kw):
+    d = {"type": "object", "properties": props}; d.update(kw); return d
+def page(ref):
+    return obj({"items": {"type": "array", "items": {"$ref": ref}},
+                "next_cursor": {"type": ["string", "null"], "description": "null on the last page"}})
+schemas = {
+ "Error": obj({"error": {"type": "string", "description": "a stable code to program against"},
+               "message": {"type": "string"}, "detail": {"type": "string"}, "hint": {"type": "string"},
+               "sqlstate": {"type": "string"}, "request_id": {"type": "string"}},
+              required=["error", "message", "request_id"]),
+ "Token": obj({"token": {"type": "string"}, "token_type": {"const": "Bearer"},
+               "expires_in": {"type": "integer"}, "user": {"type": "object"}}),
+ "Me": obj({"user_id": {"type": ["integer", "null"]}, "email": {"type": ["string", "null"]},
+            "display_name": {"type": ["string", "null"]}, "role": {"type": "string"},
+            "actor": {"type": "string"}, "authenticated_by": {"enum": ["token", "api_key"]},
+            "request_id": {"type": "string"}, "read_only": {"type": "boolean"}}),
+ "Customer": obj({"id": I64, "external_ref": {"type": "string"}, "name": {"type": "string"},
+                  "email": {"type": ["string", "null"]}, "phone": {"type": ["string", "null"]},
+                  "locale": {"type": "string"}, "time_zone": {"type": "string"},
+                  "contact_preferences": {"type": "object"}, "version": {"type": "integer"},
+                  "cases": {"type": "array", "items": {"type": "object"}}}),
+ "CustomerPage": page("#/components/schemas/Customer"),
+ "Payment": obj({"id": I64, "customer_id": I64, "external_ref": {"type": "string"}, "amount": MONEY,
+                 "outstanding": MONEY, "currency": CUR, "due_date": {"type": "string", "format": "date"},
+                 "status": {"enum": ["pending", "failed", "overdue", "paid"]},
+                 "failure_reason": {"type": ["string", "null"]}, "case_id": {"type": ["integer", "null"]},
+                 "version": {"type": "integer"}}),
+ "PaymentPage": page("#/components/schemas/Payment"),
+ "PaymentFailed": obj({"payment": {"$ref": "#/components/schemas/Payment"},
+                       "case": {"$ref": "#/components/schemas/Case"}}),
+ "Case": obj({"id": I64, "customer_id": I64, "currency": CUR, "balance": MONEY,
+              "state": {"type": "string"}, "assigned_user_id": {"type": ["integer", "null"]},
+              "priority": {"type": "integer"}, "version": {"type": "integer"},
+              "overdue_days": {"type": ["integer", "null"]},
+              "customer": {"type": "object"}, "payments": {"type": "array", "items": {"type": "object"}},
+              "transitions": {"type": "array", "items": obj({"event": {"type": "string"}, "to_state": {"type": "string"},
+                                                            "required_details": {"type": "array", "items": {"type": "string"}}})},
+              "timeline": {"type": "array", "items": obj({"kind": {"enum": ["event", "promise", "receipt", "note"]},
+                                                         "at": {"type": "string", "format": "date-time"}})}}),
+ "CasePage": page("#/components/schemas/Case"),
+ "MoneyReceived": obj({"receipt": {"type": "object"}, "case": {"$ref": "#/components/schemas/Case"}}),
+ "User": obj({"id": I64, "email": {"type": "string"}, "display_name": {"type": "string"},
+              "role": {"type": "string"}, "disabled": {"type": "boolean"}, "version": {"type": "integer"}}),
+ "UserPage": page("#/components/schemas/User"),
+ "ApiKey": obj({"id": I64, "name": {"type": "string"}, "role": {"type": "string"},
+                "key_prefix": {"type": "string"}, "revoked_at": {"type": ["string", "null"], "format": "date-time"}}),
+ "ApiKeyPage": page("#/components/schemas/ApiKey"),
+ "ApiKeyIssued": obj({"key": {"type": "string", "description": "shown once"},
+                      "api_key": {"$ref": "#/components/schemas/ApiKey"}}),
+ "AuditRow": obj({"id": I64, "occurred_at": {"type": "string", "format": "date-time"},
+                  "action": {"enum": ["INSERT", "UPDATE", "DELETE"]}, "table_name": {"type": "string"},
+                  "row_key": {"type": "string"}, "actor": {"type": "string"}, "db_role": {"type": "string"},
+                  "request_id": {"type": ["string", "null"]}, "old_row": {}, "new_row": {}}),
+ "AuditPage": page("#/components/schemas/AuditRow"),
+ "AuditVerification": obj({"ok": {"type": "boolean"}, "rows_checked": {"type": "integer"}}),
+ "Analytics": {"type": "object", "description": "money in minor units, by currency; rates between 0 and 1"},
+ "Note": obj({"id": I64, "case_id": I64, "body": {"type": "string"}, "author": {"type": "string"},
+              "created_at": {"type": "string", "format": "date-time"}}),
+}
+doc = {
+ "openapi": "3.1.0",
+ "info": {"title": "Payment Recovery API", "version": "0.2",
+          "description": "Served by nginx with ngx_recovery; every route calls one SQL function of the pg_recovery extension. Money is integer minor units with a currency. Errors are JSON (components.schemas.Error); the README maps SQLSTATEs to statuses."},
+ "servers": [{"url": "/"}],
+ "security": [{"bearer": []}, {"apiKey": []}],
+ "paths": paths,
+ "components": {
+   "securitySchemes": {
+     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "a token from /api/v1/auth/login, or an API key as the Bearer value"},
+     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+   "responses": {"Error": {"description": "an error",
+                           "headers": {"X-Request-Id": {"schema": {"type": "string"}}},
+                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+   "schemas": schemas}}
+print(json.dumps(doc, indent=2))

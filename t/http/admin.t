@@ -1,0 +1,69 @@
+#!/usr/bin/perl
+# Users and API keys over HTTP: admins only; an API key is shown once, then
+# works, and stops working the moment it is revoked; a disabled user can no
+# longer log in.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use Recovery::HTTP qw(http login);
+
+my $admin = login('admin@demo.example', 'admin-demo-pass');
+my $manager = login('manager@demo.example', 'manager-demo-pass');
+my $tag = "admin-$$-" . time;
+
+# --- users --------------------------------------------------------------------
+my $res = http(POST => '/api/v1/users', token => $admin,
+               json => { email => "$tag\@demo.example", display_name => 'Temp Agent',
+                         role => 'recovery_agent', password => 'a long enough passphrase' });
+is($res->{status}, 201, 'an admin creates a user: 201');
+ok(!exists $res->{json}{password_hash}, 'the answer has no password hash');
+my $user = $res->{json}{id};
+is(http(POST => '/api/v1/users', token => $manager,
+        json => { email => "x$tag\@demo.example", display_name => 'X', role => 'recovery_agent',
+                  password => 'a long enough passphrase' })->{status}, 403, 'a manager cannot: 403');
+is(http(POST => '/api/v1/users', token => $admin,
+        json => { email => "y$tag\@demo.example", display_name => 'Y', role => 'recovery_agent',
+                  password => 'short' })->{status}, 400, 'a short password: 400');
+is(http(POST => '/api/v1/users', token => $admin,
+        json => { email => "z$tag\@demo.example", display_name => 'Z', role => 'postgres',
+                  password => 'a long enough passphrase' })->{status}, 400, 'a role that is not ours: 400');
+is(http(POST => '/api/v1/users', token => $admin,
+        json => { email => "$tag\@demo.example", display_name => 'Twin', role => 'recovery_agent',
+                  password => 'a long enough passphrase' })->{status}, 409, 'the same email twice: 409');
+
+my $list = http(GET => '/api/v1/users?limit=200', token => $admin);
+ok((grep { $_->{id} == $user } @{ $list->{json}{items} }), 'the new user is listed');
+ok(!(grep { exists $_->{password_hash} } @{ $list->{json}{items} }), 'without password hashes');
+is(http(GET => '/api/v1/users', token => $manager)->{status}, 403, 'a manager cannot list users: 403');
+
+ok(login("$tag\@demo.example", 'a long enough passphrase'), 'the new user can log in');
+$res = http(POST => "/api/v1/users/$user/disable", token => $admin);
+is($res->{status}, 200, 'an admin disables the user: 200');
+is($res->{json}{disabled}, JSON::PP::true, 'disabled');
+is(http(POST => '/api/v1/auth/login',
+        json => { email => "$tag\@demo.example", password => 'a long enough passphrase' })->{status},
+   401, 'a disabled user cannot log in: 401');
+is(http(POST => '/api/v1/users/987654321/disable', token => $admin)->{status}, 404, 'an unknown user: 404');
+
+# --- API keys -----------------------------------------------------------------
+$res = http(POST => '/api/v1/api-keys', token => $admin, json => { name => "$tag worker", role => 'recovery_automation' });
+is($res->{status}, 201, 'an admin issues an API key: 201');
+my $key = $res->{json}{key};
+like($key, qr/^\S{20,}$/, 'the key is in the answer, this once');
+my $key_id = $res->{json}{api_key}{id};
+is($res->{json}{api_key}{name}, "$tag worker", 'with its record');
+
+$list = http(GET => '/api/v1/api-keys?limit=200', token => $admin);
+my ($listed) = grep { $_->{id} == $key_id } @{ $list->{json}{items} };
+ok($listed && !exists $listed->{key} && !exists $listed->{key_hash}, 'listed without the key or its hash');
+is(http(POST => '/api/v1/api-keys', token => $manager, json => { name => 'x', role => 'recovery_automation' })->{status},
+   403, 'a manager cannot issue keys: 403');
+
+is(http(GET => '/api/v1/auth/me', headers => { 'X-API-Key' => $key })->{json}{role}, 'recovery_automation',
+   'the key works');
+is(http(POST => "/api/v1/api-keys/$key_id/revoke", token => $admin)->{status}, 200, 'revoke it: 200');
+is(http(GET => '/api/v1/auth/me', headers => { 'X-API-Key' => $key })->{status}, 401, 'and it stops working at once');
+
+done_testing();

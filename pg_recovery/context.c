@@ -12,6 +12,7 @@
 
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 static char *context_actor = NULL;
@@ -85,4 +86,18 @@ recovery_require_role(const char *rolename, const char *action)
 						   GetUserNameFromId(GetOuterUserId(), false),
 						   rolename),
 				 errhint("Ask a user with the %s role to do it.", rolename)));
+}
+
+/*
+ * recovery.caller_has_role(role) returns boolean
+ *
+ * For SQL functions that are SECURITY DEFINER, where current_user is the
+ * owner: whether the role the request runs as has the privileges of role.
+ */
+PG_FUNCTION_INFO_V1(recovery_caller_has_role_sql);
+
+Datum
+recovery_caller_has_role_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(recovery_caller_has_role(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }

@@ -172,6 +172,48 @@ paths = {
  "/api/v1/analytics/recovery-by-month": {
    "get": {"summary": "Owed and recovered by month of opening", "tags": ["analytics"],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
+ "/api/v1/automation/tasks/schedule": {
+   "post": {"summary": "Schedule a task; with unique_key, once", "tags": ["automation"], "parameters": [IDEM],
+            "requestBody": body({"kind": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$"},
+                                 "run_at": {"type": "string", "format": "date-time", "description": "now by default"},
+                                 "payload": {"type": "object"}, "unique_key": {"type": "string"},
+                                 "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+                                 "retry_base_seconds": {"type": "integer", "minimum": 1}}, ["kind"]),
+            "responses": {**ok("#/components/schemas/Task", "201", "Created"), **errs(400, 401, 403)}}},
+ "/api/v1/automation/tasks/claim": {
+   "post": {"summary": "Claim due tasks with a lease (SKIP LOCKED; an expired lease can be claimed again)",
+            "tags": ["automation"], "parameters": [IDEM],
+            "requestBody": body({"kinds": {"type": "array", "items": {"type": "string"}},
+                                 "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+                                 "lease_seconds": {"type": "integer", "minimum": 1, "maximum": 3600}}, []),
+            "responses": {**ok("#/components/schemas/TaskList"), **errs(400, 401, 403)}}},
+ "/api/v1/automation/tasks/dead-letters": {
+   "get": {"summary": "Tasks that failed their last attempt", "tags": ["automation"],
+           "parameters": [cursor, limit],
+           "responses": {**ok("#/components/schemas/TaskPage"), **errs(400, 401, 403)}}},
+ "/api/v1/automation/tasks/{task_id}": {
+   "parameters": [pp("task_id", "task id")],
+   "get": {"summary": "A task", "tags": ["automation"],
+           "responses": {**ok("#/components/schemas/Task"), **errs(401, 403, 404)}}},
+ "/api/v1/automation/tasks/{task_id}/complete": {
+   "parameters": [pp("task_id", "task id")],
+   "put": {"summary": "Complete a task you hold the lease of", "tags": ["automation"],
+           "requestBody": body({"result": {"description": "any JSON"}}, []),
+           "responses": {**ok("#/components/schemas/Task"), **errs(400, 401, 403, 404, 409, 422)}}},
+ "/api/v1/automation/tasks/{task_id}/fail": {
+   "parameters": [pp("task_id", "task id")],
+   "post": {"summary": "Report a failure: retried after retry_base_seconds * 2^(attempts-1) +/- 25%, dead-lettered after max_attempts",
+            "tags": ["automation"], "parameters": [IDEM],
+            "requestBody": body({"error": {"type": "string"}}, ["error"]),
+            "responses": {**ok("#/components/schemas/Task"), **errs(400, 401, 403, 404, 409, 422)}}},
+ "/api/v1/automation/tasks/{task_id}/requeue": {
+   "parameters": [pp("task_id", "task id")],
+   "post": {"summary": "Schedule a dead letter again with fresh attempts", "tags": ["automation"], "parameters": [IDEM],
+            "responses": {**ok("#/components/schemas/Task"), **errs(401, 403, 404, 422)}}},
+ "/api/v1/automation/recovery-cases/pending": {
+   "get": {"summary": "Open cases whose next action is due, most urgent first", "tags": ["automation"],
+           "parameters": [limit],
+           "responses": {**ok("#/components/schemas/TaskList"), **errs(400, 401, 403)}}},
 }
 
 def obj(props, **kw):
@@ -230,6 +272,14 @@ schemas = {
  "AuditPage": page("#/components/schemas/AuditRow"),
  "AuditVerification": obj({"ok": {"type": "boolean"}, "rows_checked": {"type": "integer"}}),
  "Analytics": {"type": "object", "description": "money in minor units, by currency; rates between 0 and 1"},
+ "Task": obj({"id": I64, "kind": {"type": "string"}, "run_at": {"type": "string", "format": "date-time"},
+              "payload": {"type": "object"}, "unique_key": {"type": ["string", "null"]},
+              "state": {"enum": ["scheduled", "running", "done", "dead"]}, "attempts": {"type": "integer"},
+              "max_attempts": {"type": "integer"}, "lease_owner": {"type": ["string", "null"]},
+              "lease_expires_at": {"type": ["string", "null"]}, "last_error": {"type": ["string", "null"]},
+              "result": {}, "scheduled_before": {"type": "boolean"}}),
+ "TaskList": obj({"items": {"type": "array", "items": {"type": "object"}}}),
+ "TaskPage": page("#/components/schemas/Task"),
  "Note": obj({"id": I64, "case_id": I64, "body": {"type": "string"}, "author": {"type": "string"},
               "created_at": {"type": "string", "format": "date-time"}}),
 }

@@ -5,6 +5,12 @@
 -- grants apply.
 \echo Use "ALTER EXTENSION pg_recovery UPDATE TO '0.2'" to load this file. \quit
 
+CREATE FUNCTION caller_has_role(role text) RETURNS boolean
+    LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'recovery_caller_has_role_sql';
+COMMENT ON FUNCTION caller_has_role(text) IS
+    'Whether the role the request runs as (after SET ROLE, outside SECURITY DEFINER functions) has the privileges of role.';
+
 -------------------------------------------------------------------------------
 -- Authentication, called by the gateway as recovery_authenticator
 -------------------------------------------------------------------------------
@@ -381,8 +387,8 @@ DECLARE
     current recovery.customers;
     updated recovery.customers;
 BEGIN
-    IF NOT pg_has_role(current_user, 'recovery_agent', 'USAGE')
-       AND NOT pg_has_role(current_user, 'recovery_automation', 'USAGE') THEN
+    IF NOT recovery.caller_has_role('recovery_agent')
+       AND NOT recovery.caller_has_role('recovery_automation') THEN
         RAISE EXCEPTION 'permission denied to update customers'
             USING ERRCODE = '42501', HINT = 'Ask an agent to do it.';
     END IF;
@@ -654,8 +660,8 @@ DECLARE
     note recovery.case_notes;
     author_id bigint := nullif(current_setting('recovery.user_id'), '')::bigint;
 BEGIN
-    IF NOT pg_has_role(current_user, 'recovery_agent', 'USAGE')
-       AND NOT pg_has_role(current_user, 'recovery_automation', 'USAGE') THEN
+    IF NOT recovery.caller_has_role('recovery_agent')
+       AND NOT recovery.caller_has_role('recovery_automation') THEN
         RAISE EXCEPTION 'permission denied to add notes' USING ERRCODE = '42501',
             HINT = 'Ask an agent to do it.';
     END IF;
@@ -691,7 +697,7 @@ CREATE FUNCTION case_assign(case_id bigint, expected_version integer,
 DECLARE
     target recovery.recovery_cases;
 BEGIN
-    IF NOT pg_has_role(current_user, 'recovery_agent', 'USAGE') THEN
+    IF NOT recovery.caller_has_role('recovery_agent') THEN
         RAISE EXCEPTION 'permission denied to assign cases' USING ERRCODE = '42501',
             HINT = 'Ask an agent or a manager to do it.';
     END IF;
@@ -850,7 +856,7 @@ DECLARE
     after bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
     items jsonb;
 BEGIN
-    IF NOT pg_has_role(current_user, 'recovery_admin', 'USAGE') THEN
+    IF NOT recovery.caller_has_role('recovery_admin') THEN
         RAISE EXCEPTION 'permission denied to list users' USING ERRCODE = '42501',
             HINT = 'Ask an administrator.';
     END IF;
@@ -890,7 +896,7 @@ CREATE FUNCTION user_disable(user_id bigint) RETURNS users
 DECLARE
     changed recovery.users;
 BEGIN
-    IF NOT pg_has_role(current_user, 'recovery_admin', 'USAGE') THEN
+    IF NOT recovery.caller_has_role('recovery_admin') THEN
         RAISE EXCEPTION 'permission denied to disable users' USING ERRCODE = '42501',
             HINT = 'Ask an administrator.';
     END IF;
@@ -958,7 +964,7 @@ CREATE FUNCTION api_key_revoke(api_key_id bigint) RETURNS jsonb
 DECLARE
     revoked jsonb;
 BEGIN
-    IF NOT pg_has_role(current_user, 'recovery_admin', 'USAGE') THEN
+    IF NOT recovery.caller_has_role('recovery_admin') THEN
         RAISE EXCEPTION 'permission denied to revoke API keys' USING ERRCODE = '42501',
             HINT = 'Ask an administrator.';
     END IF;
@@ -1118,3 +1124,297 @@ GRANT EXECUTE ON FUNCTION api_audit_query(text, text, text, text, bigint, timest
     TO recovery_auditor;
 GRANT EXECUTE ON FUNCTION api_analytics_summary(), api_analytics_aging(), api_analytics_recovery_by_month()
     TO recovery_viewer, recovery_auditor;
+
+-------------------------------------------------------------------------------
+-- Automation: tasks that workers claim with a lease, complete, or fail; a
+-- failed task is retried with exponential backoff and jitter, then
+-- dead-lettered with its last error.
+-------------------------------------------------------------------------------
+CREATE TABLE tasks (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind               text NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_.-]{0,63}$'),
+    run_at             timestamptz NOT NULL,
+    payload            jsonb NOT NULL DEFAULT '{}',
+    unique_key         text UNIQUE CHECK (length(unique_key) BETWEEN 1 AND 200),
+    state              text NOT NULL DEFAULT 'scheduled'
+                       CHECK (state IN ('scheduled', 'running', 'done', 'dead')),
+    attempts           integer NOT NULL DEFAULT 0,
+    max_attempts       integer NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 100),
+    retry_base_seconds integer NOT NULL DEFAULT 30 CHECK (retry_base_seconds BETWEEN 1 AND 86400),
+    lease_owner        text,
+    lease_expires_at   timestamptz,
+    last_error         text,
+    result             jsonb,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    completed_at       timestamptz
+);
+CREATE INDEX tasks_due ON tasks (run_at) WHERE state = 'scheduled';
+CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state = 'running';
+CREATE INDEX tasks_dead ON tasks (id) WHERE state = 'dead';
+COMMENT ON TABLE tasks IS
+    'Work for automation clients: scheduled, claimed with a lease (running), done, or dead-lettered after its last attempt.';
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON tasks TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION task_worker() RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT coalesce(nullif(current_setting('recovery.actor'), ''), session_user) $$;
+COMMENT ON FUNCTION task_worker() IS 'Who holds a lease: the request''s actor (api-key:<name> for workers).';
+
+CREATE FUNCTION task_require_automation() RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_automation')
+       AND NOT recovery.caller_has_role('recovery_admin') THEN
+        RAISE EXCEPTION 'permission denied to work on tasks' USING ERRCODE = '42501',
+            HINT = 'Tasks are for automation clients (an API key with recovery_automation) and admins.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION api_task_schedule(kind text, run_at timestamptz DEFAULT NULL,
+                                  payload jsonb DEFAULT NULL, unique_key text DEFAULT NULL,
+                                  max_attempts integer DEFAULT NULL,
+                                  retry_base_seconds integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+BEGIN
+    PERFORM recovery.task_require_automation();
+    IF payload IS NOT NULL AND jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = 'PR004';
+    END IF;
+    INSERT INTO recovery.tasks (kind, run_at, payload, unique_key, max_attempts, retry_base_seconds)
+    VALUES (kind, coalesce(run_at, now()), coalesce(payload, '{}'), unique_key,
+            coalesce(max_attempts, 5), coalesce(retry_base_seconds, 30))
+    ON CONFLICT ON CONSTRAINT tasks_unique_key_key DO NOTHING
+    RETURNING * INTO task;
+    IF task.id IS NULL THEN
+        -- scheduled before under this unique key: that task, unchanged
+        SELECT * INTO task FROM recovery.tasks t WHERE t.unique_key = api_task_schedule.unique_key;
+        RETURN to_jsonb(task) || jsonb_build_object('scheduled_before', true);
+    END IF;
+    RETURN to_jsonb(task) || jsonb_build_object('scheduled_before', false);
+EXCEPTION
+    WHEN check_violation OR not_null_violation THEN
+        RAISE EXCEPTION 'invalid task: %', SQLERRM USING ERRCODE = 'PR004',
+            HINT = 'kind is lower case (a-z, 0-9, . _ -); max_attempts 1 to 100; retry_base_seconds 1 to 86400.';
+END
+$$;
+COMMENT ON FUNCTION api_task_schedule(text, timestamptz, jsonb, text, integer, integer) IS
+    'POST /api/v1/automation/tasks/schedule: a task of a kind, to run at run_at (now by default); with unique_key it is scheduled once.';
+
+CREATE FUNCTION api_task_get(task_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT to_jsonb(t) INTO result FROM recovery.tasks AS t WHERE t.id = task_id;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'task % does not exist', task_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api_task_get(bigint) IS 'GET /api/v1/automation/tasks/{taskId}.';
+
+CREATE FUNCTION api_tasks_claim(kinds jsonb DEFAULT NULL, "limit" integer DEFAULT NULL,
+                                lease_seconds integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    claimed jsonb;
+    lease integer := coalesce(lease_seconds, 60);
+    wanted text[];
+BEGIN
+    PERFORM recovery.task_require_automation();
+    IF kinds IS NOT NULL THEN
+        IF jsonb_typeof(kinds) <> 'array' THEN
+            RAISE EXCEPTION 'kinds must be a JSON array of task kinds' USING ERRCODE = 'PR004';
+        END IF;
+        wanted := ARRAY(SELECT jsonb_array_elements_text(kinds));
+    END IF;
+    IF lease NOT BETWEEN 1 AND 3600 THEN
+        RAISE EXCEPTION 'lease_seconds % is out of range', lease USING ERRCODE = 'PR004',
+            HINT = 'A lease lasts 1 to 3600 seconds.';
+    END IF;
+    -- due tasks, and tasks whose worker let the lease expire; SKIP LOCKED
+    -- lets workers claim side by side without waiting on each other
+    WITH picked AS (
+        SELECT t.id FROM recovery.tasks AS t
+         WHERE ((t.state = 'scheduled' AND t.run_at <= now())
+                OR (t.state = 'running' AND t.lease_expires_at <= now()))
+           AND (wanted IS NULL OR t.kind = ANY (wanted))
+         ORDER BY t.run_at, t.id
+         LIMIT recovery.page_size("limit")
+         FOR UPDATE SKIP LOCKED
+    ), updated AS (
+        UPDATE recovery.tasks AS t
+           SET state = 'running', attempts = t.attempts + 1,
+               lease_owner = recovery.task_worker(),
+               lease_expires_at = now() + make_interval(secs => lease), updated_at = now()
+          FROM picked WHERE t.id = picked.id
+        RETURNING t.*
+    )
+    SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.run_at, u.id), '[]') INTO claimed FROM updated AS u;
+    RETURN jsonb_build_object('items', claimed);
+END
+$$;
+COMMENT ON FUNCTION api_tasks_claim(jsonb, integer, integer) IS
+    'POST /api/v1/automation/tasks/claim: due tasks (of some kinds), leased to the caller for lease_seconds.';
+
+-- the task the caller holds the lease of, locked; or the reason it cannot
+CREATE FUNCTION task_leased(task_id bigint) RETURNS tasks
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+BEGIN
+    SELECT * INTO task FROM recovery.tasks t WHERE t.id = task_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'task % does not exist', task_id USING ERRCODE = 'PR003';
+    END IF;
+    IF task.state <> 'running' THEN
+        RAISE EXCEPTION 'task % is %, not running', task_id, task.state USING ERRCODE = 'PR001',
+            HINT = 'Claim a task before completing or failing it.';
+    END IF;
+    IF task.lease_owner <> recovery.task_worker() OR task.lease_expires_at <= now() THEN
+        RAISE EXCEPTION 'the lease on task % is not yours', task_id USING ERRCODE = 'PR009',
+            DETAIL = format('It is held by %s until %s.', task.lease_owner, task.lease_expires_at),
+            HINT = 'A lease that expired may have gone to another worker: drop this result.';
+    END IF;
+    RETURN task;
+END
+$$;
+
+CREATE FUNCTION api_task_complete(task_id bigint, result jsonb DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+BEGIN
+    PERFORM recovery.task_require_automation();
+    PERFORM recovery.task_leased(task_id);
+    UPDATE recovery.tasks t
+       SET state = 'done', result = api_task_complete.result, completed_at = now(),
+           lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE t.id = task_id RETURNING * INTO task;
+    RETURN to_jsonb(task);
+END
+$$;
+COMMENT ON FUNCTION api_task_complete(bigint, jsonb) IS
+    'PUT /api/v1/automation/tasks/{taskId}/complete: the caller, holding the lease, finished it.';
+
+CREATE FUNCTION api_task_fail(task_id bigint, error text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+    delay double precision;
+BEGIN
+    PERFORM recovery.task_require_automation();
+    task := recovery.task_leased(task_id);
+    IF error IS NULL OR length(error) = 0 THEN
+        RAISE EXCEPTION 'say what went wrong' USING ERRCODE = 'PR004', HINT = 'Send {"error": "..."}.';
+    END IF;
+    IF task.attempts >= task.max_attempts THEN
+        UPDATE recovery.tasks t
+           SET state = 'dead', last_error = left(error, 10000), lease_owner = NULL,
+               lease_expires_at = NULL, updated_at = now()
+         WHERE t.id = task_id RETURNING * INTO task;
+    ELSE
+        -- base * 2^(attempts - 1), with +/- 25% jitter so retries spread out
+        delay := task.retry_base_seconds * power(2, task.attempts - 1) * (0.75 + random() * 0.5);
+        UPDATE recovery.tasks t
+           SET state = 'scheduled', last_error = left(error, 10000),
+               run_at = now() + make_interval(secs => delay),
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE t.id = task_id RETURNING * INTO task;
+    END IF;
+    RETURN to_jsonb(task);
+END
+$$;
+COMMENT ON FUNCTION api_task_fail(bigint, text) IS
+    'POST /api/v1/automation/tasks/{taskId}/fail: retried after retry_base_seconds * 2^(attempts-1) +/- 25%, dead-lettered after max_attempts.';
+
+CREATE FUNCTION api_tasks_dead(cursor text DEFAULT NULL, "limit" integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    after bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
+    items jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY t.id), '[]') INTO items
+      FROM (SELECT * FROM recovery.tasks WHERE state = 'dead' AND (after IS NULL OR id > after)
+             ORDER BY id LIMIT page_size) AS t;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+END
+$$;
+COMMENT ON FUNCTION api_tasks_dead(text, integer) IS 'GET /api/v1/automation/tasks/dead-letters.';
+
+CREATE FUNCTION api_task_requeue(task_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+BEGIN
+    PERFORM recovery.task_require_automation();
+    UPDATE recovery.tasks t
+       SET state = 'scheduled', attempts = 0, run_at = now(), updated_at = now()
+     WHERE t.id = task_id AND t.state = 'dead' RETURNING * INTO task;
+    IF task.id IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM recovery.tasks t WHERE t.id = task_id) THEN
+            RAISE EXCEPTION 'task % does not exist', task_id USING ERRCODE = 'PR003';
+        END IF;
+        RAISE EXCEPTION 'task % is not dead-lettered', task_id USING ERRCODE = 'PR001',
+            HINT = 'Only dead letters are requeued.';
+    END IF;
+    RETURN to_jsonb(task);
+END
+$$;
+COMMENT ON FUNCTION api_task_requeue(bigint) IS
+    'POST /api/v1/automation/tasks/{taskId}/requeue: a dead letter is scheduled again with fresh attempts.';
+
+CREATE FUNCTION api_cases_pending("limit" integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object('items', coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.priority, c.next_action_at NULLS FIRST, c.id), '[]'))
+    FROM (SELECT id, customer_id, currency, balance, state, assigned_user_id, priority,
+                 next_action_at, version, recovery.case_overdue_days(id) AS overdue_days
+            FROM recovery.recovery_cases
+           WHERE NOT recovery.case_state_is_terminal(state)
+             AND state NOT IN ('disputed', 'escalated')
+             AND (next_action_at IS NULL OR next_action_at <= now())
+           ORDER BY priority, next_action_at NULLS FIRST, id
+           LIMIT recovery.page_size("limit")) AS c
+$$;
+COMMENT ON FUNCTION api_cases_pending(integer) IS
+    'GET /api/v1/automation/recovery-cases/pending: open cases whose next action is due (not disputed or escalated), most urgent first.';
+
+REVOKE ALL ON FUNCTION task_worker(), task_require_automation(),
+                       api_task_schedule(text, timestamptz, jsonb, text, integer, integer),
+                       api_task_get(bigint), api_tasks_claim(jsonb, integer, integer),
+                       task_leased(bigint), api_task_complete(bigint, jsonb), api_task_fail(bigint, text),
+                       api_tasks_dead(text, integer), api_task_requeue(bigint), api_cases_pending(integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api_task_schedule(text, timestamptz, jsonb, text, integer, integer),
+                          api_task_get(bigint), api_tasks_claim(jsonb, integer, integer),
+                          api_task_complete(bigint, jsonb), api_task_fail(bigint, text),
+                          api_tasks_dead(text, integer), api_task_requeue(bigint),
+                          api_cases_pending(integer)
+    TO recovery_automation, recovery_admin;
+
+-------------------------------------------------------------------------------
+-- Whatever 0.2 added runs only where granted above
+-------------------------------------------------------------------------------
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA recovery FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION caller_has_role(text) TO recovery_viewer, recovery_auditor;

@@ -32,7 +32,7 @@ trap 'exit 130' INT TERM
 echo "bench: PostgreSQL 15 on 127.0.0.1:$pg_port, nginx on 127.0.0.1:$http_port"
 scripts/cluster.sh start "$dir" "$pg_port"
 scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 -f sql/demo.sql
-WORKERS=$workers POOL_SIZE=$pool LOG_LEVEL=warn scripts/nginx.sh start "$nginx_dir" "$http_port" "$pg_port"
+WORKERS=$workers POOL_SIZE=$pool LOG_LEVEL=warn API_RATE=1000000r/s API_BURST=1000000 scripts/nginx.sh start "$nginx_dir" "$http_port" "$pg_port"
 
 base=http://127.0.0.1:$http_port
 token=$(curl -sf -X POST "$base/api/v1/auth/login" -H 'Content-Type: application/json' \

@@ -7,7 +7,8 @@
 #                                    self-signed certificate made in DIR/tls
 #   nginx.sh stop DIR                stop it (graceful, then forced)
 # Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s
-#   LOGIN_RATE=10r/s LOGIN_BURST=20 LOG_LEVEL=notice MODULE=build/...so
+#   LOGIN_RATE=10r/s LOGIN_BURST=20 API_RATE=100r/s API_BURST=200
+#   LOG_LEVEL=notice MODULE=build/...so
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
 #   under that command; its exit status is in DIR/under.rc.
 #   NGINX_PRELOAD=/path/libasan.so runs nginx (only) with it preloaded, and
@@ -45,6 +46,7 @@ start() {
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \
         -e "s|@LOGIN_RATE@|${LOGIN_RATE:-10r/s}|" -e "s|@LOGIN_BURST@|${LOGIN_BURST:-20}|" \
+        -e "s|@API_RATE@|${API_RATE:-100r/s}|" -e "s|@API_BURST@|${API_BURST:-200}|" \
         -e "s|@LOG_LEVEL@|${LOG_LEVEL:-notice}|" \
         conf/nginx.conf.in > "$dir/nginx.conf"
 

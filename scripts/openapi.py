@@ -61,6 +61,11 @@ paths = {
                                   "locale": {"type": "string"}, "time_zone": {"type": "string"},
                                   "contact_preferences": {"type": "object"}}, ["expected_version"]),
              "responses": {**ok("#/components/schemas/Customer"), **errs(400, 401, 403, 404, 409)}}},
+ "/api/v1/customers/{customer_id}/erase": {
+   "parameters": [pp("customer_id", "customer id")],
+   "post": {"summary": "GDPR erasure (admins): personal data removed from the tables and the audit trail, amounts and history kept, the audit chains still verify",
+            "tags": ["customers"], "parameters": [IDEM],
+            "responses": {**ok("#/components/schemas/Erasure"), **errs(401, 403, 404)}}},
  "/api/v1/payments": {
    "get": {"summary": "Payments by due date", "tags": ["payments"],
            "parameters": [qp("customer_id", "integer", "one customer's"),
@@ -280,6 +285,9 @@ schemas = {
               "result": {}, "scheduled_before": {"type": "boolean"}}),
  "TaskList": obj({"items": {"type": "array", "items": {"type": "object"}}}),
  "TaskPage": page("#/components/schemas/Task"),
+ "Erasure": obj({"customer_id": I64, "erased_at": {"type": "string", "format": "date-time"},
+                 "notes_erased": {"type": "integer"}, "events_erased": {"type": "integer"},
+                 "audit_rows_erased": {"type": "integer"}}),
  "Note": obj({"id": I64, "case_id": I64, "body": {"type": "string"}, "author": {"type": "string"},
               "created_at": {"type": "string", "format": "date-time"}}),
 }

@@ -56,6 +56,8 @@ static ngx_int_t ngx_http_recovery_respond_login(ngx_http_recovery_ctx_t *ctx,
     u_char *user, size_t len);
 static ngx_int_t ngx_http_recovery_unavailable(ngx_http_request_t *r,
     ngx_str_t *message);
+static ngx_int_t ngx_http_recovery_send_file(ngx_http_request_t *r,
+    PGresult *result);
 static void ngx_http_recovery_cleanup(void *data);
 static ngx_int_t ngx_http_recovery_ready_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_recovery_log_handler(ngx_http_request_t *r);
@@ -1249,12 +1251,13 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
     type = r->headers_in.content_type ? r->headers_in.content_type->value
                                       : (ngx_str_t) ngx_null_string;
 
-    if (type.len < sizeof("application/json") - 1
+    if (!ctx->route->raw_body
+        && (type.len < sizeof("application/json") - 1
         || ngx_strncasecmp(type.data, (u_char *) "application/json",
                            sizeof("application/json") - 1) != 0
         || (type.len > sizeof("application/json") - 1
             && type.data[sizeof("application/json") - 1] != ';'
-            && type.data[sizeof("application/json") - 1] != ' '))
+            && type.data[sizeof("application/json") - 1] != ' ')))
     {
         ngx_str_set(message, "send the body as application/json");
         *status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
@@ -1290,6 +1293,13 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
 
     if (ctx->idempotency_key.len) {
         ngx_http_recovery_hash_body(ctx, text, len);
+    }
+
+    /* a document: its bytes go to the function as they are */
+    if (ctx->route->raw_body) {
+        ctx->raw.data = text;
+        ctx->raw.len = len;
+        return NGX_OK;
     }
 
     tok = json_tokener_new_ex(NGX_HTTP_RECOVERY_MAX_BODY_DEPTH);
@@ -1457,7 +1467,8 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
     }
 
     if (ctx->result == NULL || PQntuples(ctx->result) != 1
-        || PQnfields(ctx->result) != 1 || PQgetisnull(ctx->result, 0, 0))
+        || PQnfields(ctx->result) != (ctx->route->file ? 3 : 1)
+        || PQgetisnull(ctx->result, 0, ctx->route->file ? 2 : 0))
     {
         ngx_str_set(&message, "nothing was found");
         rc = ngx_http_recovery_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
@@ -1465,16 +1476,20 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
         goto done;
     }
 
-    len = PQgetlength(ctx->result, 0, 0);
+    len = ctx->route->file ? 0 : PQgetlength(ctx->result, 0, 0);
     json = ngx_pnalloc(r->pool, len + 1);
     if (json == NULL) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
 
-    ngx_memcpy(json, PQgetvalue(ctx->result, 0, 0), len + 1);
+    ngx_memcpy(json, PQgetvalue(ctx->result, 0, 0), len);
+    json[len] = '\0';
 
-    if (ctx->route->kind == NGX_HTTP_RECOVERY_LOGIN) {
+    if (ctx->route->file) {
+        rc = ngx_http_recovery_send_file(r, ctx->result);
+
+    } else if (ctx->route->kind == NGX_HTTP_RECOVERY_LOGIN) {
         rc = ngx_http_recovery_respond_login(ctx, json, len);
 
     } else {
@@ -1681,6 +1696,109 @@ ngx_http_recovery_respond_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     ngx_str_set(&h->value, "no-store");
 
     return ngx_http_recovery_send_object(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * A stored document, as an attachment: its content type was checked
+ * against its bytes on upload, and nosniff keeps browsers to it.
+ */
+static ngx_int_t
+ngx_http_recovery_send_file(ngx_http_request_t *r, PGresult *result)
+{
+    u_char           *p, *name, *content;
+    size_t            i, len, size;
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    size = PQgetlength(result, 0, 2);
+    content = ngx_pnalloc(r->pool, size ? size : 1);
+    if (content == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(content, PQgetvalue(result, 0, 2), size);
+
+    len = PQgetlength(result, 0, 0);
+    r->headers_out.content_type.data = ngx_pnalloc(r->pool, len + 1);
+    if (r->headers_out.content_type.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(r->headers_out.content_type.data, PQgetvalue(result, 0, 0),
+               len);
+    r->headers_out.content_type.len = len;
+    r->headers_out.content_type_len = len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    /* a filename keeps only characters that need no quoting anywhere */
+    len = PQgetlength(result, 0, 1);
+    name = (u_char *) PQgetvalue(result, 0, 1);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("attachment; filename=\"\"") + len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Disposition");
+    h->value.data = p;
+    p = ngx_cpymem(p, "attachment; filename=\"",
+                   sizeof("attachment; filename=\"") - 1);
+
+    for (i = 0; i < len; i++) {
+        *p++ = ((name[i] >= 'a' && name[i] <= 'z')
+                || (name[i] >= 'A' && name[i] <= 'Z')
+                || (name[i] >= '0' && name[i] <= '9')
+                || name[i] == '.' || name[i] == '-' || name[i] == '_')
+               ? name[i] : '_';
+    }
+
+    *p++ = '"';
+    h->value.len = p - h->value.data;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Content-Type-Options");
+    ngx_str_set(&h->value, "nosniff");
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = size;
+
+    if (r->method == NGX_HTTP_HEAD || size == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = content;
+    b->last = content + size;
+    b->memory = 1;
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }
 
 

@@ -44,6 +44,7 @@ typedef struct {
     ngx_str_t                   field;      /* JSON body field ("@field") */
     unsigned                    from_body:1;
     unsigned                    whole_body:1;   /* "@" */
+    unsigned                    raw_body:1;     /* "%raw": bytes, as bytea */
 } ngx_http_recovery_arg_t;
 
 
@@ -65,6 +66,8 @@ typedef struct {
     ngx_str_t                   parameters; /* "a, b": the query's */
     unsigned                    needs_body:1;
     unsigned                    whole_body:1;   /* any field is welcome */
+    unsigned                    raw_body:1;     /* any content, not JSON */
+    unsigned                    file:1;         /* answers with a file */
 } ngx_http_recovery_route_t;
 
 
@@ -114,6 +117,7 @@ typedef struct {
     ngx_str_t                   claims;     /* JSON text */
     ngx_str_t                   api_key;
     json_object                *body;
+    ngx_str_t                   raw;        /* the body's bytes */
     ngx_uint_t                  nparams;
     const char                **params;     /* [0] the Idempotency-Key, then
                                                the route's arguments */

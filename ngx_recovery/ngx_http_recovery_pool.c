@@ -720,7 +720,8 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
         conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_PREPARE_CALL;
     }
 
-    if (!PQsendQueryPrepared(pg, statement, nparams, params, NULL, NULL, 0)
+    if (!PQsendQueryPrepared(pg, statement, nparams, params, NULL, NULL,
+                             route->file ? 1 : 0)
         || !PQpipelineSync(pg))
     {
         goto failed;

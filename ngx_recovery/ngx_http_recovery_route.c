@@ -142,6 +142,14 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         source.data = p + 1;
         source.len = value[i].data + value[i].len - source.data;
 
+        if (name.len == 8 && ngx_strncmp(name.data, "response", 8) == 0
+            && source.len == 4 && ngx_strncmp(source.data, "file", 4) == 0)
+        {
+            /* the function returns (content_type, filename, content) */
+            route->file = 1;
+            continue;
+        }
+
         if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0
             && source.len == 3 && route->kind == NGX_HTTP_RECOVERY_CALL)
         {
@@ -181,6 +189,13 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (source.len == 4 && ngx_strncmp(source.data, "%raw", 4) == 0) {
+            arg->raw_body = 1;
+            route->needs_body = 1;
+            route->raw_body = 1;
+            continue;
+        }
+
         if (source.len > 1 && source.data[0] == '?') {
             arg->field.data = source.data + 1;
             arg->field.len = source.len - 1;
@@ -202,6 +217,19 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    if (route->file && route->method != NGX_HTTP_GET) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "response=file is for GET routes");
+        return NGX_CONF_ERROR;
+    }
+
+    if (route->raw_body && route->whole_body) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a route takes its body as %%raw bytes or as JSON, "
+                           "not both");
+        return NGX_CONF_ERROR;
+    }
+
     if (route->needs_body && (route->method & (NGX_HTTP_GET|NGX_HTTP_DELETE))) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "%V requests have no body: take the arguments "
@@ -213,7 +241,8 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* SELECT schema.function("name" => $1, ...): names may be keywords */
     n = route->args.nelts;
     arg = route->args.elts;
-    len = sizeof("SELECT ()") + route->function.len;
+    len = sizeof("SELECT f.content_type, f.filename, f.content FROM () AS f")
+          + route->function.len;
 
     for (i = 0; i < n; i++) {
         len += arg[i].name.len + sizeof("\"\" => $, ") + NGX_INT_T_LEN;
@@ -224,14 +253,19 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    p = ngx_sprintf(route->sql, "SELECT %V(", &route->function);
+    /* a file comes back as three columns, fetched in binary */
+    p = ngx_sprintf(route->sql, route->file
+                                ? "SELECT f.content_type, f.filename, f.content"
+                                  " FROM %V(" : "SELECT %V(",
+                    &route->function);
 
     for (i = 0; i < n; i++) {
         p = ngx_sprintf(p, "%s\"%V\" => $%ui", i ? ", " : "", &arg[i].name,
                         i + 1);
     }
 
-    *p++ = ')';
+    p = ngx_cpymem(p, route->file ? ") AS f" : ")",
+                   route->file ? sizeof(") AS f") - 1 : 1);
     *p = '\0';
 
     /* the fields a body may have, for the error that names an unknown one */
@@ -567,6 +601,21 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
     json_object   *field;
 
     *value = NULL;
+
+    if (arg->raw_body) {
+        /* bytea's hex input: \x and two digits a byte */
+        copy = ngx_pnalloc(ctx->request->pool, 2 * ctx->raw.len + 3);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        copy[0] = '\\';
+        copy[1] = 'x';
+        *ngx_hex_dump(copy + 2, ctx->raw.data, ctx->raw.len) = '\0';
+        *value = (const char *) copy;
+
+        return NGX_OK;
+    }
 
     if (arg->whole_body) {
         if (ctx->body) {

@@ -130,6 +130,30 @@ paths = {
    "post": {"summary": "Add a note", "tags": ["cases"], "parameters": [IDEM],
             "requestBody": body({"body": {"type": "string", "maxLength": 10000}}, ["body"]),
             "responses": {**ok("#/components/schemas/Note", "201", "Created"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/recovery-cases/{case_id}/documents": {
+   "parameters": [pp("case_id", "case id")],
+   "get": {"summary": "The case's documents (metadata)", "tags": ["documents"],
+           "responses": {**ok("#/components/schemas/DocumentList"), **errs(401)}},
+   "post": {"summary": "Upload a document: the raw body with its Content-Type (PDF, PNG, JPEG, text, CSV; checked against the bytes), up to 10 MiB",
+            "tags": ["documents"], "parameters": [qp("filename", "string", "its name"), IDEM],
+            "requestBody": {"required": True, "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in ["application/pdf", "image/png", "image/jpeg", "text/plain", "text/csv"]}},
+            "responses": {**ok("#/components/schemas/Document", "201", "Created"), **errs(400, 401, 403, 404, 413)}}},
+ "/api/v1/documents/{document_id}": {
+   "parameters": [pp("document_id", "document id")],
+   "get": {"summary": "A document's metadata", "tags": ["documents"],
+           "responses": {**ok("#/components/schemas/Document"), **errs(401, 404)}}},
+ "/api/v1/documents/{document_id}/content": {
+   "parameters": [pp("document_id", "document id")],
+   "get": {"summary": "The document, as an attachment (with X-Content-Type-Options: nosniff)", "tags": ["documents"],
+           "responses": {"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                         **errs(401, 404)}}},
+ "/api/v1/automation/documents/{document_id}": {
+   "parameters": [pp("document_id", "document id")],
+   "get": {"summary": "The document, for workers (extraction)", "tags": ["automation"],
+           "responses": {"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                         **errs(401, 404)}}},
  "/api/v1/users": {
    "get": {"summary": "Users (admins)", "tags": ["admin"], "parameters": [cursor, limit],
            "responses": {**ok("#/components/schemas/UserPage"), **errs(400, 401, 403)}},
@@ -287,7 +311,12 @@ schemas = {
  "TaskPage": page("#/components/schemas/Task"),
  "Erasure": obj({"customer_id": I64, "erased_at": {"type": "string", "format": "date-time"},
                  "notes_erased": {"type": "integer"}, "events_erased": {"type": "integer"},
+                 "documents_erased": {"type": "integer"},
                  "audit_rows_erased": {"type": "integer"}}),
+ "Document": obj({"id": I64, "case_id": I64, "filename": {"type": "string"}, "content_type": {"type": "string"},
+                  "size": {"type": "integer"}, "sha256": {"type": "string"}, "uploaded_by": {"type": "string"},
+                  "created_at": {"type": "string", "format": "date-time"}, "erased_at": {"type": ["string", "null"]}}),
+ "DocumentList": obj({"items": {"type": "array", "items": {"$ref": "#/components/schemas/Document"}}}),
  "Note": obj({"id": I64, "case_id": I64, "body": {"type": "string"}, "author": {"type": "string"},
               "created_at": {"type": "string", "format": "date-time"}}),
 }

@@ -1429,7 +1429,7 @@ CREATE FUNCTION erase_personal(data jsonb) RETURNS jsonb
     AS $$
 DECLARE
     personal CONSTANT text[] := ARRAY['name', 'email', 'phone', 'body', 'reason',
-                                      'contact_preferences', 'display_name'];
+                                      'contact_preferences', 'display_name', 'filename'];
     erased jsonb;
 BEGIN
     CASE jsonb_typeof(data)
@@ -1459,6 +1459,7 @@ DECLARE
     target recovery.customers;
     notes bigint;
     events bigint;
+    documents bigint;
     audit_rows bigint;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_admin') THEN
@@ -1486,6 +1487,10 @@ BEGIN
        AND (e.reason IS DISTINCT FROM CASE WHEN e.reason IS NOT NULL THEN '[erased]' END
             OR e.details IS DISTINCT FROM recovery.erase_personal(e.details));
     GET DIAGNOSTICS events = ROW_COUNT;
+    UPDATE recovery.documents d
+       SET content = NULL, filename = 'erased', erased_at = now()
+     WHERE d.customer_id = customer_erase.customer_id AND d.erased_at IS NULL;
+    GET DIAGNOSTICS documents = ROW_COUNT;
 
     -- then the trail, including the rows the updates above just wrote
     PERFORM set_config('session_replication_role', 'replica', true);
@@ -1501,6 +1506,7 @@ BEGIN
 
     RETURN jsonb_build_object('customer_id', customer_id, 'erased_at', now(),
                               'notes_erased', notes, 'events_erased', events,
+                              'documents_erased', documents,
                               'audit_rows_erased', audit_rows);
 END
 $$;
@@ -1508,6 +1514,167 @@ COMMENT ON FUNCTION customer_erase(bigint) IS
     'GDPR erasure of a customer (admins): personal data removed from customers, notes, event reasons and the audit trail; amounts and history kept; the audit chains still verify.';
 
 GRANT EXECUTE ON FUNCTION customer_erase(bigint) TO recovery_admin;
+
+-------------------------------------------------------------------------------
+-- Documents of a case, stored in PostgreSQL.  The content type is checked
+-- against the bytes themselves, from an allowlist.
+-------------------------------------------------------------------------------
+CREATE TABLE documents (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    case_id      bigint NOT NULL REFERENCES recovery_cases,
+    customer_id  bigint NOT NULL REFERENCES customers,
+    filename     text NOT NULL CHECK (length(filename) BETWEEN 1 AND 255),
+    content_type text NOT NULL,
+    size         bigint NOT NULL,
+    sha256       bytea NOT NULL,
+    content      bytea,
+    uploaded_by  text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    erased_at    timestamptz
+);
+CREATE INDEX documents_case ON documents (case_id, id);
+COMMENT ON TABLE documents IS 'Files of a case (statements, letters, proofs of payment); content erased with the customer.';
+ALTER TABLE documents ALTER COLUMN content SET STORAGE EXTERNAL;
+-- the content stays out of the audit trail: its digest is in sha256
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON documents
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger('content');
+GRANT SELECT (id, case_id, customer_id, filename, content_type, size, sha256, uploaded_by,
+              created_at, erased_at) ON documents TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION document_type_matches(content_type text, content bytea) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    CASE content_type
+    WHEN 'application/pdf' THEN
+        RETURN substring(content FROM 1 FOR 5) = '\x255044462d'::bytea;          -- %PDF-
+    WHEN 'image/png' THEN
+        RETURN substring(content FROM 1 FOR 8) = '\x89504e470d0a1a0a'::bytea;
+    WHEN 'image/jpeg' THEN
+        RETURN substring(content FROM 1 FOR 3) = '\xffd8ff'::bytea;
+    WHEN 'text/plain', 'text/csv' THEN
+        -- text: valid UTF-8 and no NUL byte
+        IF position('\x00'::bytea IN content) > 0 THEN
+            RETURN false;
+        END IF;
+        PERFORM convert_from(content, 'UTF8');
+        RETURN true;
+    ELSE
+        RETURN false;
+    END CASE;
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION document_type_matches(text, bytea) IS
+    'Whether the bytes are what the content type says (PDF, PNG, JPEG, or UTF-8 text or CSV).';
+
+CREATE FUNCTION api_document_upload(case_id bigint, filename text, content_type text,
+                                    content bytea) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.recovery_cases;
+    kind text := lower(btrim(split_part(coalesce(content_type, ''), ';', 1)));
+    stored recovery.documents;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_agent')
+       AND NOT recovery.caller_has_role('recovery_automation') THEN
+        RAISE EXCEPTION 'permission denied to upload documents' USING ERRCODE = '42501',
+            HINT = 'Ask an agent to do it.';
+    END IF;
+    SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = api_document_upload.case_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    IF kind NOT IN ('application/pdf', 'image/png', 'image/jpeg', 'text/plain', 'text/csv') THEN
+        RAISE EXCEPTION 'documents of type "%" are not accepted', kind USING ERRCODE = 'PR004',
+            HINT = 'Upload PDF, PNG, JPEG, plain text or CSV, with its Content-Type.';
+    END IF;
+    IF content IS NULL OR length(content) = 0 OR length(content) > 10 * 1024 * 1024 THEN
+        RAISE EXCEPTION 'a document has 1 byte to 10 MiB' USING ERRCODE = 'PR004';
+    END IF;
+    IF NOT recovery.document_type_matches(kind, content) THEN
+        RAISE EXCEPTION 'the content is not %', kind USING ERRCODE = 'PR004',
+            DETAIL = 'The first bytes of the document do not match its Content-Type.',
+            HINT = 'Send the file with the Content-Type of what it is.';
+    END IF;
+    IF filename IS NULL OR length(btrim(filename)) = 0 THEN
+        filename := 'document';
+    END IF;
+    INSERT INTO recovery.documents (case_id, customer_id, filename, content_type, size, sha256,
+                                    content, uploaded_by)
+    VALUES (target.id, target.customer_id, left(filename, 255), kind, length(content),
+            sha256(content), content,
+            coalesce(nullif(current_setting('recovery.actor'), ''), session_user))
+    RETURNING * INTO stored;
+    RETURN to_jsonb(stored) - 'content' || jsonb_build_object('sha256', encode(stored.sha256, 'hex'));
+END
+$$;
+COMMENT ON FUNCTION api_document_upload(bigint, text, text, bytea) IS
+    'POST /api/v1/recovery-cases/{id}/documents: the raw body, with its Content-Type, stored with its SHA-256.';
+
+CREATE FUNCTION api_documents_list(case_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object('items', coalesce(jsonb_agg(jsonb_build_object(
+               'id', d.id, 'filename', d.filename, 'content_type', d.content_type, 'size', d.size,
+               'sha256', encode(d.sha256, 'hex'), 'uploaded_by', d.uploaded_by,
+               'created_at', d.created_at, 'erased_at', d.erased_at) ORDER BY d.id), '[]'))
+    FROM recovery.documents AS d WHERE d.case_id = api_documents_list.case_id
+$$;
+COMMENT ON FUNCTION api_documents_list(bigint) IS 'GET /api/v1/recovery-cases/{id}/documents.';
+
+CREATE FUNCTION api_document_get(document_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT jsonb_build_object('id', d.id, 'case_id', d.case_id, 'filename', d.filename,
+                              'content_type', d.content_type, 'size', d.size,
+                              'sha256', encode(d.sha256, 'hex'), 'uploaded_by', d.uploaded_by,
+                              'created_at', d.created_at, 'erased_at', d.erased_at)
+      INTO result FROM recovery.documents AS d WHERE d.id = document_id;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api_document_get(bigint) IS 'GET /api/v1/documents/{id}: metadata.';
+
+CREATE TYPE document_file AS (content_type text, filename text, content bytea);
+
+CREATE FUNCTION api_document_content(document_id bigint) RETURNS document_file
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    file recovery.document_file;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_viewer') THEN
+        RAISE EXCEPTION 'permission denied to read documents' USING ERRCODE = '42501';
+    END IF;
+    SELECT d.content_type, d.filename, d.content INTO file
+      FROM recovery.documents AS d WHERE d.id = document_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
+    END IF;
+    IF file.content IS NULL THEN
+        RAISE EXCEPTION 'document % was erased', document_id USING ERRCODE = 'PR003',
+            HINT = 'Its customer''s personal data was erased.';
+    END IF;
+    RETURN file;
+END
+$$;
+COMMENT ON FUNCTION api_document_content(bigint) IS
+    'GET /api/v1/documents/{id}/content: the file (the gateway sends it as an attachment).';
+
+GRANT EXECUTE ON FUNCTION api_document_upload(bigint, text, text, bytea)
+    TO recovery_agent, recovery_automation;
+GRANT EXECUTE ON FUNCTION api_documents_list(bigint), api_document_get(bigint),
+                          api_document_content(bigint)
+    TO recovery_viewer, recovery_auditor;
 
 -------------------------------------------------------------------------------
 -- Whatever 0.2 added runs only where granted above

@@ -31,6 +31,8 @@ http(POST => "/api/v1/recovery-cases/$case/transitions", token => $agent,
      json => { event => 'dispute', expected_version => case_version($dbh, $case),
                details => { reason => "$name says she never ordered" } });
 
+my $document = http(POST => "/api/v1/recovery-cases/$case/documents?filename=$tag-id-card.pdf", token => $agent,
+                    body => "%PDF-1.4 passport of $name", headers => { 'Content-Type' => 'application/pdf' })->{json}{id};
 my $before = http(GET => "/api/v1/recovery-cases/$case", token => $agent)->{json};
 
 is(http(POST => "/api/v1/customers/$customer/erase", token => $agent)->{status}, 403, 'an agent cannot erase: 403');
@@ -51,6 +53,10 @@ my ($dispute) = grep { $_->{kind} eq 'event' && $_->{event} eq 'dispute' } @{ $a
 is($dispute->{reason}, '[erased]', 'the dispute reason is erased');
 unlike(http(GET => "/api/v1/customers?q=Mustermann", token => $agent)->{content}, qr/Mustermann/,
        'a search for the name finds nothing');
+is(http(GET => "/api/v1/documents/$document/content", token => $agent)->{status}, 404,
+   'the document\'s content is gone');
+my $meta = http(GET => "/api/v1/documents/$document", token => $agent)->{json};
+ok($meta->{filename} eq 'erased' && $meta->{erased_at}, 'its name too; its size and digest stay');
 
 # --- kept: amounts, states, history -------------------------------------------
 is_deeply([$after->{balance}, $after->{state}, scalar @{ $after->{timeline} }],
@@ -60,7 +66,7 @@ is_deeply([map { [$_->{amount}, $_->{outstanding}] } @{ $after->{payments} }],
           [map { [$_->{amount}, $_->{outstanding}] } @{ $before->{payments} }], 'the payments are unchanged');
 
 # --- gone from the database and the audit trail ------------------------------
-my $pattern = join '|', map { quotemeta } ('Mustermann', $email, $phone, 'divorce');
+my $pattern = join '|', map { quotemeta } ('Mustermann', $email, $phone, 'divorce', "$tag-id-card");
 my ($rows) = $dbh->selectrow_array(q{SELECT count(*) FROM recovery.audit_log
                                      WHERE customer_id = $1 AND (old_row::text ~ $2 OR new_row::text ~ $2)},
                                    undef, $customer, $pattern);

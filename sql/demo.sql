@@ -133,3 +133,37 @@ BEGIN
     END LOOP;
 END
 $demo$;
+
+-- Templates and the default dunning policy (what the reminders will send).
+DO $templates$
+BEGIN
+    IF EXISTS (SELECT 1 FROM recovery.templates) THEN
+        RETURN;
+    END IF;
+    PERFORM recovery.template_save('payment-upcoming', 'email', 'en-GB',
+        E'Dear {{customer_name}},\n\nyour payment of {{amount}} is due on {{due_date}}. '
+        'You can pay here: {{payment_link}}\n\nReference: {{case_reference}}',
+        'Your payment of {{amount}} is due on {{due_date}}');
+    PERFORM recovery.template_save('payment-overdue', 'email', 'en-GB',
+        E'Dear {{customer_name}},\n\nwe have not received {{amount}}, due on {{due_date}}. '
+        'Please pay now: {{payment_link}}\n\nReference: {{case_reference}}',
+        'Overdue: {{amount}}');
+    PERFORM recovery.template_save('payment-overdue', 'email', 'de-DE',
+        E'Guten Tag {{customer_name}},\n\nwir haben {{amount}}, fällig am {{due_date}}, nicht erhalten. '
+        'Bitte zahlen Sie hier: {{payment_link}}\n\nReferenz: {{case_reference}}',
+        'Überfällig: {{amount}}');
+    PERFORM recovery.template_save('payment-overdue', 'sms', 'en-GB',
+        '{{amount}} is overdue (ref {{case_reference}}). Pay: {{payment_link}}');
+    PERFORM recovery.template_save('final-notice', 'letter', 'en-GB',
+        E'Dear {{customer_name}},\n\nthe balance of {{balance}} remains unpaid. Unless it is paid '
+        'within 14 days we will pass the matter on.\n\nReference: {{case_reference}}');
+    PERFORM recovery.dunning_policy_save('standard',
+        '[{"offset_days": -3, "channel": "email", "template": "payment-upcoming"},
+          {"offset_days": 3, "channel": "email", "template": "payment-overdue"},
+          {"offset_days": 10, "channel": "sms", "template": "payment-overdue"},
+          {"offset_days": 21, "channel": "email", "template": "payment-overdue", "fee": {"fixed": 500}},
+          {"offset_days": 35, "channel": "letter", "template": "final-notice", "action": "escalate"}]',
+        'Courtesy email before the due date, then email, SMS, a fee, and a final letter that escalates.',
+        true);
+END
+$templates$;

@@ -778,6 +778,11 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
                                   'reference', r.reference)
           FROM recovery.receipts AS r WHERE r.case_id = api_case_timeline.case_id
         UNION ALL
+        SELECT 'notification', x.id, x.created_at,
+               jsonb_build_object('kind', 'notification', 'id', x.id, 'at', x.created_at,
+                                  'channel', x.channel, 'status', x.status, 'sent_at', x.sent_at)
+          FROM recovery.notifications AS x WHERE x.case_id = api_case_timeline.case_id
+        UNION ALL
         SELECT 'note', n.id, n.created_at,
                jsonb_build_object('kind', 'note', 'id', n.id, 'at', n.created_at, 'body', n.body,
                                   'author', n.author)
@@ -1675,6 +1680,329 @@ GRANT EXECUTE ON FUNCTION api_document_upload(bigint, text, text, bytea)
 GRANT EXECUTE ON FUNCTION api_documents_list(bigint), api_document_get(bigint),
                           api_document_content(bigint)
     TO recovery_viewer, recovery_auditor;
+
+-------------------------------------------------------------------------------
+-- Templates, dunning policies and notifications: their storage and API.
+-- What they do (rendering, scheduling, delivery) is the reminders' work.
+-------------------------------------------------------------------------------
+CREATE TABLE templates (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name       text NOT NULL CHECK (name ~ '^[a-z][a-z0-9_.-]{0,63}$'),
+    channel    text NOT NULL CHECK (channel IN ('email', 'sms', 'letter', 'webhook')),
+    locale     text NOT NULL CHECK (locale ~ '^[a-z]{2,3}(-[A-Z]{2})?$'),
+    subject    text,
+    body       text NOT NULL CHECK (length(body) BETWEEN 1 AND 20000),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    version    integer NOT NULL DEFAULT 1,
+    UNIQUE (name, channel, locale)
+);
+COMMENT ON TABLE templates IS 'Message templates per channel and locale, with {{placeholders}} checked when saved.';
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON templates
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON templates TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION template_placeholders() RETURNS text[]
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT ARRAY['customer_name', 'amount', 'balance', 'currency', 'due_date',
+                       'case_reference', 'payment_link'] $$;
+COMMENT ON FUNCTION template_placeholders() IS 'The placeholders a template may use, as {{name}}.';
+
+CREATE FUNCTION template_save(name text, channel text, locale text, body text,
+                              subject text DEFAULT NULL, expected_version integer DEFAULT NULL)
+    RETURNS templates
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    unknown text[];
+    saved recovery.templates;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_manager') THEN
+        RAISE EXCEPTION 'permission denied to change templates' USING ERRCODE = '42501',
+            HINT = 'Templates are for managers and administrators.';
+    END IF;
+    -- a template that would fail when sent is refused now
+    SELECT array_agg(DISTINCT m[1]) INTO unknown
+      FROM regexp_matches(coalesce(body, '') || ' ' || coalesce(subject, ''),
+                          '{{\s*([^{}]*?)\s*}}', 'g') AS m
+     WHERE NOT m[1] = ANY (recovery.template_placeholders());
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown placeholder %', array_to_string(unknown, ', ') USING ERRCODE = 'PR004',
+            DETAIL = 'The placeholders are: ' || array_to_string(recovery.template_placeholders(), ', ') || '.',
+            HINT = 'Write placeholders as {{customer_name}}.';
+    END IF;
+    IF channel = 'email' AND (subject IS NULL OR length(btrim(subject)) = 0) THEN
+        RAISE EXCEPTION 'an email template needs a subject' USING ERRCODE = 'PR004';
+    END IF;
+    INSERT INTO recovery.templates AS t (name, channel, locale, subject, body)
+    VALUES (name, channel, locale, subject, body)
+    ON CONFLICT ON CONSTRAINT templates_name_channel_locale_key DO UPDATE
+       SET subject = excluded.subject, body = excluded.body, updated_at = now(),
+           version = t.version + 1
+     WHERE expected_version IS NULL OR t.version = expected_version
+    RETURNING * INTO saved;
+    IF saved.id IS NULL THEN
+        RAISE EXCEPTION 'template % was changed by someone else', name USING ERRCODE = 'PR002',
+            HINT = 'Reload the template and apply your change again.';
+    END IF;
+    RETURN saved;
+EXCEPTION
+    WHEN check_violation OR not_null_violation THEN
+        RAISE EXCEPTION 'invalid template: %', SQLERRM USING ERRCODE = 'PR004',
+            HINT = 'name is lower case; channel is email, sms, letter or webhook; locale looks like en-GB.';
+END
+$$;
+COMMENT ON FUNCTION template_save(text, text, text, text, text, integer) IS
+    'Creates or replaces the template of a name, channel and locale (managers); refuses unknown placeholders.';
+
+CREATE FUNCTION api_template_save(name text, channel text, locale text, body text,
+                                  subject text DEFAULT NULL, expected_version integer DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT to_jsonb(t) FROM recovery.template_save(name, channel, locale, body, subject,
+                                                       expected_version) AS t $$;
+COMMENT ON FUNCTION api_template_save(text, text, text, text, text, integer) IS 'POST /api/v1/templates.';
+
+CREATE FUNCTION api_templates_list(channel text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object('items', coalesce(jsonb_agg(to_jsonb(t) ORDER BY t.name, t.channel, t.locale), '[]'),
+                              'placeholders', to_jsonb(recovery.template_placeholders()))
+    FROM recovery.templates AS t WHERE api_templates_list.channel IS NULL OR t.channel = api_templates_list.channel
+$$;
+COMMENT ON FUNCTION api_templates_list(text) IS 'GET /api/v1/templates.';
+
+CREATE TABLE dunning_policies (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name        text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 100),
+    description text,
+    steps       jsonb NOT NULL,
+    is_default  boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    version     integer NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX dunning_policies_one_default ON dunning_policies (is_default) WHERE is_default;
+COMMENT ON TABLE dunning_policies IS
+    'Ordered reminder steps: days from the due date, channel, template, optional fee and action.';
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON dunning_policies
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON dunning_policies TO recovery_viewer, recovery_auditor;
+
+-- the reason a list of steps is not a policy, or NULL
+CREATE FUNCTION dunning_steps_problem(steps jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    step jsonb;
+    n integer := 0;
+    previous integer;
+    fee jsonb;
+BEGIN
+    IF jsonb_typeof(steps) IS DISTINCT FROM 'array' OR jsonb_array_length(steps) = 0 THEN
+        RETURN 'steps must be a non-empty array';
+    END IF;
+    FOR step IN SELECT value FROM jsonb_array_elements(steps) LOOP
+        n := n + 1;
+        IF jsonb_typeof(step) <> 'object' THEN
+            RETURN format('step %s is not an object', n);
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_object_keys(step) AS k
+                    WHERE k NOT IN ('offset_days', 'channel', 'template', 'fee', 'action')) THEN
+            RETURN format('step %s has an unknown field; the fields are offset_days, channel, template, fee, action', n);
+        END IF;
+        IF jsonb_typeof(step -> 'offset_days') IS DISTINCT FROM 'number'
+           OR (step ->> 'offset_days') !~ '^-?[0-9]+$'
+           OR (step ->> 'offset_days')::integer NOT BETWEEN -60 AND 365 THEN
+            RETURN format('step %s: offset_days is a whole number of days from -60 to 365', n);
+        END IF;
+        IF previous IS NOT NULL AND (step ->> 'offset_days')::integer <= previous THEN
+            RETURN format('step %s: offset_days must grow from step to step', n);
+        END IF;
+        previous := (step ->> 'offset_days')::integer;
+        IF NOT (step ->> 'channel') = ANY (ARRAY['email', 'sms', 'letter', 'webhook']) THEN
+            RETURN format('step %s: channel is email, sms, letter or webhook', n);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM recovery.templates t
+                        WHERE t.name = step ->> 'template' AND t.channel = step ->> 'channel') THEN
+            RETURN format('step %s: there is no %s template named "%s"', n, step ->> 'channel',
+                          step ->> 'template');
+        END IF;
+        fee := step -> 'fee';
+        IF fee IS NOT NULL AND fee <> 'null'::jsonb AND NOT coalesce(
+               jsonb_typeof(fee) = 'object'
+               AND (SELECT count(*) FROM jsonb_object_keys(fee)) = 1
+               AND ((jsonb_typeof(fee -> 'fixed') IS NOT DISTINCT FROM 'number'
+                     AND (fee ->> 'fixed') ~ '^[0-9]+$')
+                    OR (jsonb_typeof(fee -> 'percent') IS NOT DISTINCT FROM 'number'
+                        AND (fee ->> 'percent')::numeric BETWEEN 0 AND 100)), false) THEN
+            RETURN format('step %s: a fee is {"fixed": minor units} or {"percent": 0 to 100}', n);
+        END IF;
+        IF step ? 'action' AND step -> 'action' <> 'null'::jsonb AND step ->> 'action' <> 'escalate' THEN
+            RETURN format('step %s: the only action is "escalate"', n);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION dunning_policy_save(name text, steps jsonb, description text DEFAULT NULL,
+                                    is_default boolean DEFAULT NULL, expected_version integer DEFAULT NULL)
+    RETURNS dunning_policies
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    problem text := recovery.dunning_steps_problem(steps);
+    saved recovery.dunning_policies;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_manager') THEN
+        RAISE EXCEPTION 'permission denied to change dunning policies' USING ERRCODE = '42501',
+            HINT = 'Dunning policies are for managers and administrators.';
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid dunning policy: %', problem USING ERRCODE = 'PR004';
+    END IF;
+    IF coalesce(is_default, false) THEN
+        UPDATE recovery.dunning_policies p SET is_default = false, updated_at = now(), version = p.version + 1
+         WHERE p.is_default AND p.name <> dunning_policy_save.name;
+    END IF;
+    INSERT INTO recovery.dunning_policies AS p (name, description, steps, is_default)
+    VALUES (name, description, steps, coalesce(is_default, false))
+    ON CONFLICT ON CONSTRAINT dunning_policies_name_key DO UPDATE
+       SET description = coalesce(excluded.description, p.description), steps = excluded.steps,
+           is_default = coalesce(dunning_policy_save.is_default, p.is_default),
+           updated_at = now(), version = p.version + 1
+     WHERE expected_version IS NULL OR p.version = expected_version
+    RETURNING * INTO saved;
+    IF saved.id IS NULL THEN
+        RAISE EXCEPTION 'dunning policy % was changed by someone else', name USING ERRCODE = 'PR002',
+            HINT = 'Reload the policy and apply your change again.';
+    END IF;
+    RETURN saved;
+END
+$$;
+COMMENT ON FUNCTION dunning_policy_save(text, jsonb, text, boolean, integer) IS
+    'Creates or replaces a dunning policy (managers); steps are checked (growing offsets, known channels and templates, fees, actions).';
+
+CREATE FUNCTION api_dunning_policy_save(name text, steps jsonb, description text DEFAULT NULL,
+                                        is_default boolean DEFAULT NULL,
+                                        expected_version integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT to_jsonb(p) FROM recovery.dunning_policy_save(name, steps, description, is_default,
+                                                             expected_version) AS p $$;
+COMMENT ON FUNCTION api_dunning_policy_save(text, jsonb, text, boolean, integer) IS 'POST /api/v1/dunning-policies.';
+
+CREATE FUNCTION api_dunning_policies_list() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object('items', coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.is_default DESC, p.name), '[]'))
+    FROM recovery.dunning_policies AS p
+$$;
+COMMENT ON FUNCTION api_dunning_policies_list() IS 'GET /api/v1/dunning-policies.';
+
+CREATE TABLE notifications (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    case_id             bigint NOT NULL REFERENCES recovery_cases,
+    customer_id         bigint NOT NULL REFERENCES customers,
+    channel             text NOT NULL CHECK (channel IN ('email', 'sms', 'letter', 'webhook')),
+    template_id         bigint REFERENCES templates,
+    step_no             integer,
+    status              text NOT NULL DEFAULT 'queued'
+                        CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'dead', 'cancelled')),
+    send_after          timestamptz NOT NULL DEFAULT now(),
+    attempts            integer NOT NULL DEFAULT 0,
+    provider_message_id text,
+    last_error          text,
+    created_by          text NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    sent_at             timestamptz
+);
+CREATE INDEX notifications_case ON notifications (case_id, id);
+CREATE INDEX notifications_customer ON notifications (customer_id, id);
+COMMENT ON TABLE notifications IS
+    'The outbox and history of messages to customers; the reminders work fills and delivers it.';
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON notifications
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON notifications TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION api_notification_queue(case_id bigint, channel text, template text,
+                                       send_after timestamptz DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.recovery_cases;
+    chosen recovery.templates;
+    queued recovery.notifications;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_automation') AND NOT recovery.caller_has_role('recovery_agent') THEN
+        RAISE EXCEPTION 'permission denied to send notifications' USING ERRCODE = '42501';
+    END IF;
+    SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = api_notification_queue.case_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    IF recovery.case_state_is_terminal(target.state) THEN
+        RAISE EXCEPTION 'recovery case % is %: nobody is reminded of it', case_id, target.state
+            USING ERRCODE = 'PR001';
+    END IF;
+    -- the template in the customer's locale, else any locale
+    SELECT t.* INTO chosen FROM recovery.templates t
+      JOIN recovery.customers cu ON cu.id = target.customer_id
+     WHERE t.name = template AND t.channel = api_notification_queue.channel
+     ORDER BY (t.locale = cu.locale) DESC, t.locale LIMIT 1;
+    IF chosen.id IS NULL THEN
+        RAISE EXCEPTION 'there is no % template named "%"', channel, template USING ERRCODE = 'PR004',
+            HINT = 'GET /api/v1/templates lists them.';
+    END IF;
+    INSERT INTO recovery.notifications (case_id, customer_id, channel, template_id, send_after, created_by)
+    VALUES (target.id, target.customer_id, chosen.channel, chosen.id, coalesce(send_after, now()),
+            coalesce(nullif(current_setting('recovery.actor'), ''), session_user))
+    RETURNING * INTO queued;
+    RETURN to_jsonb(queued);
+END
+$$;
+COMMENT ON FUNCTION api_notification_queue(bigint, text, text, timestamptz) IS
+    'POST /api/v1/automation/notifications: a message to a case''s customer, queued in the outbox.';
+
+CREATE FUNCTION api_notifications_list(case_id bigint DEFAULT NULL, customer_id bigint DEFAULT NULL,
+                                       status text DEFAULT NULL, cursor text DEFAULT NULL,
+                                       "limit" integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    page_size integer := recovery.page_size("limit");
+    before bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
+    items jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(to_jsonb(n) ORDER BY n.id DESC), '[]') INTO items
+      FROM (SELECT x.*, t.name AS template FROM recovery.notifications x
+              LEFT JOIN recovery.templates t ON t.id = x.template_id
+             WHERE (api_notifications_list.case_id IS NULL OR x.case_id = api_notifications_list.case_id)
+               AND (api_notifications_list.customer_id IS NULL OR x.customer_id = api_notifications_list.customer_id)
+               AND (api_notifications_list.status IS NULL OR x.status = api_notifications_list.status)
+               AND (before IS NULL OR x.id < before)
+             ORDER BY x.id DESC LIMIT page_size) AS n;
+    RETURN jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+END
+$$;
+COMMENT ON FUNCTION api_notifications_list(bigint, bigint, text, text, integer) IS
+    'GET /api/v1/notifications: the history of messages, newest first, by case, customer and status.';
+
+GRANT EXECUTE ON FUNCTION template_placeholders(), api_templates_list(text),
+                          api_dunning_policies_list(),
+                          api_notifications_list(bigint, bigint, text, text, integer)
+    TO recovery_viewer, recovery_auditor;
+GRANT EXECUTE ON FUNCTION template_save(text, text, text, text, text, integer),
+                          api_template_save(text, text, text, text, text, integer),
+                          dunning_steps_problem(jsonb),
+                          dunning_policy_save(text, jsonb, text, boolean, integer),
+                          api_dunning_policy_save(text, jsonb, text, boolean, integer)
+    TO recovery_manager;
+GRANT EXECUTE ON FUNCTION api_notification_queue(bigint, text, text, timestamptz)
+    TO recovery_agent, recovery_automation;
 
 -------------------------------------------------------------------------------
 -- Whatever 0.2 added runs only where granted above

@@ -156,6 +156,13 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       offsetof(ngx_http_recovery_loc_conf_t, auth),
       NULL },
 
+    { ngx_string("recovery_api_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_recovery_loc_conf_t, api_keys),
+      NULL },
+
     { ngx_string("recovery_jwt_algorithms"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_recovery_algorithms,
@@ -427,6 +434,7 @@ ngx_http_recovery_create_loc_conf(ngx_conf_t *cf)
      */
 
     rlcf->auth = NGX_CONF_UNSET;
+    rlcf->api_keys = NGX_CONF_UNSET;
     rlcf->algorithms = NGX_CONF_UNSET_UINT;
     rlcf->sign_algorithm = NGX_CONF_UNSET_UINT;
     rlcf->leeway = NGX_CONF_UNSET;
@@ -449,6 +457,7 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_recovery_route_t  **routes;
 
     ngx_conf_merge_value(conf->auth, prev->auth, 1);
+    ngx_conf_merge_value(conf->api_keys, prev->api_keys, 1);
     ngx_conf_merge_uint_value(conf->algorithms, prev->algorithms, 0);
     ngx_conf_merge_str_value(conf->secret, prev->secret, "");
     ngx_conf_merge_ptr_value(conf->public_key, prev->public_key, NULL);
@@ -913,6 +922,17 @@ ngx_http_recovery_handler(ngx_http_request_t *r)
 
         if (rc != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* API keys are for machines: they reach the routes meant for them */
+        if (ctx->auth == NGX_HTTP_RECOVERY_AUTH_KEY && !rlcf->api_keys) {
+            ngx_http_discard_request_body(r);
+            return ngx_http_recovery_send_error(r, NGX_HTTP_FORBIDDEN,
+                       "api_key_not_allowed",
+                       &(ngx_str_t) ngx_string("API keys are not accepted "
+                                               "here: they reach the "
+                                               "automation routes"),
+                       NULL);
         }
     }
 

@@ -90,6 +90,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                *routes;     /* ngx_http_recovery_route_t * */
     ngx_flag_t                  auth;
+    ngx_flag_t                  api_keys;   /* API keys accepted here */
     ngx_uint_t                  algorithms;
     ngx_str_t                   secret;     /* HS256, read from a file */
     EVP_PKEY                   *public_key;

@@ -127,6 +127,13 @@ is($res->{json}{role}, 'recovery_automation', 'the request runs as the key\'s ro
 is($res->{json}{authenticated_by}, 'api_key', 'authenticated by API key');
 is($res->{json}{actor}, 'api-key:auth.t worker', 'the actor is the key\'s name');
 is(http(GET => $me, token => $key)->{status}, 200, 'an API key as a Bearer token: 200');
+$res = http(GET => '/api/v1/recovery-cases/1', headers => { 'X-API-Key' => $key });
+is($res->{status}, 403, 'an API key on a route for people: 403');
+is($res->{json}{error}, 'api_key_not_allowed', 'api_key_not_allowed: keys reach the automation routes');
+is(http(GET => '/api/v1/automation/recovery-cases/pending?limit=1', headers => { 'X-API-Key' => $key })->{status},
+   200, 'and do reach them');
+$res = http(GET => '/api/v1/automation/nothing', headers => { 'X-API-Key' => $key });
+is_deeply([$res->{status}, $res->{json}{error}], [404, 'not_found'], 'an unknown automation route: JSON 404');
 
 $res = http(GET => $me, headers => { 'X-API-Key' => $revoked });
 is($res->{status}, 401, 'a revoked API key: 401');

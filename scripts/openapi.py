@@ -231,6 +231,9 @@ paths = {
  "/api/v1/analytics/aging": {
    "get": {"summary": "Open cases by days overdue: 0-30, 31-60, 61-90, 90+", "tags": ["analytics"],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
+ "/api/v1/analytics/channels": {
+   "get": {"summary": "Results by channel: messages, sent, failed, cases that paid within 7 days", "tags": ["analytics"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
  "/api/v1/analytics/recovery-by-month": {
    "get": {"summary": "Owed and recovered by month of opening", "tags": ["analytics"],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},

@@ -2004,6 +2004,33 @@ GRANT EXECUTE ON FUNCTION template_save(text, text, text, text, text, integer),
 GRANT EXECUTE ON FUNCTION api_notification_queue(bigint, text, text, timestamptz)
     TO recovery_agent, recovery_automation;
 
+CREATE FUNCTION api_analytics_channels() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- money counts for a channel when it arrives within 7 days after a
+    -- message on that channel was sent for the case
+    WITH sent AS (
+        SELECT n.id, n.case_id, n.channel, n.status, n.sent_at FROM recovery.notifications n
+    ), results AS (
+        SELECT s.channel,
+               count(*) AS messages,
+               count(*) FILTER (WHERE s.status = 'sent') AS sent,
+               count(*) FILTER (WHERE s.status IN ('failed', 'dead')) AS failed,
+               count(DISTINCT s.case_id) FILTER (WHERE s.status = 'sent' AND EXISTS (
+                   SELECT 1 FROM recovery.receipts r
+                    WHERE r.case_id = s.case_id AND r.received_at >= s.sent_at
+                      AND r.received_at < s.sent_at + interval '7 days')) AS cases_paid_within_7_days
+          FROM sent s GROUP BY s.channel
+    )
+    SELECT jsonb_build_object('channels', coalesce(jsonb_agg(jsonb_build_object(
+               'channel', channel, 'messages', messages, 'sent', sent, 'failed', failed,
+               'cases_paid_within_7_days', cases_paid_within_7_days) ORDER BY channel), '[]'))
+    FROM results
+$$;
+COMMENT ON FUNCTION api_analytics_channels() IS
+    'GET /api/v1/analytics/channels: messages by channel, how many were sent or failed, and the cases that paid within 7 days of one.';
+GRANT EXECUTE ON FUNCTION api_analytics_channels() TO recovery_viewer, recovery_auditor;
+
 -------------------------------------------------------------------------------
 -- Whatever 0.2 added runs only where granted above
 -------------------------------------------------------------------------------

@@ -38,6 +38,23 @@ my $opened = 0;
 $opened += $_->{opened} for @{ $res->{json}{months} };
 is($opened, $cases, 'every case is counted in the month it opened');
 
+# results by channel: one message sent, then money within the week
+my ($case, $customer) = $dbh->selectrow_array(
+    q{SELECT id, customer_id FROM recovery.recovery_cases WHERE state = 'contacted' ORDER BY id LIMIT 1});
+my ($template) = $dbh->selectrow_array(q{SELECT id FROM recovery.templates WHERE channel = 'letter' LIMIT 1});
+my $before = http(GET => '/api/v1/analytics/channels', token => $viewer)->{json}{channels};
+my ($letters_before) = grep { $_->{channel} eq 'letter' } @$before;
+$dbh->do(q{INSERT INTO recovery.notifications (case_id, customer_id, channel, template_id, status, sent_at, created_by)
+           VALUES ($1, $2, 'letter', $3, 'sent', now() - interval '1 day', 'analytics.t')}, undef, $case, $customer, $template);
+$dbh->do(q{SELECT recovery.case_record_payment($1, 1, (SELECT currency FROM recovery.recovery_cases WHERE id = $1))},
+         undef, $case);
+$res = http(GET => '/api/v1/analytics/channels', token => $viewer);
+is($res->{status}, 200, 'channels: 200');
+my ($letters) = grep { $_->{channel} eq 'letter' } @{ $res->{json}{channels} };
+is($letters->{sent} - ($letters_before->{sent} // 0), 1, 'the sent letter is counted');
+is($letters->{cases_paid_within_7_days} - ($letters_before->{cases_paid_within_7_days} // 0), 1,
+   'and the money that followed it within the week');
+
 is(http(GET => '/api/v1/analytics/summary')->{status}, 401, 'analytics need credentials');
 
 done_testing();

@@ -6,7 +6,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use Recovery::HTTP qw(http login);
-use Recovery::Test qw(connect_db);
+use Recovery::Test qw(connect_db new_case);
 
 my $dbh = connect_db();
 my $viewer = login('viewer@demo.example', 'viewer-demo-pass');
@@ -39,8 +39,8 @@ $opened += $_->{opened} for @{ $res->{json}{months} };
 is($opened, $cases, 'every case is counted in the month it opened');
 
 # results by channel: one message sent, then money within the week
-my ($case, $customer) = $dbh->selectrow_array(
-    q{SELECT id, customer_id FROM recovery.recovery_cases WHERE state = 'contacted' ORDER BY id LIMIT 1});
+my $case = new_case($dbh, 5_000);
+my ($customer) = $dbh->selectrow_array('SELECT customer_id FROM recovery.recovery_cases WHERE id = $1', undef, $case);
 my ($template) = $dbh->selectrow_array(q{SELECT id FROM recovery.templates WHERE channel = 'letter' LIMIT 1});
 my $before = http(GET => '/api/v1/analytics/channels', token => $viewer)->{json}{channels};
 my ($letters_before) = grep { $_->{channel} eq 'letter' } @$before;

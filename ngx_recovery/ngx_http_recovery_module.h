@@ -58,7 +58,7 @@ typedef struct {
     ngx_array_t                 args;       /* ngx_http_recovery_arg_t */
     u_char                     *sql;        /* NUL-terminated, for PQprepare */
     u_char                      statement[16];  /* prepared statement name */
-    u_char                     *idempotent_sql;     /* POST: stores the response */
+    u_char                     *idempotent_sql; /* POST: keeps the response */
     u_char                      idempotent_statement[16];
     ngx_uint_t                  index;      /* in main conf routes */
     ngx_uint_t                  status;     /* 200, or 201 for creation */
@@ -123,7 +123,7 @@ typedef struct {
     const char                **params;     /* [0] the Idempotency-Key, then
                                                the route's arguments */
     ngx_str_t                   idempotency_key;
-    u_char                      request_hash[65];   /* SHA-256 hex of the body */
+    u_char                      request_hash[65];   /* body SHA-256, hex */
     ngx_msec_t                  start;
     ngx_http_recovery_conn_t   *conn;       /* while the database works */
     ngx_queue_t                 queue;      /* while waiting for it */

@@ -124,6 +124,8 @@ static void ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
 static void ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_retry(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_reconnect_handler(ngx_event_t *ev);
+static int ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
+    const char **context);
 static ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_ctx_t *ctx);
 static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
@@ -609,16 +611,50 @@ ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn)
 }
 
 
+/* the values of the request context statement, by how the caller came in */
+static int
+ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
+    const char **context)
+{
+    const char  *read_only;
+
+    read_only = ctx->read_only ? "on" : "off";
+
+    switch (ctx->auth) {
+
+    case NGX_HTTP_RECOVERY_AUTH_JWT:
+        context[0] = (const char *) ctx->role.data;
+        context[1] = (const char *) ctx->user_id.data;
+        context[2] = (const char *) ctx->actor.data;
+        context[3] = (const char *) ctx->request_id.data;
+        context[4] = (const char *) ctx->claims.data;
+        context[5] = read_only;
+        return 6;
+
+    case NGX_HTTP_RECOVERY_AUTH_KEY:
+        context[0] = (const char *) ctx->api_key.data;
+        context[1] = (const char *) ctx->request_id.data;
+        context[2] = read_only;
+        return 3;
+
+    default:
+        context[0] = (const char *) ctx->request_id.data;
+        context[1] = read_only;
+        return 2;
+    }
+}
+
+
 static ngx_int_t
 ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_ctx_t *ctx)
 {
-    PGconn                     *pg;
-    ngx_http_recovery_route_t  *route;
     int                         ncontext, nparams, rc;
     char                       *statement, *sql;
+    PGconn                     *pg;
     ngx_uint_t                  idempotent;
     const char                 *context[6], *begin[3], **params;
+    ngx_http_recovery_route_t  *route;
 
     pg = conn->pg;
     route = ctx->route;
@@ -633,31 +669,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     conn->call = idempotent ? conn->pool->rmcf->routes.nelts + route->index
                             : route->index;
 
-    switch (ctx->auth) {
-
-    case NGX_HTTP_RECOVERY_AUTH_JWT:
-        context[0] = (const char *) ctx->role.data;
-        context[1] = (const char *) ctx->user_id.data;
-        context[2] = (const char *) ctx->actor.data;
-        context[3] = (const char *) ctx->request_id.data;
-        context[4] = (const char *) ctx->claims.data;
-        context[5] = ctx->read_only ? "on" : "off";
-        ncontext = 6;
-        break;
-
-    case NGX_HTTP_RECOVERY_AUTH_KEY:
-        context[0] = (const char *) ctx->api_key.data;
-        context[1] = (const char *) ctx->request_id.data;
-        context[2] = ctx->read_only ? "on" : "off";
-        ncontext = 3;
-        break;
-
-    default:
-        context[0] = (const char *) ctx->request_id.data;
-        context[1] = ctx->read_only ? "on" : "off";
-        ncontext = 2;
-        break;
-    }
+    ncontext = ngx_http_recovery_context_params(ctx, context);
 
     if (!conn->prepared[conn->context]) {
         if (!PQsendPrepare(pg, ngx_http_recovery_context_name[ctx->auth],

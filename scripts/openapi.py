@@ -275,6 +275,18 @@ paths = {
    "parameters": [pp("task_id", "task id")],
    "post": {"summary": "Schedule a dead letter again with fresh attempts", "tags": ["automation"], "parameters": [IDEM],
             "responses": {**ok("#/components/schemas/Task"), **errs(401, 403, 404, 422)}}},
+ "/api/v1/automation/reminders": {
+   "post": {"summary": "Schedule a reminder for a case (a task of kind reminder; the case's dunning policy decides the message unless channel and template are given)",
+            "tags": ["automation"], "parameters": [IDEM],
+            "requestBody": body({"case_id": I64, "remind_at": {"type": "string", "format": "date-time"},
+                                 "channel": {"type": "string"}, "template": {"type": "string"}}, ["case_id"]),
+            "responses": {**ok("#/components/schemas/Task", "201", "Created"), **errs(400, 401, 403, 404, 422)}}},
+ "/api/v1/automation/extractions": {
+   "post": {"summary": "Schedule an extraction (a task of kind extraction) of a document, an email, an SMS or a text",
+            "tags": ["automation"], "parameters": [IDEM],
+            "requestBody": body({"source": {"enum": ["document", "email", "sms", "text"]}, "document_id": I64,
+                                 "content": {"type": "string", "maxLength": 1048576}, "case_id": I64}, ["source"]),
+            "responses": {**ok("#/components/schemas/Task", "201", "Created"), **errs(400, 401, 403, 404, 413)}}},
  "/api/v1/automation/recovery-cases/pending": {
    "get": {"summary": "Open cases whose next action is due, most urgent first", "tags": ["automation"],
            "parameters": [limit],

@@ -2032,6 +2032,82 @@ COMMENT ON FUNCTION api_analytics_channels() IS
 GRANT EXECUTE ON FUNCTION api_analytics_channels() TO recovery_viewer, recovery_auditor;
 
 -------------------------------------------------------------------------------
+-- The automation contract's reminders and extractions: each schedules a
+-- task (kind reminder or extraction) that the reminders and extraction
+-- workers perform.
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_reminder_schedule(case_id bigint, remind_at timestamptz DEFAULT NULL,
+                                      channel text DEFAULT NULL, template text DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.recovery_cases;
+BEGIN
+    PERFORM recovery.task_require_automation();
+    SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = api_reminder_schedule.case_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    IF recovery.case_state_is_terminal(target.state) THEN
+        RAISE EXCEPTION 'recovery case % is %: nobody is reminded of it', case_id, target.state
+            USING ERRCODE = 'PR001';
+    END IF;
+    IF (channel IS NULL) <> (template IS NULL) THEN
+        RAISE EXCEPTION 'give both channel and template, or neither' USING ERRCODE = 'PR004',
+            HINT = 'Without them the case''s dunning policy decides.';
+    END IF;
+    IF template IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM recovery.templates t
+            WHERE t.name = api_reminder_schedule.template AND t.channel = api_reminder_schedule.channel) THEN
+        RAISE EXCEPTION 'there is no % template named "%"', channel, template USING ERRCODE = 'PR004';
+    END IF;
+    RETURN recovery.api_task_schedule('reminder', coalesce(remind_at, now()),
+                                      jsonb_strip_nulls(jsonb_build_object(
+                                          'case_id', case_id, 'channel', channel,
+                                          'template', template)));
+END
+$$;
+COMMENT ON FUNCTION api_reminder_schedule(bigint, timestamptz, text, text) IS
+    'POST /api/v1/automation/reminders: schedules a task of kind reminder for a case (its policy decides the message unless channel and template are given).';
+
+CREATE FUNCTION api_extraction_schedule(source text, document_id bigint DEFAULT NULL,
+                                        content text DEFAULT NULL, case_id bigint DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM recovery.task_require_automation();
+    IF source IS NULL OR source NOT IN ('document', 'email', 'sms', 'text') THEN
+        RAISE EXCEPTION 'source is document, email, sms or text' USING ERRCODE = 'PR004';
+    END IF;
+    IF source = 'document' THEN
+        IF document_id IS NULL OR content IS NOT NULL THEN
+            RAISE EXCEPTION 'a document extraction takes document_id, not content' USING ERRCODE = 'PR004';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM recovery.documents d WHERE d.id = document_id AND d.content IS NOT NULL) THEN
+            RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
+        END IF;
+    ELSIF content IS NULL OR length(content) = 0 OR length(content) > 1048576 THEN
+        RAISE EXCEPTION 'an % extraction takes content of 1 byte to 1 MiB', source USING ERRCODE = 'PR004';
+    END IF;
+    IF case_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recovery.recovery_cases c WHERE c.id = case_id) THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN recovery.api_task_schedule('extraction', now(),
+                                      jsonb_strip_nulls(jsonb_build_object(
+                                          'source', source, 'document_id', document_id,
+                                          'content', content, 'case_id', case_id)));
+END
+$$;
+COMMENT ON FUNCTION api_extraction_schedule(text, bigint, text, bigint) IS
+    'POST /api/v1/automation/extractions: schedules a task of kind extraction for a document, an email, an SMS or a text.';
+
+GRANT EXECUTE ON FUNCTION api_reminder_schedule(bigint, timestamptz, text, text),
+                          api_extraction_schedule(text, bigint, text, bigint)
+    TO recovery_automation, recovery_admin;
+
+-------------------------------------------------------------------------------
 -- Whatever 0.2 added runs only where granted above
 -------------------------------------------------------------------------------
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA recovery FROM PUBLIC;

@@ -116,6 +116,32 @@ $count{$_}++ for @claimed;
 is(scalar @claimed, 20, 'two workers claiming at once get the 20 tasks between them');
 ok(!(grep { $_ > 1 } values %count), 'none twice');
 
+# --- reminders and extractions: work scheduled for their workers ---------------
+my ($open_case) = $dbh->selectrow_array(q{SELECT id FROM recovery.recovery_cases WHERE state = 'open' ORDER BY id LIMIT 1});
+my ($closed_case) = $dbh->selectrow_array(q{SELECT id FROM recovery.recovery_cases WHERE state = 'resolved' ORDER BY id LIMIT 1});
+$res = http(POST => '/api/v1/automation/reminders', %a,
+            json => { case_id => $open_case, remind_at => '2030-01-01T09:00:00Z' });
+is($res->{status}, 201, 'schedule a reminder: 201');
+is_deeply([$res->{json}{kind}, $res->{json}{payload}{case_id}], ['reminder', $open_case], 'a reminder task for the case');
+like($res->{json}{run_at}, qr/^2030-01-01T09:00:00/, 'at the time asked');
+is(http(POST => '/api/v1/automation/reminders', %a, json => { case_id => $closed_case })->{status}, 422,
+   'a reminder for a resolved case: 422');
+is(http(POST => '/api/v1/automation/reminders', %a, json => { case_id => $open_case, channel => 'sms' })->{status},
+   400, 'a channel without a template: 400');
+is(http(POST => '/api/v1/automation/reminders', %a, json => { case_id => 987654321 })->{status}, 404,
+   'an unknown case: 404');
+
+$res = http(POST => '/api/v1/automation/extractions', %a,
+            json => { source => 'sms', content => 'Paid EUR 120,00 for case 5 today', case_id => $open_case });
+is($res->{status}, 201, 'schedule the extraction of an SMS: 201');
+is_deeply([$res->{json}{kind}, $res->{json}{payload}{source}], ['extraction', 'sms'], 'an extraction task');
+is(http(POST => '/api/v1/automation/extractions', %a, json => { source => 'fax', content => 'x' })->{status}, 400,
+   'an unknown source: 400');
+is(http(POST => '/api/v1/automation/extractions', %a, json => { source => 'document', document_id => 987654321 })->{status},
+   404, 'an unknown document: 404');
+is(http(POST => '/api/v1/automation/extractions', %a, json => { source => 'email' })->{status}, 400,
+   'an email without content: 400');
+
 # --- pending cases ------------------------------------------------------------
 $res = http(GET => '/api/v1/automation/recovery-cases/pending?limit=50', %a);
 is($res->{status}, 200, 'pending cases: 200');

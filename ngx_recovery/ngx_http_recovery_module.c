@@ -49,6 +49,9 @@ static void ngx_http_recovery_hash_body(ngx_http_recovery_ctx_t *ctx,
     u_char *body, size_t len);
 static ngx_int_t ngx_http_recovery_replay(ngx_http_request_t *r,
     PGresult *error);
+static ngx_int_t ngx_http_recovery_upload(ngx_http_request_t *r,
+    ngx_http_recovery_ctx_t *ctx, u_char *body, size_t len,
+    ngx_uint_t *status, const char **code, ngx_str_t *message);
 static ngx_int_t ngx_http_recovery_start(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx);
 static ngx_int_t ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx);
@@ -1317,9 +1320,8 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
 
     /* a document: its bytes go to the function as they are */
     if (ctx->route->raw_body) {
-        ctx->raw.data = text;
-        ctx->raw.len = len;
-        return NGX_OK;
+        return ngx_http_recovery_upload(r, ctx, text, len, status, code,
+                                        message);
     }
 
     tok = json_tokener_new_ex(NGX_HTTP_RECOVERY_MAX_BODY_DEPTH);
@@ -1380,6 +1382,59 @@ ngx_http_recovery_parse_body(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * An upload is the raw body with its Content-Type and ?filename, or the
+ * first file of a multipart/form-data body with its own type and name.
+ */
+static ngx_int_t
+ngx_http_recovery_upload(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
+    u_char *body, size_t len, ngx_uint_t *status, const char **code,
+    ngx_str_t *message)
+{
+    u_char      *name;
+    ngx_int_t    rc;
+    ngx_str_t    type, raw;
+    const char  *error;
+
+    type = r->headers_in.content_type ? r->headers_in.content_type->value
+                                      : (ngx_str_t) ngx_null_string;
+
+    if (!ngx_http_recovery_is_multipart(&type)) {
+        ctx->raw.data = body;
+        ctx->raw.len = len;
+        ctx->upload_type = type;
+
+        if (ngx_http_arg(r, (u_char *) "filename", sizeof("filename") - 1,
+                         &raw) == NGX_OK)
+        {
+            ctx->upload_name.data = ngx_pnalloc(r->pool, raw.len);
+            if (ctx->upload_name.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            name = ctx->upload_name.data;
+            ngx_unescape_uri(&name, &raw.data, raw.len, 0);
+            ctx->upload_name.len = name - ctx->upload_name.data;
+        }
+
+        return NGX_OK;
+    }
+
+    error = NULL;
+    rc = ngx_http_recovery_multipart_file(r->pool, &type, body, len,
+                                          &ctx->raw, &ctx->upload_type,
+                                          &ctx->upload_name, &error);
+    if (rc == NGX_DECLINED) {
+        *status = NGX_HTTP_BAD_REQUEST;
+        *code = "malformed_multipart";
+        message->data = (u_char *) error;
+        message->len = ngx_strlen(error);
+    }
+
+    return rc;
 }
 
 

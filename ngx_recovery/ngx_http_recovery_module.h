@@ -45,6 +45,8 @@ typedef struct {
     unsigned                    from_body:1;
     unsigned                    whole_body:1;   /* "@" */
     unsigned                    raw_body:1;     /* "%raw": bytes, as bytea */
+    unsigned                    upload_type:1;  /* "%content_type" */
+    unsigned                    upload_name:1;  /* "%filename" */
 } ngx_http_recovery_arg_t;
 
 
@@ -118,7 +120,9 @@ typedef struct {
     ngx_str_t                   claims;     /* JSON text */
     ngx_str_t                   api_key;
     json_object                *body;
-    ngx_str_t                   raw;        /* the body's bytes */
+    ngx_str_t                   raw;        /* the uploaded bytes */
+    ngx_str_t                   upload_type;    /* and their type */
+    ngx_str_t                   upload_name;    /* and name */
     ngx_uint_t                  nparams;
     const char                **params;     /* [0] the Idempotency-Key, then
                                                the route's arguments */
@@ -166,6 +170,12 @@ ngx_int_t ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
 ngx_int_t ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
+
+/* multipart/form-data uploads */
+ngx_int_t ngx_http_recovery_is_multipart(ngx_str_t *type);
+ngx_int_t ngx_http_recovery_multipart_file(ngx_pool_t *pool,
+    ngx_str_t *content_type, u_char *body, size_t len, ngx_str_t *file,
+    ngx_str_t *type, ngx_str_t *filename, const char **error);
 
 /* responses: JSON bodies and the SQLSTATE to HTTP status table */
 ngx_int_t ngx_http_recovery_send_json(ngx_http_request_t *r,

@@ -196,6 +196,20 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* the uploaded file's type and name, raw or multipart */
+        if (source.len == 13
+            && ngx_strncmp(source.data, "%content_type", 13) == 0)
+        {
+            arg->upload_type = 1;
+            continue;
+        }
+
+        if (source.len == 9 && ngx_strncmp(source.data, "%filename", 9) == 0) {
+            arg->upload_name = 1;
+            ngx_str_set(&arg->field, "filename");
+            continue;
+        }
+
         if (source.len > 1 && source.data[0] == '?') {
             arg->field.data = source.data + 1;
             arg->field.len = source.len - 1;
@@ -296,7 +310,9 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     p = route->parameters.data;
     for (i = 0; i < n; i++) {
-        if (!arg[i].from_body && arg[i].value == NULL) {
+        if (!arg[i].from_body && arg[i].value == NULL && !arg[i].raw_body
+            && !arg[i].upload_type)
+        {
             p = ngx_sprintf(p, "%s%V",
                             p == route->parameters.data ? "" : ", ",
                             &arg[i].field);
@@ -565,6 +581,7 @@ ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
         if (p > name) {
             for (i = 0; i < route->args.nelts; i++) {
                 if (!args[i].from_body && args[i].value == NULL
+                    && !args[i].raw_body && !args[i].upload_type
                     && args[i].field.len == (size_t) (p - name)
                     && ngx_strncmp(args[i].field.data, name, p - name) == 0)
                 {
@@ -612,6 +629,33 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
         copy[0] = '\\';
         copy[1] = 'x';
         *ngx_hex_dump(copy + 2, ctx->raw.data, ctx->raw.len) = '\0';
+        *value = (const char *) copy;
+
+        return NGX_OK;
+    }
+
+    if (arg->upload_type || arg->upload_name) {
+        v = arg->upload_type ? ctx->upload_type : ctx->upload_name;
+
+        if (v.len == 0) {
+            return NGX_OK;
+        }
+
+        if (ngx_strlchr(v.data, v.data + v.len, '\0') != NULL) {
+            error->len = ngx_sprintf(error->data,
+                                     "the upload's %V contains a NUL "
+                                     "character", &arg->name)
+                         - error->data;
+            return NGX_DECLINED;
+        }
+
+        copy = ngx_pnalloc(ctx->request->pool, v.len + 1);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(copy, v.data, v.len);
+        copy[v.len] = '\0';
         *value = (const char *) copy;
 
         return NGX_OK;

@@ -134,11 +134,14 @@ paths = {
    "parameters": [pp("case_id", "case id")],
    "get": {"summary": "The case's documents (metadata)", "tags": ["documents"],
            "responses": {**ok("#/components/schemas/DocumentList"), **errs(401)}},
-   "post": {"summary": "Upload a document: the raw body with its Content-Type (PDF, PNG, JPEG, text, CSV; checked against the bytes), up to 10 MiB",
+   "post": {"summary": "Upload a document: the raw body with its Content-Type and ?filename, or a multipart/form-data file (PDF, PNG, JPEG, text, CSV; checked against the bytes), up to 10 MiB",
             "tags": ["documents"], "parameters": [qp("filename", "string", "its name"), IDEM],
             "requestBody": {"required": True, "content": {
-                t: {"schema": {"type": "string", "format": "binary"}}
-                for t in ["application/pdf", "image/png", "image/jpeg", "text/plain", "text/csv"]}},
+                **{t: {"schema": {"type": "string", "format": "binary"}}
+                   for t in ["application/pdf", "image/png", "image/jpeg", "text/plain", "text/csv"]},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "the first part with a filename is the document, with its own Content-Type"}}}}}},
             "responses": {**ok("#/components/schemas/Document", "201", "Created"), **errs(400, 401, 403, 404, 413)}}},
  "/api/v1/documents/{document_id}": {
    "parameters": [pp("document_id", "document id")],

@@ -72,6 +72,46 @@ is(http(GET => '/api/v1/documents/987654321/content', token => $viewer)->{status
 is(http(GET => "/api/v1/recovery-cases/987654321/documents", token => $viewer)->{json}{items}[0], undef,
    'no documents for an unknown case');
 
+# --- multipart/form-data, as a browser's file input sends it ---------------
+sub multipart {
+    my ($boundary, @parts) = @_;
+    my $body = '';
+    for my $part (@parts) {
+        my ($headers, $content) = @$part;
+        $body .= "--$boundary\r\n" . join('', map { "$_\r\n" } @$headers) . "\r\n$content\r\n";
+    }
+    return $body . "--$boundary--\r\n";
+}
+my $boundary = '----recovery' . ('x' x 20);
+my $form = multipart($boundary,
+    [['Content-Disposition: form-data; name="note"'], 'a field before the file'],
+    [['Content-Disposition: form-data; name="file"; filename="scan 7.png"', 'Content-Type: image/png'], $png]);
+$res = http(POST => $docs, token => $agent, body => "preamble\r\n" . $form,
+            headers => { 'Content-Type' => "multipart/form-data; boundary=\"$boundary\"" });
+is($res->{status}, 201, 'a multipart upload (a field, then the file): 201');
+is_deeply([$res->{json}{filename}, $res->{json}{content_type}, $res->{json}{size}], ['scan 7.png', 'image/png', length $png],
+          'the file part\'s name, type and size');
+ok(http(GET => "/api/v1/documents/$res->{json}{id}/content", token => $viewer)->{content} eq $png,
+   'and its bytes, every one of them');
+for my $case (
+    [substr($form, 0, -20), "multipart/form-data; boundary=$boundary", 'without its closing boundary'],
+    [multipart($boundary, [['Content-Disposition: form-data; name="note"'], 'no file']),
+     "multipart/form-data; boundary=$boundary", 'without a file part'],
+    [$form, 'multipart/form-data', 'without a boundary parameter'],
+    [$form, 'multipart/form-data; boundary=' . ('b' x 71), 'with a boundary over 70 characters'],
+    ["--$boundary\r\n" . ('X-Pad: ' . ('p' x 100) . "\r\n") x 100, "multipart/form-data; boundary=$boundary",
+     'with part headers that never end'],
+) {
+    my ($body, $type, $name) = @$case;
+    $res = http(POST => $docs, token => $agent, body => $body, headers => { 'Content-Type' => $type });
+    is_deeply([$res->{status}, $res->{json}{error}], [400, 'malformed_multipart'], "a multipart body $name: 400");
+}
+$res = http(POST => $docs, token => $agent,
+            body => multipart($boundary, [['Content-Disposition: form-data; name="file"; filename="x.png"',
+                                           'Content-Type: image/png'], $pdf]),
+            headers => { 'Content-Type' => "multipart/form-data; boundary=$boundary" });
+is($res->{status}, 400, 'a multipart file whose bytes are not its type: 400');
+
 my $key = "doc-$$-" . time;
 my $first = upload('application/pdf', $pdf, headers => { 'Idempotency-Key' => $key })->{json}{id};
 $res = upload('application/pdf', $pdf, headers => { 'Idempotency-Key' => $key });

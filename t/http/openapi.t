@@ -35,6 +35,7 @@ while ($conf =~ /location\s+(=|~)\s+(\S+)\s*\{(.*?)\}/sg) {
         my (%query, %body);
         for (@words) {
             $query{$1} = 1 if /^\w+=\?(\w+)$/;
+            $query{filename} = 1 if /^\w+=%filename$/;
             $body{$1} = 1 if /^\w+=\@(\w+)$/;
         }
         $configured{"$method $path"} = { query => \%query, body => \%body };

@@ -783,6 +783,12 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
                                   'channel', x.channel, 'status', x.status, 'sent_at', x.sent_at)
           FROM recovery.notifications AS x WHERE x.case_id = api_case_timeline.case_id
         UNION ALL
+        SELECT 'document', d.id, d.created_at,
+               jsonb_build_object('kind', 'document', 'id', d.id, 'at', d.created_at,
+                                  'filename', d.filename, 'content_type', d.content_type,
+                                  'size', d.size, 'uploaded_by', d.uploaded_by)
+          FROM recovery.documents AS d WHERE d.case_id = api_case_timeline.case_id
+        UNION ALL
         SELECT 'note', n.id, n.created_at,
                jsonb_build_object('kind', 'note', 'id', n.id, 'at', n.created_at, 'body', n.body,
                                   'author', n.author)
@@ -790,7 +796,7 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
     ) AS t
 $$;
 COMMENT ON FUNCTION api_case_timeline(bigint) IS
-    'What happened to a case, oldest first: events, promises, money received, notes.';
+    'What happened to a case, oldest first: events, promises, money received, notifications, documents, notes.';
 
 CREATE OR REPLACE FUNCTION api_case_get(case_id bigint) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -2106,6 +2112,52 @@ COMMENT ON FUNCTION api_extraction_schedule(text, bigint, text, bigint) IS
 GRANT EXECUTE ON FUNCTION api_reminder_schedule(bigint, timestamptz, text, text),
                           api_extraction_schedule(text, bigint, text, bigint)
     TO recovery_automation, recovery_admin;
+
+-------------------------------------------------------------------------------
+-- Opening a case by hand: an agent puts a customer's overdue payments into
+-- recovery, which opens the case in their currency or adds to the open one.
+-------------------------------------------------------------------------------
+CREATE FUNCTION api_case_open(customer_id bigint, payment_ids jsonb, reason text DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    ids bigint[];
+    currencies text[];
+    opened recovery.recovery_cases;
+    existed boolean;
+BEGIN
+    IF jsonb_typeof(payment_ids) IS DISTINCT FROM 'array' OR jsonb_array_length(payment_ids) = 0 THEN
+        RAISE EXCEPTION 'payment_ids must be a non-empty array of payment ids' USING ERRCODE = 'PR004',
+            HINT = 'A case holds the payments it recovers: name the overdue ones.';
+    END IF;
+    BEGIN
+        ids := ARRAY(SELECT (value #>> '{}')::bigint FROM jsonb_array_elements(payment_ids));
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        RAISE EXCEPTION 'payment_ids must be payment ids' USING ERRCODE = 'PR004';
+    END;
+    IF EXISTS (SELECT 1 FROM unnest(ids) AS i(id)
+                WHERE NOT EXISTS (SELECT 1 FROM recovery.payments p
+                                   WHERE p.id = i.id AND p.customer_id = api_case_open.customer_id)) THEN
+        RAISE EXCEPTION 'every payment must be one of customer %''s', customer_id USING ERRCODE = 'PR003';
+    END IF;
+    SELECT array_agg(DISTINCT p.currency) INTO currencies FROM recovery.payments p WHERE p.id = ANY (ids);
+    IF array_length(currencies, 1) > 1 THEN
+        RAISE EXCEPTION 'the payments are in % currencies', array_length(currencies, 1)
+            USING ERRCODE = 'PR005', HINT = 'A case is in one currency: open one per currency.';
+    END IF;
+    existed := EXISTS (SELECT 1 FROM recovery.recovery_cases c
+                        WHERE c.customer_id = api_case_open.customer_id AND c.currency = currencies[1]
+                          AND NOT recovery.case_state_is_terminal(c.state));
+    FOR i IN 1 .. array_length(ids, 1) LOOP
+        opened := recovery.payment_fail(ids[i], coalesce(reason, 'opened by hand'), 'overdue');
+    END LOOP;
+    RETURN recovery.api_case_get(opened.id) || jsonb_build_object('opened', NOT existed);
+END
+$$;
+COMMENT ON FUNCTION api_case_open(bigint, jsonb, text) IS
+    'POST /api/v1/recovery-cases: puts a customer''s payments into recovery by hand (as overdue); opens their case in that currency, or adds to the open one ("opened": false).';
+GRANT EXECUTE ON FUNCTION api_case_open(bigint, jsonb, text) TO recovery_agent, recovery_automation;
 
 -------------------------------------------------------------------------------
 -- Whatever 0.2 added runs only where granted above

@@ -112,6 +112,10 @@ $res = http(POST => $docs, token => $agent,
             headers => { 'Content-Type' => "multipart/form-data; boundary=$boundary" });
 is($res->{status}, 400, 'a multipart file whose bytes are not its type: 400');
 
+my $timeline = http(GET => "/api/v1/recovery-cases/$case", token => $viewer)->{json}{timeline};
+ok((grep { $_->{kind} eq 'document' && $_->{filename} eq 'statement.pdf' } @$timeline),
+   'documents are in the case\'s timeline');
+
 my $key = "doc-$$-" . time;
 my $first = upload('application/pdf', $pdf, headers => { 'Idempotency-Key' => $key })->{json}{id};
 $res = upload('application/pdf', $pdf, headers => { 'Idempotency-Key' => $key });

@@ -60,6 +60,33 @@ is($res->{json}{case}{balance}, 20_000, 'whose balance grew');
 is(http(POST => "/api/v1/payments/$second/fail", token => $agent, json => { status => 'lost' })->{status},
    400, 'an unknown failure status: 400');
 
+# opening a case by hand
+my $other = http(POST => '/api/v1/customers', token => $agent,
+                 json => { external_ref => "$tag-b", name => 'Hand Opened' })->{json}{id};
+my @owed = map {
+    http(POST => '/api/v1/payments', token => $agent,
+         json => { customer_id => $other, external_ref => "INV-H$_->[0]", amount => $_->[1],
+                   currency => $_->[2], due_date => '2026-08-01' })->{json}{id}
+} ([1, 1_000, 'EUR'], [2, 2_000, 'EUR'], [3, 3_000, 'USD'], [4, 4_000, 'EUR']);
+$res = http(POST => '/api/v1/recovery-cases', token => $agent,
+            json => { customer_id => $other, payment_ids => [@owed[0, 1]], reason => 'called in by phone' });
+is($res->{status}, 201, 'an agent opens a case by hand: 201');
+is_deeply([$res->{json}{opened}, $res->{json}{state}, $res->{json}{balance}], [JSON::PP::true, 'open', 3_000],
+          'a new open case owing both payments');
+my $hand = $res->{json}{id};
+$res = http(POST => '/api/v1/recovery-cases', token => $agent, json => { customer_id => $other, payment_ids => [$owed[3]] });
+is_deeply([$res->{json}{opened}, $res->{json}{id}, $res->{json}{balance}], [JSON::PP::false, $hand, 7_000],
+          'a further payment joins the open case');
+is(http(POST => '/api/v1/recovery-cases', token => $agent,
+        json => { customer_id => $other, payment_ids => [$owed[2], $first] })->{status}, 404,
+   'a payment of another customer: 404');
+is(http(POST => '/api/v1/recovery-cases', token => $viewer,
+        json => { customer_id => $other, payment_ids => [$owed[2]] })->{status}, 403, 'a viewer cannot: 403');
+is(http(POST => '/api/v1/recovery-cases', token => $agent,
+        json => { customer_id => $other, payment_ids => ['x'] })->{status}, 400, 'ids that are not ids: 400');
+is(http(POST => '/api/v1/recovery-cases', token => $agent,
+        json => { customer_id => $other, payment_ids => [] })->{status}, 400, 'no payments: 400');
+
 # filters and pages
 $res = http(GET => '/api/v1/payments?status=failed&due_from=2026-01-01&due_to=2026-12-31&limit=100', token => $viewer);
 ok(!(grep { $_->{status} ne 'failed' || $_->{due_date} lt '2026-01-01' || $_->{due_date} gt '2026-12-31' }

@@ -36,6 +36,7 @@ my @routes = (
     [GET => "/api/v1/payments/$payment", undef, @all],
     [POST => "/api/v1/payments/$payment/fail", { reason => 'x' }, @agents],
     [GET => '/api/v1/recovery-cases', undef, @all],
+    [POST => '/api/v1/recovery-cases', { customer_id => $customer, payment_ids => [] }, @agents],
     [GET => "/api/v1/recovery-cases/$case", undef, @all],
     [PATCH => "/api/v1/recovery-cases/$case", { expected_version => 0 }, @agents],
     [POST => "/api/v1/recovery-cases/$case/transitions", { event => 'contact', expected_version => 0 }, @agents],

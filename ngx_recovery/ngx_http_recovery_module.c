@@ -48,7 +48,7 @@ static ngx_int_t ngx_http_recovery_idempotency(ngx_http_request_t *r,
 static void ngx_http_recovery_hash_body(ngx_http_recovery_ctx_t *ctx,
     u_char *body, size_t len);
 static ngx_int_t ngx_http_recovery_replay(ngx_http_request_t *r,
-    PGresult *error);
+    PGresult *result);
 static ngx_int_t ngx_http_recovery_upload(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx, u_char *body, size_t len,
     ngx_uint_t *status, const char **code, ngx_str_t *message);
@@ -1518,7 +1518,6 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
 {
     u_char              *json;
     size_t               len;
-    const char          *sqlstate;
     ngx_int_t            rc;
     ngx_str_t            message;
     ngx_http_request_t  *r;
@@ -1531,14 +1530,17 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
     }
 
     if (ctx->error) {
-        sqlstate = PQresultErrorField(ctx->error, PG_DIAG_SQLSTATE);
-
-        rc = (sqlstate && ngx_strcmp(sqlstate, "PR011") == 0)
-             ? ngx_http_recovery_replay(r, ctx->error)
-             : ngx_http_recovery_send_sql_error(r, ctx->error);
+        rc = ngx_http_recovery_send_sql_error(r, ctx->error);
         PQclear(ctx->error);
         ctx->error = NULL;
         return rc;
+    }
+
+    if (ctx->replay) {
+        rc = ngx_http_recovery_replay(r, ctx->replay);
+        PQclear(ctx->replay);
+        ctx->replay = NULL;
+        goto done;
     }
 
     if (ctx->result == NULL || PQntuples(ctx->result) != 1
@@ -1642,17 +1644,15 @@ ngx_http_recovery_hash_body(ngx_http_recovery_ctx_t *ctx, u_char *body,
 }
 
 
-/* PR011: a retry; its DETAIL holds the first response's status and body */
+/* a retry: idempotency_begin returned the first response's status and body */
 static ngx_int_t
-ngx_http_recovery_replay(ngx_http_request_t *r, PGresult *error)
+ngx_http_recovery_replay(ngx_http_request_t *r, PGresult *result)
 {
     ngx_int_t         status;
-    const char       *detail;
     json_object      *replay, *field, *body;
     ngx_table_elt_t  *h;
 
-    detail = PQresultErrorField(error, PG_DIAG_MESSAGE_DETAIL);
-    replay = detail ? json_tokener_parse(detail) : NULL;
+    replay = json_tokener_parse(PQgetvalue(result, 0, 0));
 
     if (replay == NULL
         || !json_object_object_get_ex(replay, "status", &field)

@@ -133,6 +133,7 @@ typedef struct {
     ngx_queue_t                 queue;      /* while waiting for it */
     ngx_event_t                 wait;       /* queue timeout */
     PGresult                   *result;     /* the routed call's */
+    PGresult                   *replay;     /* a retry's first response */
     PGresult                   *error;      /* the first error */
     ngx_str_t                   failure;    /* a connection-level failure */
     unsigned                    queued:1;

@@ -103,7 +103,7 @@ static const char  *ngx_http_recovery_context_name[] = {
     "ctx_anon", "ctx_jwt", "ctx_key"
 };
 
-/* claims the Idempotency-Key, or fails with PR011 carrying the replay */
+/* claims the Idempotency-Key, or returns the first response of a retry */
 static const char  ngx_http_recovery_begin_sql[] =
     "SELECT recovery.idempotency_begin($1, $2, $3)";
 static const char  ngx_http_recovery_begin_name[] = "idem_begin";
@@ -309,6 +309,11 @@ ngx_http_recovery_pool_detach(ngx_http_recovery_ctx_t *ctx)
     if (ctx->error) {
         PQclear(ctx->error);
         ctx->error = NULL;
+    }
+
+    if (ctx->replay) {
+        PQclear(ctx->replay);
+        ctx->replay = NULL;
     }
 }
 
@@ -846,6 +851,13 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
                 && ctx->result == NULL)
             {
                 ctx->result = res;
+
+            } else if (ctx && step == NGX_HTTP_RECOVERY_STEP_BEGIN
+                       && ctx->replay == NULL && PQntuples(res) == 1
+                       && !PQgetisnull(res, 0, 0))
+            {
+                /* a retry: idempotency_begin returned the first response */
+                ctx->replay = res;
 
             } else {
                 PQclear(res);

@@ -326,20 +326,23 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /*
      * A POST with an Idempotency-Key runs the call inside
-     * recovery.idempotency_store($1, status, call), with the key first.
+     * recovery.idempotency_store($1, status, call), with the key first,
+     * unless recovery.idempotency_begin found the request a retry.
      */
     if (route->method == NGX_HTTP_POST
         && route->kind == NGX_HTTP_RECOVERY_CALL)
     {
         /* the call's SQL, the wrapper, and a digit more per shifted $n */
         route->idempotent_sql = ngx_pnalloc(cf->pool,
-                                            ngx_strlen(route->sql) + 64 + n);
+                                            ngx_strlen(route->sql) + 160 + n);
         if (route->idempotent_sql == NULL) {
             return NGX_CONF_ERROR;
         }
 
         p = ngx_sprintf(route->idempotent_sql,
-                        "SELECT recovery.idempotency_store($1, %ui, (%V(",
+                        "SELECT CASE WHEN recovery.idempotency_replaying($1)"
+                        " THEN NULL ELSE recovery.idempotency_store($1, %ui,"
+                        " (%V(",
                         route->status, &route->function);
 
         for (i = 0; i < n; i++) {
@@ -347,7 +350,7 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                             &arg[i].name, i + 2);
         }
 
-        p = ngx_cpymem(p, "))::jsonb)", sizeof("))::jsonb)") - 1);
+        p = ngx_cpymem(p, "))::jsonb) END", sizeof("))::jsonb) END") - 1);
         *p = '\0';
 
         ngx_sprintf(route->idempotent_statement, "i%ui%Z", route->index);

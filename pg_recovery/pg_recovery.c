@@ -12,8 +12,9 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* read by recovery.idempotency_begin() (SQL) */
+/* read and set by recovery.idempotency_begin() (SQL) */
 static int	idempotency_ttl = 86400;
+static char *idempotency_replay = NULL;
 
 void
 _PG_init(void)
@@ -26,6 +27,11 @@ _PG_init(void)
 							&idempotency_ttl, 86400, 60, 30 * 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("recovery.idempotency_replay",
+							   "The Idempotency-Key whose stored response this transaction replays.",
+							   "Set by recovery.idempotency_begin() for the rest of the transaction.",
+							   &idempotency_replay, "", PGC_USERSET, GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();
 }

@@ -25,9 +25,8 @@
 #define ERRCODE_RECOVERY_AUTH_FAILED		MAKE_SQLSTATE('P','R','0','0','7')
 #define ERRCODE_RECOVERY_AUDIT_IMMUTABLE	MAKE_SQLSTATE('P','R','0','0','8')
 #define ERRCODE_RECOVERY_CONFLICT			MAKE_SQLSTATE('P','R','0','0','9')
-/* raised by the idempotency functions (SQL) for the gateway */
+/* raised by recovery.idempotency_begin() (SQL) */
 #define ERRCODE_RECOVERY_IDEMPOTENCY_REUSED	MAKE_SQLSTATE('P','R','0','1','0')
-#define ERRCODE_RECOVERY_IDEMPOTENT_REPLAY	MAKE_SQLSTATE('P','R','0','1','1')
 
 /* Roles created by the install script; see sql/pg_recovery--0.1.sql. */
 #define RECOVERY_ROLE_ADMIN			"recovery_admin"

@@ -173,7 +173,9 @@ GRANT EXECUTE ON FUNCTION api_customer_create(text, text, text, text, text, text
 -- first response and writes nothing.  The gateway calls idempotency_begin
 -- before the routed function and idempotency_store around it, in the same
 -- transaction: a failed call leaves no key behind, and a concurrent request
--- with the same key waits on the key's row, then replays.
+-- with the same key waits on the key's row, then replays.  A replay skips
+-- the call (CASE WHEN idempotency_replaying(key) ...) and answers with what
+-- idempotency_begin returned.
 -------------------------------------------------------------------------------
 CREATE TABLE idempotency_keys (
     owner        text NOT NULL,
@@ -192,7 +194,7 @@ COMMENT ON COLUMN idempotency_keys.owner IS 'Who sent the request: recovery.acto
 COMMENT ON COLUMN idempotency_keys.request_hash IS 'SHA-256 of the request body, hex: the same key with another body is refused.';
 CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
 
-CREATE FUNCTION idempotency_begin(key text, route text, request_hash text) RETURNS void
+CREATE FUNCTION idempotency_begin(key text, route text, request_hash text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -208,7 +210,7 @@ BEGIN
     VALUES (who, key, route, request_hash, now() + ttl)
     ON CONFLICT ON CONSTRAINT idempotency_keys_pkey DO NOTHING;
     IF FOUND THEN
-        RETURN;
+        RETURN NULL;
     END IF;
 
     SELECT * INTO seen FROM recovery.idempotency_keys k
@@ -220,13 +222,19 @@ BEGIN
                                   seen.route, seen.created_at),
                   HINT = 'Use a new key for a new request; retry a request only with its own key and the same body.';
     END IF;
-    RAISE EXCEPTION 'replay of the response to idempotency key "%"', key
-        USING ERRCODE = 'PR011',
-              DETAIL = jsonb_build_object('status', seen.status, 'body', seen.response)::text;
+    -- a retry: the call of this transaction must not run (idempotency_replaying)
+    PERFORM set_config('recovery.idempotency_replay', key, true);
+    RETURN jsonb_build_object('status', seen.status, 'body', seen.response);
 END
 $$;
 COMMENT ON FUNCTION idempotency_begin(text, text, text) IS
-    'Claims an Idempotency-Key for this request, or raises PR011 with the first response (in DETAIL, as JSON) for a retry, or PR010 when the key was used for another request.';
+    'Claims an Idempotency-Key for this request (NULL), or returns the first response ({"status", "body"}) for a retry, or fails with PR010 when the key was used for another request.';
+
+CREATE FUNCTION idempotency_replaying(key text) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT coalesce(current_setting('recovery.idempotency_replay', true), '') = key $$;
+COMMENT ON FUNCTION idempotency_replaying(text) IS
+    'Whether idempotency_begin found this key a retry in this transaction: the routed call is then skipped.';
 
 CREATE FUNCTION idempotency_store(key text, status integer, response jsonb) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -252,9 +260,10 @@ COMMENT ON FUNCTION idempotency_purge() IS 'Deletes expired idempotency keys; re
 
 REVOKE ALL ON idempotency_keys FROM PUBLIC;
 GRANT SELECT ON idempotency_keys TO recovery_auditor;
-REVOKE ALL ON FUNCTION idempotency_begin(text, text, text), idempotency_store(text, integer, jsonb),
-                       idempotency_purge() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION idempotency_begin(text, text, text), idempotency_store(text, integer, jsonb)
+REVOKE ALL ON FUNCTION idempotency_begin(text, text, text), idempotency_replaying(text),
+                       idempotency_store(text, integer, jsonb), idempotency_purge() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION idempotency_begin(text, text, text), idempotency_replaying(text),
+                          idempotency_store(text, integer, jsonb)
     TO recovery_viewer, recovery_auditor;
 
 -------------------------------------------------------------------------------

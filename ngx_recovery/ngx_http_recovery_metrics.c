@@ -221,8 +221,6 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
     ngx_int_t                            rc;
     ngx_uint_t                           i, j, n, cumulative;
     ngx_str_t                            label;
-    ngx_buf_t                           *b;
-    ngx_chain_t                          out;
     ngx_http_recovery_route_t          **routes;
     ngx_http_recovery_metrics_t         *metrics;
     ngx_http_recovery_main_conf_t       *rmcf;
@@ -354,29 +352,9 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
             "recovery_database_errors_total %uA\n",
             metrics->database_errors);
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = p - body;
     ngx_str_set(&r->headers_out.content_type,
                 "text/plain; version=0.0.4; charset=utf-8");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body;
-    b->last = p;
-    b->memory = 1;
-    b->last_buf = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_recovery_send_body(r, NGX_HTTP_OK, body, p - body);
 }

@@ -77,6 +77,7 @@ static ngx_str_t  ngx_http_recovery_request_id_header =
     ngx_string("X-Request-Id");
 static ngx_str_t  ngx_http_recovery_idempotency_header =
     ngx_string("Idempotency-Key");
+static ngx_str_t  ngx_http_recovery_filename = ngx_string("filename");
 
 
 #define NGX_HTTP_RECOVERY_READY      1
@@ -1394,9 +1395,8 @@ ngx_http_recovery_upload(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
     u_char *body, size_t len, ngx_uint_t *status, const char **code,
     ngx_str_t *message)
 {
-    u_char      *name;
     ngx_int_t    rc;
-    ngx_str_t    type, raw;
+    ngx_str_t    type;
     const char  *error;
 
     type = r->headers_in.content_type ? r->headers_in.content_type->value
@@ -1407,17 +1407,11 @@ ngx_http_recovery_upload(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
         ctx->raw.len = len;
         ctx->upload_type = type;
 
-        if (ngx_http_arg(r, (u_char *) "filename", sizeof("filename") - 1,
-                         &raw) == NGX_OK)
+        if (ngx_http_recovery_query_arg(r, &ngx_http_recovery_filename,
+                                        &ctx->upload_name)
+            == NGX_ERROR)
         {
-            ctx->upload_name.data = ngx_pnalloc(r->pool, raw.len);
-            if (ctx->upload_name.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            name = ctx->upload_name.data;
-            ngx_unescape_uri(&name, &raw.data, raw.len, 0);
-            ctx->upload_name.len = name - ctx->upload_name.data;
+            return NGX_ERROR;
         }
 
         return NGX_OK;
@@ -1783,9 +1777,6 @@ ngx_http_recovery_send_file(ngx_http_request_t *r, PGresult *result)
 {
     u_char           *p, *name, *content;
     size_t            i, len, size;
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
     size = PQgetlength(result, 0, 2);
@@ -1848,32 +1839,7 @@ ngx_http_recovery_send_file(ngx_http_request_t *r, PGresult *result)
     ngx_str_set(&h->key, "X-Content-Type-Options");
     ngx_str_set(&h->value, "nosniff");
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = size;
-
-    if (r->method == NGX_HTTP_HEAD || size == 0) {
-        r->header_only = 1;
-    }
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = content;
-    b->last = content + size;
-    b->memory = 1;
-    b->last_buf = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_recovery_send_body(r, NGX_HTTP_OK, content, size);
 }
 
 

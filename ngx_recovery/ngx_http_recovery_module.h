@@ -171,6 +171,8 @@ ngx_int_t ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
 ngx_int_t ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx,
     ngx_str_t *error);
+ngx_int_t ngx_http_recovery_query_arg(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *decoded);
 
 /* multipart/form-data uploads */
 ngx_int_t ngx_http_recovery_is_multipart(ngx_str_t *type);
@@ -181,6 +183,8 @@ ngx_int_t ngx_http_recovery_multipart_file(ngx_pool_t *pool,
 /* responses: JSON bodies and the SQLSTATE to HTTP status table */
 ngx_int_t ngx_http_recovery_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *json, size_t len);
+ngx_int_t ngx_http_recovery_send_body(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
 ngx_int_t ngx_http_recovery_send_object(ngx_http_request_t *r,
     ngx_uint_t status, json_object *obj);
 ngx_int_t ngx_http_recovery_send_error(ngx_http_request_t *r,

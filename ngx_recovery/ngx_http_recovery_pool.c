@@ -132,6 +132,8 @@ static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_pool_fail_waiting(
     ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_wait_handler(ngx_event_t *ev);
+static void ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_ctx_t *ctx);
 static ngx_uint_t ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_conn_close_socket(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_notice(void *arg, const char *message);
@@ -282,17 +284,8 @@ ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx)
 void
 ngx_http_recovery_pool_detach(ngx_http_recovery_ctx_t *ctx)
 {
-    ngx_http_recovery_pool_t  *pool;
-
     if (ctx->queued) {
-        pool = ngx_http_recovery_pool_of(ctx);
-        ngx_queue_remove(&ctx->queue);
-        pool->nwaiting--;
-        ctx->queued = 0;
-    }
-
-    if (ctx->wait.timer_set) {
-        ngx_del_timer(&ctx->wait);
+        ngx_http_recovery_unqueue(ngx_http_recovery_pool_of(ctx), ctx);
     }
 
     /* the connection finishes its pipeline and returns to the pool */
@@ -1068,13 +1061,7 @@ ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
         q = ngx_queue_head(&pool->waiting);
         ctx = ngx_queue_data(q, ngx_http_recovery_ctx_t, queue);
 
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-        ctx->queued = 0;
-
-        if (ctx->wait.timer_set) {
-            ngx_del_timer(&ctx->wait);
-        }
+        ngx_http_recovery_unqueue(pool, ctx);
 
         if (ngx_http_recovery_conn_send(conn, ctx) != NGX_OK) {
             ngx_str_set(&ctx->failure, "the database connection was lost");
@@ -1094,13 +1081,7 @@ ngx_http_recovery_pool_fail_waiting(ngx_http_recovery_pool_t *pool)
         q = ngx_queue_head(&pool->waiting);
         ctx = ngx_queue_data(q, ngx_http_recovery_ctx_t, queue);
 
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-        ctx->queued = 0;
-
-        if (ctx->wait.timer_set) {
-            ngx_del_timer(&ctx->wait);
-        }
+        ngx_http_recovery_unqueue(pool, ctx);
 
         ngx_str_set(&ctx->failure, "the database is unavailable");
         ngx_http_recovery_finish(ctx);
@@ -1111,15 +1092,10 @@ ngx_http_recovery_pool_fail_waiting(ngx_http_recovery_pool_t *pool)
 static void
 ngx_http_recovery_wait_handler(ngx_event_t *ev)
 {
-    ngx_http_recovery_ctx_t   *ctx;
-    ngx_http_recovery_pool_t  *pool;
+    ngx_http_recovery_ctx_t  *ctx;
 
     ctx = ev->data;
-    pool = ngx_http_recovery_pool_of(ctx);
-
-    ngx_queue_remove(&ctx->queue);
-    pool->nwaiting--;
-    ctx->queued = 0;
+    ngx_http_recovery_unqueue(ngx_http_recovery_pool_of(ctx), ctx);
 
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                   "recovery: no database connection became free in time");
@@ -1136,6 +1112,21 @@ ngx_http_recovery_notice(void *arg, const char *message)
 
     ngx_log_error(NGX_LOG_NOTICE, conn->pool->log, 0,
                   "recovery: database notice: %s", message);
+}
+
+
+/* the request leaves the wait queue, and its timer with it */
+static void
+ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_ctx_t *ctx)
+{
+    ngx_queue_remove(&ctx->queue);
+    pool->nwaiting--;
+    ctx->queued = 0;
+
+    if (ctx->wait.timer_set) {
+        ngx_del_timer(&ctx->wait);
+    }
 }
 
 

@@ -54,15 +54,25 @@ ngx_int_t
 ngx_http_recovery_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *json, size_t len)
 {
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    return ngx_http_recovery_send_body(r, status, json, len);
+}
+
+
+/* a whole response from one buffer; the caller set the content type */
+ngx_int_t
+ngx_http_recovery_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
 
     if (r->method == NGX_HTTP_HEAD || len == 0) {
         r->header_only = 1;
@@ -79,8 +89,8 @@ ngx_http_recovery_send_json(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    b->pos = json;
-    b->last = json + len;
+    b->pos = body;
+    b->last = body + len;
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

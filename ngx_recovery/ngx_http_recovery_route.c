@@ -29,8 +29,9 @@ static ngx_int_t ngx_http_recovery_is_identifier(ngx_str_t *s,
     ngx_uint_t dots);
 static ngx_int_t ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
     ngx_http_recovery_arg_t *arg, const char **value, ngx_str_t *error);
-static ngx_int_t ngx_http_recovery_query_value(ngx_http_request_t *r,
-    ngx_str_t *name, const char **value, ngx_str_t *error);
+static ngx_int_t ngx_http_recovery_text(ngx_http_recovery_ctx_t *ctx,
+    ngx_str_t *v, const char *what, ngx_str_t *name, const char **value,
+    ngx_str_t *error);
 
 
 /*
@@ -616,6 +617,7 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
 {
     u_char        *copy;
     size_t         len;
+    ngx_int_t      rc;
     ngx_str_t      v;
     const char    *s;
     json_object   *field;
@@ -639,29 +641,8 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
 
     if (arg->upload_type || arg->upload_name) {
         v = arg->upload_type ? ctx->upload_type : ctx->upload_name;
-
-        if (v.len == 0) {
-            return NGX_OK;
-        }
-
-        if (ngx_strlchr(v.data, v.data + v.len, '\0') != NULL) {
-            error->len = ngx_sprintf(error->data,
-                                     "the upload's %V contains a NUL "
-                                     "character", &arg->name)
-                         - error->data;
-            return NGX_DECLINED;
-        }
-
-        copy = ngx_pnalloc(ctx->request->pool, v.len + 1);
-        if (copy == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(copy, v.data, v.len);
-        copy[v.len] = '\0';
-        *value = (const char *) copy;
-
-        return NGX_OK;
+        return ngx_http_recovery_text(ctx, &v, "upload", &arg->name, value,
+                                      error);
     }
 
     if (arg->whole_body) {
@@ -717,77 +698,88 @@ ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
     }
 
     if (arg->value == NULL) {
-        return ngx_http_recovery_query_value(ctx->request, &arg->field, value,
-                                             error);
+        rc = ngx_http_recovery_query_arg(ctx->request, &arg->field, &v);
+        if (rc != NGX_OK) {
+            return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
+        }
+
+        return ngx_http_recovery_text(ctx, &v, "query parameter", &arg->field,
+                                      value, error);
     }
 
     if (ngx_http_complex_value(ctx->request, arg->value, &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (v.len == 0) {
+    return ngx_http_recovery_text(ctx, &v, "parameter", &arg->name, value,
+                                  error);
+}
+
+
+/* a NUL-terminated copy for libpq; a NUL inside is refused, not cut */
+static ngx_int_t
+ngx_http_recovery_text(ngx_http_recovery_ctx_t *ctx, ngx_str_t *v,
+    const char *what, ngx_str_t *name, const char **value, ngx_str_t *error)
+{
+    u_char  *copy;
+
+    if (v->len == 0) {
         return NGX_OK;
     }
 
-    if (ngx_strlchr(v.data, v.data + v.len, '\0') != NULL) {
+    if (ngx_strlchr(v->data, v->data + v->len, '\0') != NULL) {
         error->len = ngx_sprintf(error->data,
-                                 "parameter \"%V\" contains a NUL character",
-                                 &arg->name)
+                                 "%s \"%V\" contains a NUL character",
+                                 what, name)
                      - error->data;
         return NGX_DECLINED;
     }
 
-    copy = ngx_pnalloc(ctx->request->pool, v.len + 1);
+    copy = ngx_pnalloc(ctx->request->pool, v->len + 1);
     if (copy == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(copy, v.data, v.len);
-    copy[v.len] = '\0';
+    ngx_memcpy(copy, v->data, v->len);
+    copy[v->len] = '\0';
     *value = (const char *) copy;
 
     return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_http_recovery_query_value(ngx_http_request_t *r, ngx_str_t *name,
-    const char **value, ngx_str_t *error)
+/*
+ * A query parameter, decoded as application/x-www-form-urlencoded.
+ * NGX_DECLINED: absent or empty.
+ */
+ngx_int_t
+ngx_http_recovery_query_arg(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *decoded)
 {
-    u_char     *dst, *src, *p;
+    u_char     *src, *p;
     ngx_str_t   raw;
 
     if (ngx_http_arg(r, name->data, name->len, &raw) != NGX_OK
         || raw.len == 0)
     {
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
-    src = ngx_pnalloc(r->pool, 2 * raw.len + 1);
+    src = ngx_pnalloc(r->pool, 2 * raw.len);
     if (src == NULL) {
         return NGX_ERROR;
     }
 
-    dst = src + raw.len;
+    decoded->data = src + raw.len;
 
-    /* application/x-www-form-urlencoded: '+' is a space */
+    /* '+' is a space */
     for (p = src; p < src + raw.len; p++) {
         *p = (raw.data[p - src] == '+') ? ' ' : raw.data[p - src];
     }
 
-    p = dst;
+    p = decoded->data;
     ngx_unescape_uri(&p, &src, raw.len, 0);
-
-    if (ngx_strlchr(dst, p, '\0') != NULL) {
-        error->len = ngx_sprintf(error->data,
-                                 "query parameter \"%V\" contains a NUL "
-                                 "character", name)
-                     - error->data;
-        return NGX_DECLINED;
-    }
-
-    *p = '\0';
-    *value = (const char *) dst;
+    decoded->len = p - decoded->data;
 
     return NGX_OK;
 }

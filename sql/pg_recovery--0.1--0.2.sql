@@ -321,6 +321,17 @@ END
 $$;
 COMMENT ON FUNCTION page_size(integer) IS 'The page size asked for, 50 by default, at most 200.';
 
+CREATE FUNCTION page_of(items jsonb, page_size integer, mark jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object(
+        'items', items,
+        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
+                            THEN recovery.cursor_encode(mark) END)
+$$;
+COMMENT ON FUNCTION page_of(jsonb, integer, jsonb) IS
+    'A page: its items, and the cursor of mark (the last item''s sort key) when the page is full.';
+
 CREATE FUNCTION like_pattern(term text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
     AS $$
@@ -351,11 +362,8 @@ BEGIN
                     OR cu.external_ref ILIKE pattern)
              ORDER BY cu.id
              LIMIT page_size) AS c;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id'))
-                       END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_customers_list(text, text, integer) IS
@@ -490,12 +498,9 @@ BEGIN
                AND (after_id IS NULL OR (pa.due_date, pa.id) > (after_due, after_id))
              ORDER BY pa.due_date, pa.id
              LIMIT page_size) AS p;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object(
-                                     'due_date', items -> -1 -> 'due_date', 'id', items -> -1 -> 'id'))
-                       END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('due_date', items -> -1 -> 'due_date',
+                                               'id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_payments_list(bigint, text, date, date, text, integer) IS
@@ -552,7 +557,7 @@ REVOKE ALL ON FUNCTION cursor_encode(jsonb), cursor_decode(text), page_size(inte
                        api_payment_fail(bigint, text, text)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cursor_encode(jsonb), cursor_decode(text), page_size(integer),
-                          like_pattern(text),
+                          page_of(jsonb, integer, jsonb), like_pattern(text),
                           api_customers_list(text, text, integer), api_customer_get(bigint),
                           api_payments_list(bigint, text, date, date, text, integer),
                           api_payment_get(bigint)
@@ -649,13 +654,10 @@ BEGIN
       USING state, assigned_user_id, customer_id, min_overdue_days, min_balance, max_balance,
             mark, page_size;
 
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object(
-                                     'sort', order_by, 'value', items -> -1 -> column_name,
-                                     'id', items -> -1 -> 'id'))
-                       END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('sort', order_by,
+                                               'value', items -> -1 -> column_name,
+                                               'id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_cases_list(text, bigint, bigint, integer, bigint, bigint, text, text, integer) IS
@@ -883,10 +885,8 @@ BEGIN
     SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.id), '[]') INTO items
       FROM (SELECT id, email, display_name, role, disabled, created_at, updated_at, version
               FROM recovery.users WHERE after IS NULL OR id > after ORDER BY id LIMIT page_size) AS u;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_users_list(text, integer) IS 'GET /api/v1/users (admins).';
@@ -950,10 +950,8 @@ BEGIN
     SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.id), '[]') INTO items
       FROM (SELECT id, name, role, key_prefix, created_at, revoked_at, version
               FROM recovery.api_keys WHERE after IS NULL OR id > after ORDER BY id LIMIT page_size) AS k;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_keys_list(text, integer) IS 'GET /api/v1/api-keys (admins): never the keys themselves.';
@@ -1035,10 +1033,8 @@ BEGIN
                AND (before IS NULL OR l.id < before)
              ORDER BY l.id DESC
              LIMIT page_size) AS a;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_audit_query(text, text, text, text, bigint, timestamptz, timestamptz, text, integer) IS
@@ -1373,10 +1369,8 @@ BEGIN
     SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY t.id), '[]') INTO items
       FROM (SELECT * FROM recovery.tasks WHERE state = 'dead' AND (after IS NULL OR id > after)
              ORDER BY id LIMIT page_size) AS t;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_tasks_dead(text, integer) IS 'GET /api/v1/automation/tasks/dead-letters.';
@@ -1997,10 +1991,8 @@ BEGIN
                AND (api_notifications_list.status IS NULL OR x.status = api_notifications_list.status)
                AND (before IS NULL OR x.id < before)
              ORDER BY x.id DESC LIMIT page_size) AS n;
-    RETURN jsonb_build_object(
-        'items', items,
-        'next_cursor', CASE WHEN jsonb_array_length(items) = page_size
-                            THEN recovery.cursor_encode(jsonb_build_object('id', items -> -1 -> 'id')) END);
+    RETURN recovery.page_of(items, page_size,
+                            jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
 COMMENT ON FUNCTION api_notifications_list(bigint, bigint, text, text, integer) IS

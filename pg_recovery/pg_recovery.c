@@ -1,11 +1,12 @@
 /*
  * pg_recovery.c
  *		Entry point of the pg_recovery extension: module magic, settings
- *		and transaction callbacks.  Each concern lives in its own file.
+ *		and the delivery worker's registration.  Each concern lives in its own file.
  */
 #include "recovery.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -32,6 +33,12 @@ _PG_init(void)
 							   "Set by recovery.idempotency_begin() for the rest of the transaction.",
 							   &idempotency_replay, "", PGC_USERSET, GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
+	recovery_define_render_gucs();
+	recovery_define_contact_gucs();
+	recovery_define_delivery_gucs();
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();
+	/* the delivery worker exists only when loaded at server start */
+	if (process_shared_preload_libraries_in_progress)
+		recovery_register_delivery_worker();
 }

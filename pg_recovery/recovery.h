@@ -76,6 +76,14 @@ extern HeapTupleHeader recovery_case_row(int64 case_id);
 /* audit.c */
 extern void recovery_audit_init(void);
 
+/* render.c, contact_rules.c, delivery.c: settings and the worker */
+extern void recovery_define_render_gucs(void);
+extern void recovery_define_contact_gucs(void);
+extern void recovery_define_delivery_gucs(void);
+extern void recovery_register_delivery_worker(void);
+extern char *recovery_format_amount(int64 amount, const char *currency,
+									int minor_units, const char *locale);
+
 /* password.c */
 extern void recovery_define_password_gucs(void);
 

@@ -55,7 +55,9 @@ HBA
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sock'
-shared_preload_libraries = 'pg_cron'
+shared_preload_libraries = 'pg_cron,pg_recovery'
+cron.use_background_workers = on
+max_worker_processes = 16
 cron.database_name = '$DB'
 max_connections = 100
 shared_buffers = 256MB

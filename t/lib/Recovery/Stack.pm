@@ -21,15 +21,18 @@ sub free_port {
     return $port;
 }
 
-# new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms', ...): nginx settings
+# new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms', ...): nginx
+# settings; NGINX => 0 for PostgreSQL alone
 sub new {
     my ($class, %nginx) = @_;
+    my $with_nginx = delete($nginx{NGINX}) // 1;
     my $self = bless { pg_port => free_port(), http_port => free_port(), owner => $$ }, $class;
     $self->{pg_dir} = "$root/tmp/stack-$self->{pg_port}";
     $self->{nginx_dir} = "$root/tmp/stack-nginx-$self->{http_port}";
     $self->start_db;
     # the password the nginx template logs in with (demo.sql sets it too)
     $self->dbh->do(q{ALTER ROLE recovery_authenticator PASSWORD 'authenticator'});
+    return $self unless $with_nginx;
     # a test's own requests come fast from one address: no rate limits
     # unless the test sets them
     %nginx = (LOGIN_RATE => '1000r/s', LOGIN_BURST => 1000,

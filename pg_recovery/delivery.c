@@ -411,5 +411,6 @@ recovery_delivery_main(Datum main_arg)
 			break;
 		pause_for(delivery_poll_interval);
 	}
-	proc_exit(0);
+	/* not 0: the postmaster restarts a worker stopped by pg_terminate_backend() */
+	proc_exit(1);
 }

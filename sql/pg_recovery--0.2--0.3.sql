@@ -371,9 +371,12 @@ COMMENT ON TABLE delivery_circuits IS
     'The circuit breaker of each channel: open after recovery.circuit_failure_threshold failures in a row, one probe after recovery.circuit_cooldown, closed on success.';
 GRANT SELECT ON delivery_circuits TO recovery_viewer, recovery_auditor;
 
+-- a setting in its base unit (seconds for "1min"), or the fallback when
+-- the library is not loaded in this backend
 CREATE FUNCTION setting_int(name text, fallback integer) RETURNS integer
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT coalesce(nullif(current_setting(name, true), '')::integer, fallback) $$;
+    AS $$ SELECT coalesce((SELECT s.setting::integer FROM pg_settings s WHERE s.name = setting_int.name),
+                          fallback) $$;
 
 -- Whether a queued message may go out at "at": send, defer (until), or
 -- cancel (reason).  The recipient is the case's own customer, as now.
@@ -751,7 +754,7 @@ BEGIN
     IF NOT recovery.caller_has_role('recovery_admin') THEN
         RAISE EXCEPTION 'permission denied to schedule jobs' USING ERRCODE = '42501';
     END IF;
-    IF to_regproc('cron.schedule') IS NULL THEN
+    IF to_regclass('cron.job') IS NULL THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database' USING ERRCODE = '55000',
             HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, and CREATE EXTENSION pg_cron.';
     END IF;

@@ -171,8 +171,14 @@ paths = {
             "requestBody": body({"name": {"type": "string"}, "channel": {"enum": ["email", "sms", "letter", "webhook"]},
                                  "locale": {"type": "string"}, "subject": {"type": "string"},
                                  "body": {"type": "string", "description": "with {{placeholders}}"},
+                                 "html_body": {"type": "string", "description": "email only: an HTML alternative; every value is escaped"},
                                  "expected_version": VER}, ["name", "channel", "locale", "body"]),
             "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 409)}}},
+ "/api/v1/templates/{template_id}/preview": {
+   "parameters": [pp("template_id", "template id")],
+   "get": {"summary": "A template rendered for a case, as its customer would get it", "tags": ["reminders"],
+           "parameters": [qp("case_id", "integer", "the case")],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 404)}}},
  "/api/v1/dunning-policies": {
    "get": {"summary": "Dunning policies", "tags": ["reminders"],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}},
@@ -189,6 +195,49 @@ paths = {
            "parameters": [qp("case_id", "integer", "of a case"), qp("customer_id", "integer", "of a customer"),
                           qp("status", "string", "queued, sending, sent, failed, dead or cancelled"), cursor, limit],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401)}}},
+ "/api/v1/notifications/{notification_id}/retry": {
+   "parameters": [pp("notification_id", "notification id")],
+   "post": {"summary": "Queue a dead letter again (managers)", "tags": ["reminders"], "parameters": [IDEM],
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 403, 404, 409)}}},
+ "/api/v1/recovery-cases/{case_id}/holds": {
+   "parameters": [pp("case_id", "case id")],
+   "get": {"summary": "Holds on the case's reminders, its customer's included", "tags": ["reminders"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}},
+   "post": {"summary": "No automatic reminders for the case until ends_at (agents)", "tags": ["reminders"], "parameters": [IDEM],
+            "requestBody": body({"reason": {"type": "string", "maxLength": 2000},
+                                 "ends_at": {"type": "string", "format": "date-time", "description": "within a year"}},
+                                ["reason", "ends_at"]),
+            "responses": {**ok("#/components/schemas/Analytics", "201", "Created"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/customers/{customer_id}/holds": {
+   "parameters": [pp("customer_id", "customer id")],
+   "get": {"summary": "Holds on the customer's reminders", "tags": ["reminders"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}},
+   "post": {"summary": "No automatic reminders for any of the customer's cases until ends_at (agents)", "tags": ["reminders"], "parameters": [IDEM],
+            "requestBody": body({"reason": {"type": "string", "maxLength": 2000},
+                                 "ends_at": {"type": "string", "format": "date-time", "description": "within a year"}},
+                                ["reason", "ends_at"]),
+            "responses": {**ok("#/components/schemas/Analytics", "201", "Created"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/dunning-holds/{hold_id}/release": {
+   "parameters": [pp("hold_id", "hold id")],
+   "post": {"summary": "End a hold early; reminders resume", "tags": ["reminders"], "parameters": [IDEM],
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 403, 404)}}},
+ "/api/v1/recovery-cases/{case_id}/dunning-policy": {
+   "parameters": [pp("case_id", "case id")],
+   "put": {"summary": "Give the case its own dunning policy; null returns to the customer's or the default (managers)", "tags": ["reminders"],
+           "requestBody": body({"policy": {"type": ["string", "null"]}}, ["policy"]),
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/customers/{customer_id}/dunning-policy": {
+   "parameters": [pp("customer_id", "customer id")],
+   "put": {"summary": "Give the customer's cases their own dunning policy; null returns to the default (managers)", "tags": ["reminders"],
+           "requestBody": body({"policy": {"type": ["string", "null"]}}, ["policy"]),
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/delivery": {
+   "get": {"summary": "Delivery: the circuit breaker of each channel, the outbox by status, the worker", "tags": ["reminders"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},
+ "/api/v1/jobs": {
+   "get": {"summary": "The pg_cron jobs, their latest runs, and what the reminder runs queued (managers, auditors)", "tags": ["reminders"],
+           "parameters": [limit],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 403)}}},
  "/api/v1/automation/notifications": {
    "post": {"summary": "Queue a message to a case's customer in the outbox", "tags": ["automation"], "parameters": [IDEM],
             "requestBody": body({"case_id": I64, "channel": {"type": "string"}, "template": {"type": "string"},

@@ -685,8 +685,9 @@ $$;
 COMMENT ON FUNCTION api_notification_retry(bigint) IS
     'POST /api/v1/notifications/{id}/retry: a dead letter queued again (the contact rules apply again).';
 
+-- SECURITY DEFINER: pg_stat_activity hides other users' sessions
 CREATE FUNCTION api_delivery_status() RETURNS jsonb
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT jsonb_build_object(
         'circuits', (SELECT jsonb_agg(to_jsonb(dc) ORDER BY dc.channel) FROM recovery.delivery_circuits dc),

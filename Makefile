@@ -44,6 +44,7 @@ deps:
 run: deps install
 	@scripts/cluster.sh start $(RUN_DIR) $(PG_PORT)
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -f sql/demo.sql
+	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -c 'SELECT recovery.schedule_jobs()' >/dev/null
 	@scripts/nginx.sh stop $(NGINX_DIR)
 	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $(PG_PORT) $(TLS_PORT)
 	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT) $(TLS_PORT)
@@ -59,6 +60,7 @@ test: deps install
 bench: deps install
 	@bench/audit-overhead.sh
 	@bench/gateway.sh
+	@bench/reminders.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean

@@ -193,12 +193,6 @@ end_step(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static const char *
-copy_column(int col)
-{
-	return recovery_spi_text(0, col);
-}
-
 /*
  * Claim the next message that may be sent now, in memory that outlives
  * the transaction.  False when there is none.
@@ -222,14 +216,14 @@ claim_next(MemoryContext message_context, OutboxMessage *message)
 		MemoryContext spi_context = MemoryContextSwitchTo(message_context);
 
 		message->id = recovery_spi_int64(0, 1, NULL);
-		message->channel = copy_column(2);
-		message->recipient = copy_column(3);
-		message->recipient_name = copy_column(4);
-		message->subject = copy_column(5);
-		message->body = copy_column(6);
-		message->html_body = copy_column(7);
-		message->message_id = copy_column(8);
-		message->webhook_payload = copy_column(9);
+		message->channel = recovery_spi_text(0, 2);
+		message->recipient = recovery_spi_text(0, 3);
+		message->recipient_name = recovery_spi_text(0, 4);
+		message->subject = recovery_spi_text(0, 5);
+		message->body = recovery_spi_text(0, 6);
+		message->html_body = recovery_spi_text(0, 7);
+		message->message_id = recovery_spi_text(0, 8);
+		message->webhook_payload = recovery_spi_text(0, 9);
 		MemoryContextSwitchTo(spi_context);
 	}
 	end_step();
@@ -324,6 +318,9 @@ deliver_ready_messages(MemoryContext message_context)
 	OutboxMessage message;
 	DeliveryOutcome outcome;
 
+	/* nothing has anywhere to go: leave the outbox alone */
+	if (!smtp_url[0] && !sms_webhook_url[0] && !letter_webhook_url[0] && !webhook_url[0])
+		return;
 	while (!ShutdownRequestPending)
 	{
 		MemoryContextReset(message_context);

@@ -33,6 +33,11 @@ Payment Recovery is running.
   The gateway's login role (password "authenticator", loopback only):
     psql "host=127.0.0.1 port=$port user=recovery_authenticator dbname=recovery"
 
+  Reminders: pg_cron runs recovery.run_reminders() every minute; the delivery
+  worker sends the outbox once told where (README "Reminders and delivery"):
+    ALTER SYSTEM SET recovery.smtp_url = 'smtp://127.0.0.1:2525'; SELECT pg_reload_conf();
+    SELECT status, channel, count(*) FROM recovery.notifications GROUP BY 1, 2;
+
   Logs: tmp/nginx-run/error.log, tmp/nginx-run/access.log, $dir/postgresql.log
   Stop: make stop
 INFO

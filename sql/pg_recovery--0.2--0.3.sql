@@ -829,7 +829,7 @@ COMMENT ON FUNCTION api_jobs(integer) IS
     'GET /api/v1/jobs: the pg_cron jobs of the extension, their latest runs, and what the latest reminder runs queued.';
 
 -------------------------------------------------------------------------------
--- Erasure covers the holds' reasons; the timeline shows holds
+-- Erasure covers the holds' reasons and cancels what is queued
 -------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION customer_erase(customer_id bigint) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -894,6 +894,63 @@ BEGIN
                               'audit_rows_erased', audit_rows);
 END
 $$;
+
+-- the case timeline shows holds, and why a message failed or was cancelled
+CREATE OR REPLACE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce(jsonb_agg(t.entry ORDER BY t.at, t.kind, t.id), '[]')
+    FROM (
+        SELECT 'event' AS kind, e.id, e.occurred_at AS at,
+               jsonb_build_object('kind', 'event', 'id', e.id, 'at', e.occurred_at, 'event', e.event,
+                                  'from_state', e.from_state, 'to_state', e.to_state,
+                                  'actor', e.actor, 'reason', e.reason, 'details', e.details) AS entry
+          FROM recovery.case_events AS e WHERE e.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'promise', p.id, p.created_at,
+               jsonb_build_object('kind', 'promise', 'id', p.id, 'at', p.created_at,
+                                  'promise_kind', p.kind, 'instalment_no', p.instalment_no,
+                                  'amount', p.amount, 'currency', p.currency,
+                                  'due_date', p.due_date, 'paid_amount', p.paid_amount,
+                                  'outcome', p.outcome)
+          FROM recovery.promises AS p WHERE p.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'receipt', r.id, r.received_at,
+               jsonb_build_object('kind', 'receipt', 'id', r.id, 'at', r.received_at,
+                                  'amount', r.amount, 'currency', r.currency,
+                                  'allocated', r.allocated, 'unallocated', r.unallocated,
+                                  'reference', r.reference)
+          FROM recovery.receipts AS r WHERE r.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'notification', x.id, x.created_at,
+               jsonb_build_object('kind', 'notification', 'id', x.id, 'at', x.created_at,
+                                  'channel', x.channel, 'status', x.status, 'sent_at', x.sent_at,
+                                  'step_no', x.step_no, 'attempts', x.attempts, 'last_error', x.last_error,
+                                  'cancel_reason', x.cancel_reason)
+          FROM recovery.notifications AS x WHERE x.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'document', d.id, d.created_at,
+               jsonb_build_object('kind', 'document', 'id', d.id, 'at', d.created_at,
+                                  'filename', d.filename, 'content_type', d.content_type,
+                                  'size', d.size, 'uploaded_by', d.uploaded_by)
+          FROM recovery.documents AS d WHERE d.case_id = api_case_timeline.case_id
+        UNION ALL
+        SELECT 'hold', h.id, h.created_at,
+               jsonb_build_object('kind', 'hold', 'id', h.id, 'at', h.created_at, 'reason', h.reason,
+                                  'ends_at', h.ends_at, 'released_at', h.released_at,
+                                  'created_by', h.created_by, 'whole_customer', h.case_id IS NULL)
+          FROM recovery.dunning_holds AS h
+         WHERE h.case_id = api_case_timeline.case_id
+            OR (h.case_id IS NULL AND h.customer_id = (SELECT c.customer_id FROM recovery.recovery_cases c
+                                                       WHERE c.id = api_case_timeline.case_id))
+        UNION ALL
+        SELECT 'note', n.id, n.created_at,
+               jsonb_build_object('kind', 'note', 'id', n.id, 'at', n.created_at, 'body', n.body,
+                                  'author', n.author)
+          FROM recovery.case_notes AS n WHERE n.case_id = api_case_timeline.case_id
+    ) AS t
+$$;
+COMMENT ON FUNCTION api_case_timeline(bigint) IS
 
 -------------------------------------------------------------------------------
 -- Privileges of what 0.3 added

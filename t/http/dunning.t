@@ -43,6 +43,9 @@ is($res->{status}, 201, 'a customer can be put on hold too: 201');
 is($res->{json}{case_id}, undef, 'for all of their cases');
 $res = http(GET => "/api/v1/recovery-cases/$case/holds", token => $viewer);
 is(scalar @{ $res->{json}{items} }, 2, 'a case lists its holds and its customer\'s');
+$res = http(GET => "/api/v1/recovery-cases/$case", token => $viewer);
+is_deeply([sort map { $_->{reason} } grep { $_->{kind} eq 'hold' } @{ $res->{json}{timeline} }],
+          ['bereavement', 'customer in hospital'], 'the case\'s timeline shows both holds');
 is(http(POST => "/api/v1/dunning-holds/$hold/release", token => $agent)->{status}, 200, 'a hold is released: 200');
 is(http(POST => "/api/v1/dunning-holds/$hold/release", token => $agent)->{status}, 404, 'only once: 404');
 

@@ -162,6 +162,17 @@ ok(wait_for('the worker', sub { value(q{SELECT count(*) FROM pg_stat_activity WH
        'running the reminders again queues nothing more');
 }
 
+# 1b. A hostile name cannot add headers
+{
+    my $case = new_case(policy => 'due', name => "Eve\r\nBcc: evil\@example.test\r\n\r\nInjected body");
+    $db->do('CALL recovery.run_reminders()');
+    my $id = value('SELECT id FROM recovery.notifications WHERE case_id = $1', $case);
+    ok(wait_status($id, 'sent'), 'a customer whose name holds CR LF and a header is still written to');
+    my ($mail) = grep { /X-Recovery-Notification: $id\r\n/ } $smtp->messages;
+    my ($head) = split /\r\n\r\n/, $mail // '', 2;
+    unlike($head, qr/^Bcc:/mi, 'but no header comes from the name: it is an encoded word');
+}
+
 # 2. The last step: its fee as a line of its own, then escalation
 {
     my $case = new_case(policy => 'final', amount => 10000);

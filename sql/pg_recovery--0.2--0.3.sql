@@ -951,6 +951,7 @@ CREATE OR REPLACE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
     ) AS t
 $$;
 COMMENT ON FUNCTION api_case_timeline(bigint) IS
+    'What happened to a case, oldest first: events, promises, money received, notifications (with why they failed or were cancelled), holds, documents, notes.';
 
 -------------------------------------------------------------------------------
 -- Privileges of what 0.3 added

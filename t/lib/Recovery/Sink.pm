@@ -8,6 +8,7 @@ use strict;
 use warnings;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
+use POSIX ();
 use Time::HiRes qw(time);
 
 sub new {
@@ -39,13 +40,14 @@ sub start {
     die "sink cannot listen on $self->{port}: $!\n" unless $listen;
     my $pid = fork // die "fork: $!\n";
     if ($pid == 0) {
-        $SIG{TERM} = sub { exit 0 };
+        # _exit: the parent's database handles are not ours to close
+        $SIG{TERM} = sub { POSIX::_exit(0) };
         while (my $client = $listen->accept) {
             $client->autoflush(1);
             $self->{kind} eq 'smtp' ? $self->serve_smtp($client) : $self->serve_http($client);
             close $client;
         }
-        exit 0;
+        POSIX::_exit(0);
     }
     close $listen;
     $self->{pid} = $pid;

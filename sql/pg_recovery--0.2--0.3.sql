@@ -829,71 +829,25 @@ COMMENT ON FUNCTION api_jobs(integer) IS
     'GET /api/v1/jobs: the pg_cron jobs of the extension, their latest runs, and what the latest reminder runs queued.';
 
 -------------------------------------------------------------------------------
--- Erasure covers the holds' reasons and cancels what is queued
+-- Erasure (customer_erase) also covers the holds' reasons and cancels what
+-- is queued: a trigger on the customer's erasure, so that the erasure of
+-- the audit rows that follows in customer_erase covers these changes too
 -------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION customer_erase(customer_id bigint) RETURNS jsonb
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION customer_erased() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
-DECLARE
-    target recovery.customers;
-    notes bigint;
-    events bigint;
-    documents bigint;
-    audit_rows bigint;
 BEGIN
-    IF NOT recovery.caller_has_role('recovery_admin') THEN
-        RAISE EXCEPTION 'permission denied to erase customers' USING ERRCODE = '42501',
-            HINT = 'Erasure is for administrators.';
-    END IF;
-    SELECT * INTO target FROM recovery.customers c WHERE c.id = customer_erase.customer_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'customer % does not exist', customer_id USING ERRCODE = 'PR003';
-    END IF;
-
-    -- the business rows, audited as any change
-    UPDATE recovery.customers c
-       SET name = 'erased customer ' || c.id, email = NULL, phone = NULL,
-           contact_preferences = '{"email": false, "sms": false, "letter": false}',
-           erased_at = coalesce(c.erased_at, now()), updated_at = now(), version = c.version + 1
-     WHERE c.id = customer_erase.customer_id;
-    UPDATE recovery.case_notes n SET body = '[erased]'
-     WHERE n.customer_id = customer_erase.customer_id AND n.body <> '[erased]';
-    GET DIAGNOSTICS notes = ROW_COUNT;
-    UPDATE recovery.case_events e
-       SET reason = CASE WHEN e.reason IS NOT NULL THEN '[erased]' END,
-           details = recovery.erase_personal(e.details)
-     WHERE e.customer_id = customer_erase.customer_id
-       AND (e.reason IS DISTINCT FROM CASE WHEN e.reason IS NOT NULL THEN '[erased]' END
-            OR e.details IS DISTINCT FROM recovery.erase_personal(e.details));
-    GET DIAGNOSTICS events = ROW_COUNT;
-    UPDATE recovery.documents d
-       SET content = NULL, filename = 'erased', erased_at = now()
-     WHERE d.customer_id = customer_erase.customer_id AND d.erased_at IS NULL;
-    GET DIAGNOSTICS documents = ROW_COUNT;
     UPDATE recovery.dunning_holds h SET reason = '[erased]'
-     WHERE h.customer_id = customer_erase.customer_id AND h.reason <> '[erased]';
+     WHERE h.customer_id = NEW.id AND h.reason <> '[erased]';
     -- nothing queued reaches an erased customer
     UPDATE recovery.notifications n SET status = 'cancelled', cancel_reason = 'the customer was erased'
-     WHERE n.customer_id = customer_erase.customer_id AND n.status IN ('queued', 'failed');
-
-    -- then the trail, including the rows the updates above just wrote
-    PERFORM set_config('session_replication_role', 'replica', true);
-    UPDATE recovery.audit_log a
-       SET old_digest = sha256(convert_to(a.old_row::text, 'UTF8')),
-           new_digest = sha256(convert_to(a.new_row::text, 'UTF8')),
-           old_row = recovery.erase_personal(a.old_row::jsonb)::json,
-           new_row = recovery.erase_personal(a.new_row::jsonb)::json,
-           erased_at = now()
-     WHERE a.customer_id = customer_erase.customer_id AND a.erased_at IS NULL;
-    GET DIAGNOSTICS audit_rows = ROW_COUNT;
-    PERFORM set_config('session_replication_role', 'origin', true);
-
-    RETURN jsonb_build_object('customer_id', customer_id, 'erased_at', now(),
-                              'notes_erased', notes, 'events_erased', events,
-                              'documents_erased', documents,
-                              'audit_rows_erased', audit_rows);
+     WHERE n.customer_id = NEW.id AND n.status IN ('queued', 'failed');
+    RETURN NULL;
 END
 $$;
+CREATE TRIGGER erased AFTER UPDATE OF erased_at ON customers
+    FOR EACH ROW WHEN (OLD.erased_at IS NULL AND NEW.erased_at IS NOT NULL)
+    EXECUTE FUNCTION customer_erased();
 
 -- the case timeline shows holds, and why a message failed or was cancelled
 CREATE OR REPLACE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb

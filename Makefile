@@ -19,7 +19,7 @@ JWT_CFLAGS := -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-
 export PG_CONFIG
 export PATH := $(shell dirname $(PG_CONFIG)):$(PATH)
 
-.PHONY: all extension module install deps run stop test bench clean
+.PHONY: all extension module install deps run stop test bench clean fuzz
 
 all: extension module build/jwt-test
 
@@ -34,6 +34,24 @@ module:
 build/jwt-test: t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c ngx_recovery/ngx_http_recovery_jwt.h
 	@mkdir -p build
 	$(CC) $(JWT_CFLAGS) -o $@ t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c -ljson-c -lcrypto
+
+# libFuzzer targets of the parsers (clang, AddressSanitizer, UBSan), each
+# run for FUZZ_SECONDS on the seed corpus in t/fuzz/corpus after replaying
+# the inputs that once crashed it (t/fuzz/regressions)
+FUZZ_SECONDS ?= 20
+FUZZ_CC := clang-14
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-Ipg_recovery $(shell pkg-config --cflags gmime-3.0 2>/dev/null)
+FUZZ_PARSERS := pg_recovery/extract_common.c pg_recovery/extract_csv.c \
+	pg_recovery/extract_text.c pg_recovery/extract_email.c t/fuzz/alloc.c
+FUZZ_TARGETS := build/fuzz-csv build/fuzz-text build/fuzz-email
+
+build/fuzz-%: t/fuzz/fuzz_%.c $(FUZZ_PARSERS) pg_recovery/extract.h
+	@mkdir -p build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PARSERS) $(shell pkg-config --libs gmime-3.0)
+
+fuzz: $(FUZZ_TARGETS)
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 install: all
 	$(MAKE) -C pg_recovery install

@@ -15,7 +15,7 @@ const char *const csv_field_names[CSV_FIELD_COUNT] = {
 };
 
 /* Header names banks use, lower case, for when no mapping is given. */
-static const char *const usual_names[CSV_FIELD_COUNT][12] = {
+static const char *const usual_names[CSV_FIELD_COUNT][16] = {
 	{"date", "booking date", "value date", "transaction date", "buchungstag", "datum",
 	"valuta", "date de valeur", "date opération", "fecha", "boekdatum", NULL},
 	{"amount", "betrag", "montant", "importe", "bedrag", "credit", "amount (eur)",
@@ -25,7 +25,8 @@ static const char *const usual_names[CSV_FIELD_COUNT][12] = {
 		"libellé", "libelle", "concepto", "omschrijving", "remittance information",
 	"details", NULL},
 	{"payer", "name", "payer name", "counterparty", "auftraggeber", "beguenstigter/zahlungspflichtiger",
-	"zahlungspflichtiger", "tiers", "ordenante", "naam tegenpartij", "from", NULL},
+	"zahlungspflichtiger", "auftraggeber/empfänger", "empfänger/auftraggeber", "tiers",
+	"ordenante", "naam tegenpartij", "from", NULL},
 	{"iban", "account", "counterparty iban", "kontonummer/iban", "iban tegenpartij",
 	"compte", NULL},
 };

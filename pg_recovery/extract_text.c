@@ -299,6 +299,8 @@ scan_date(const char *text, size_t len, size_t *at, TextItemCallback callback,
 			continue;
 		if (extract_parse_date(text + i, try, 0, date))
 		{
+			while (text[i + try - 1] == ' ' || text[i + try - 1] == ',' || text[i + try - 1] == '.')
+				try--;
 			*at = i + try;
 			*keep_going = emit(callback, arg, "date", date, NULL, i, i + try, 0.8);
 			return true;

@@ -13,9 +13,22 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/tuplestore.h"
+
+static double reconcile_auto_apply = 0.90;
+
+void
+recovery_define_extraction_gucs(void)
+{
+	DefineCustomRealVariable("recovery.reconcile_auto_apply",
+							 "The match score from which a payment found is applied without a person.",
+							 "1.00: a case reference; 0.95: an invoice; 0.90: the customer's number and the amount; 0.80: the payer's name and the amount.",
+							 &reconcile_auto_apply, 0.90, 0.0, 1.01, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+}
 
 /* The parsers allocate in the caller's memory context. */
 void *

@@ -745,6 +745,15 @@ COMMENT ON FUNCTION check_promises(timestamptz) IS
 -------------------------------------------------------------------------------
 -- pg_cron jobs
 -------------------------------------------------------------------------------
+-- the jobs; later versions add theirs by replacing this one function
+CREATE FUNCTION job_definitions(OUT name text, OUT schedule text, OUT command text)
+    RETURNS SETOF record
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$ VALUES ('recovery-reminders', '* * * * *', 'CALL recovery.run_reminders()'),
+                 ('recovery-promises', '*/15 * * * *', 'SELECT recovery.check_promises()'),
+                 ('recovery-retention', '17 3 * * *', 'SELECT recovery.idempotency_purge()') $$;
+COMMENT ON FUNCTION job_definitions() IS 'The pg_cron jobs of the extension: name, schedule, command.';
+
 CREATE FUNCTION schedule_jobs() RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
@@ -759,11 +768,7 @@ BEGIN
         RAISE EXCEPTION 'pg_cron is not installed in this database' USING ERRCODE = '55000',
             HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, and CREATE EXTENSION pg_cron.';
     END IF;
-    FOR job IN SELECT * FROM (VALUES
-            ('recovery-reminders', '* * * * *', 'CALL recovery.run_reminders()'),
-            ('recovery-promises', '*/15 * * * *', 'SELECT recovery.check_promises()'),
-            ('recovery-retention', '17 3 * * *', 'SELECT recovery.idempotency_purge()'))
-            AS j(name, schedule, command) LOOP
+    FOR job IN SELECT * FROM recovery.job_definitions() LOOP
         EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job.name, job.schedule, job.command;
         scheduled := scheduled || jsonb_build_object('name', job.name, 'schedule', job.schedule,
                                                      'command', job.command);
@@ -772,7 +777,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION schedule_jobs() IS
-    'Registers (or updates) the pg_cron jobs: reminders every minute, promise checks every 15 minutes, retention nightly.';
+    'Registers (or updates) the pg_cron jobs of job_definitions(): reminders every minute, promise checks every 15 minutes, retention nightly.';
 
 CREATE FUNCTION unschedule_jobs() RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

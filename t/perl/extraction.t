@@ -1,0 +1,224 @@
+# Extraction and reconciliation with real-looking input: statements in three
+# banks' layouts (Windows-1252 with semicolons and decimal commas, UTF-8 with
+# a BOM and CRLF, tab-separated US dollars), a remittance email with a CSV
+# attachment inside nested multiparts, an ISO-8859-1 email, SMS.  Matching
+# payments are applied, ambiguous ones queued for review, duplicates
+# ignored; hostile input is refused with a precise error and writes nothing.
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use Encode qw(encode);
+use MIME::Base64 qw(encode_base64);
+use DBD::Pg qw(:pg_types);
+use Recovery::Test qw(connect_db);
+
+my $db = connect_db();
+my $tag = "x$$" . time;
+my $n = 0;
+
+sub value {
+    my ($sql, @bind) = @_;
+    return scalar $db->selectrow_array($sql, undef, @bind);
+}
+
+# a customer with an open case of one overdue payment
+sub new_case {
+    my (%c) = @_;
+    $n++;
+    my $customer = value(q{INSERT INTO recovery.customers (external_ref, name, email)
+                           VALUES ($1, $2, 'x@example.com') RETURNING id},
+                         "CUST-9$n" . substr($$, -4) . ($c{ref_suffix} // ''), $c{name} // "Payer $tag $n");
+    my $payment = value(q{SELECT (recovery.payment_create($1, $2, $3, $4, current_date - 20)).id},
+                        $customer, $c{invoice} // "INV-$tag-$n", $c{amount} // 123456, $c{currency} // 'EUR');
+    my $case = value(q{SELECT (recovery.payment_fail($1)).id}, $payment);
+    return { id => $case, customer => $customer, ref => sprintf('RC-%06d', $case) };
+}
+
+sub balance { value('SELECT balance FROM recovery.recovery_cases WHERE id = $1', $_[0]{id}) }
+
+sub extract {
+    my ($source, $bytes, $mapping, $case) = @_;
+    my $sth = $db->prepare('SELECT recovery.extract_payments($1, $2, $3, $4)');
+    $sth->bind_param(1, $source);
+    $sth->bind_param(2, $bytes, { pg_type => PG_BYTEA });
+    $sth->bind_param(3, $mapping);
+    $sth->bind_param(4, $case);
+    $sth->execute;
+    my ($json) = $sth->fetchrow_array;
+    return JSON::PP->new->decode($json);
+}
+
+sub lines_of {
+    my ($extraction) = @_;
+    return $db->selectall_arrayref('SELECT * FROM recovery.extraction_lines WHERE extraction_id = $1 ORDER BY id',
+                                   { Slice => {} }, $extraction);
+}
+
+use JSON::PP;
+
+my $a = new_case(amount => 123456);                      # paid by reference, in full
+my $b = new_case(name => "Hannelore Brösel $tag", amount => 5000, currency => 'GBP');
+my $c = new_case(invoice => "INV-2026-$n$$", amount => 123456, currency => 'USD');
+my $unknown = 'RC-999999999';
+
+# --- three banks' statements ---------------------------------------------------
+my $sparkasse = encode('cp1252',
+    "Buchungstag;Valutadatum;Auftraggeber/Empfänger;Verwendungszweck;Betrag;Währung\r\n"
+  . "25.11.2026;25.11.2026;\"Müller, Hans\";\"Rechnung $a->{ref}\r\nDanke\";1.234,56;EUR\r\n"
+  . "24.11.2026;24.11.2026;Stadtwerke;\"Abschlag \"\"November\"\"\";-12,50;EUR\r\n"
+  . "23.11.2026;23.11.2026;Unbekannt;\"$unknown\";99,00;EUR\r\n");
+$db->do(q{SELECT recovery.bank_mapping_save('sparkasse', '{"date": "Buchungstag", "amount": "Betrag",
+          "currency": "Währung", "reference": "Verwendungszweck", "payer": "Auftraggeber/Empfänger",
+          "delimiter": ";", "decimal": ","}')});
+my $r = extract('statement', $sparkasse, 'sparkasse');
+is($r->{lines}, 3, 'a Windows-1252 statement with semicolons, decimal commas and a line break in a quoted field: 3 lines');
+my @lines = @{ lines_of($r->{id}) };
+is_deeply([map { $_->{status} } @lines], [qw(applied ignored unmatched)],
+          'the payment with a case reference is applied, the debit ignored, the unknown reference left unmatched');
+is($lines[0]{amount}, 123456, '1.234,56 EUR is 123456 cents');
+is($lines[0]{payer}, 'Müller, Hans', 'the payer\'s name is read from Windows-1252');
+is($lines[0]{reason}, "case reference $a->{ref}", 'with the reason of the match');
+is($lines[1]{reason}, 'money paid out, not received', 'the debit says why it was ignored');
+is(balance($a), 0, 'case A is paid');
+is(value(q{SELECT state FROM recovery.recovery_cases WHERE id = $1}, $a->{id}), 'resolved', 'and resolved');
+is(value(q{SELECT count(*) FROM recovery.receipts WHERE case_id = $1 AND reference LIKE 'extraction %'}, $a->{id}), 1,
+   'through a receipt, as money recorded by hand');
+
+my $uk = "\xEF\xBB\xBF" . encode('UTF-8',
+    "Date,Description,Amount,Currency,Payer Name\r\n"
+  . "25/11/2026,Thanks,\"50.00\",GBP,Hannelore Brösel $tag\r\n"
+  . "26/11/2026,Refund,(12.50),GBP,Shop Ltd\r\n");
+$r = extract('statement', $uk);
+@lines = @{ lines_of($r->{id}) };
+is($r->{lines}, 2, 'a UTF-8 statement with a BOM and CRLF, headers guessed');
+is($lines[0]{status}, 'review', 'a payer name with the amount of the balance waits for review');
+is($lines[0]{case_id}, $b->{id}, 'suggesting the payer\'s case');
+is($lines[0]{reason}, 'payer name and the balance', 'and saying why');
+is($lines[1]{reason}, 'money paid out, not received', '(12.50) is money paid out');
+is(balance($b), 5000, 'nothing applied yet');
+
+my $us = "Posted\tMemo\tCredit Amount\tOriginator\n"
+       . "11/25/2026\t" . value('SELECT external_ref FROM recovery.payments WHERE case_id = $1', $c->{id}) . " thanks\t\$1,234.56\tACME Corp\n";
+$db->do(q{SELECT recovery.bank_mapping_save('us-bank', '{"date": "Posted", "amount": "Credit Amount",
+          "reference": "Memo", "payer": "Originator", "delimiter": "tab", "date_order": "MDY",
+          "default_currency": "USD"}')});
+$r = extract('statement', $us, 'us-bank');
+@lines = @{ lines_of($r->{id}) };
+is($lines[0]{booked_on}, '2026-11-25', 'a tab-separated statement with month-first dates');
+like($lines[0]{reason}, qr/^invoice INV-/, 'matched by the invoice number');
+is($lines[0]{status}, 'applied', 'and applied');
+is(balance($c), 0, 'case C is paid');
+
+# --- the same statement again ----------------------------------------------------
+$r = extract('statement', $sparkasse, 'sparkasse');
+is($r->{lines}, 0, 'importing the same statement again adds no line');
+is($r->{duplicates}, 3, 'all three are recognised as seen before');
+is(value(q{SELECT count(*) FROM recovery.receipts WHERE case_id = $1}, $a->{id}), 1, 'and nothing is applied twice');
+
+# --- the review queue -----------------------------------------------------------
+my $queue = JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_queue('review', NULL, 200)}));
+my ($waiting) = grep { $_->{case_id} && $_->{case_id} == $b->{id} } @{ $queue->{items} };
+ok($waiting, 'the review queue lists the line with its suggested case');
+my $confirmed = JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_confirm($1)}, $waiting->{id}));
+is($confirmed->{status}, 'confirmed', 'a person confirms it');
+is(balance($b), 0, 'and the money is recorded');
+my ($unmatched) = map { $_->{id} } grep { ($_->{reference} // '') eq $unknown }
+    @{ JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_queue('unmatched', NULL, 200)}))->{items} };
+my $rejected = JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_reject($1, 'not ours')}, $unmatched));
+is($rejected->{status}, 'rejected', 'another is rejected with a reason');
+ok(!eval { $db->do(q{SELECT recovery.api_reconciliation_reject($1, 'again')}, undef, $unmatched); 1 },
+   'a decided line cannot be decided again');
+is($db->state, 'PR009', 'with the conflict SQLSTATE');
+
+# --- a remittance email: nested multipart, encoded words, a CSV attachment ------
+my $d = new_case(amount => 20000);
+my $csv = encode_base64("date,amount,reference\n2026-11-25,200.00,$d->{ref}\n");
+my $email = <<"MAIL";
+From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <joerg\@example.com>
+To: ar\@example.com
+Subject: =?UTF-8?Q?Zahlungsavis_=C3=9Cberweisung?= $d->{ref}
+Date: Wed, 25 Nov 2026 10:00:00 +0100
+Message-ID: <remit-$tag\@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="outer"
+
+--outer
+Content-Type: multipart/alternative; boundary="inner"
+
+--inner
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: quoted-printable
+
+Wir haben EUR 200,00 f=C3=BCr $d->{ref} =C3=BCberwiesen, siehe Anlage.
+--inner
+Content-Type: text/html; charset=utf-8
+
+<p>Wir haben <b>EUR 200,00</b> &uuml;berwiesen.</p>
+--inner--
+
+--outer
+Content-Type: text/csv; name="avis.csv"
+Content-Disposition: attachment; filename="avis.csv"
+Content-Transfer-Encoding: base64
+
+$csv
+--outer--
+MAIL
+$email =~ s/\n/\r\n/g;
+$r = extract('email', $email);
+is($r->{parsed}{subject}, "Zahlungsavis Überweisung $d->{ref}", 'the subject\'s encoded words are decoded');
+is($r->{parsed}{from}, 'Jörg Müller <joerg@example.com>', 'and the sender\'s');
+like($r->{parsed}{text}, qr/Wir haben EUR 200,00 für $d->{ref} überwiesen/, 'the text comes from text/plain, quoted-printable decoded');
+is($r->{lines}, 1, 'the CSV attachment is the remittance: one payment, not one more from the text');
+is(balance($d), 0, 'applied to the case it names');
+is(scalar @{ $r->{documents} }, 1, 'the attachment is kept with the case');
+is(value(q{SELECT filename || ' ' || content_type FROM recovery.documents WHERE id = $1}, $r->{documents}[0]{document_id}),
+   'avis.csv text/csv', 'as a document');
+$r = extract('email', $email);
+is($r->{lines}, 0, 'the same email again adds nothing');
+
+my $e = new_case(amount => 5000);
+my $latin1 = "From: kunde\@example.com\r\nSubject: =?ISO-8859-1?Q?=DCberweisung?=\r\n"
+           . "Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+           . "=DCberweisung von EUR 50,00 f=FCr $e->{ref} erledigt.\r\n";
+$r = extract('email', $latin1);
+is($r->{parsed}{subject}, 'Überweisung', 'an ISO-8859-1 subject is converted to UTF-8');
+like($r->{parsed}{text}, qr/^Überweisung von EUR 50,00 für/, 'and so is the body');
+is(balance($e), 0, 'the amount in its text is applied to the case it names');
+
+# --- SMS ----------------------------------------------------------------------------
+my $f = new_case(amount => 2500, currency => 'GBP');
+$r = extract('sms', encode('UTF-8', "Will pay £25.00 on 5 December 2026, ref $f->{ref}"));
+is($r->{lines}, 0, 'a promise is not money received');
+is_deeply([map { $_->{value} } grep { $_->{kind} eq 'intent' } @{ $r->{parsed}{items} }], ['promise'],
+          'its intent is reported');
+$r = extract('sms', encode('UTF-8', "Hi, I have paid 25.00 GBP today for rc $f->{id}"));
+is($r->{lines}, 1, 'a payment by SMS is one line');
+is(balance($f), 0, 'applied to the case it names');
+$r = extract('sms', encode('UTF-8', "This is not mine, I dispute it"));
+is($r->{lines}, 0, 'a dispute applies nothing');
+
+# --- hostile input: a precise error, nothing written ------------------------------
+my $before = value('SELECT count(*) FROM recovery.extractions');
+for my $case (["amount,reference\n\"unterminated,RC-1\n", 'statement', qr/quoted field that starts on line 2 is never closed/,
+               'an unterminated quote'],
+              ["amount,reference\n\"" . ('x' x (10 * 1024 * 1024)) . "\",1\n", 'statement', qr/longer than 1048576 bytes/,
+               'a 10 MB single field'],
+              ["amount,reference\n12\0,RC-1\n", 'statement', qr/NUL byte/, 'a NUL byte'],
+              ["date;amount\n1;2\n", 'statement', qr/neither a reference nor a payer column/, 'a header without the columns it needs'],
+              ["paid \xff\xfe EUR 12", 'sms', qr/not valid UTF-8/, 'invalid UTF-8 in an SMS'],
+              [join('', map { "Content-Type: multipart/mixed; boundary=\"b$_\"\r\n\r\n--b$_\r\n" } 1 .. 500), 'email',
+               qr/more than 100 nested containers/, 'MIME nested 500 deep']) {
+    my ($bytes, $source, $error, $what) = @$case;
+    ok(!eval { extract($source, $bytes); 1 }, "$what is refused");
+    like($db->errstr, $error, 'saying what is wrong');
+    is($db->state, 'PR004', 'as a validation error (PR004)');
+}
+is(value('SELECT count(*) FROM recovery.extractions'), $before, 'and nothing of them was written');
+ok(!eval { extract('statement', "amount,reference\n1,2\n", 'no-such-bank'); 1 }, 'an unknown bank mapping is refused');
+is($db->state, 'PR003', 'as not found');
+
+done_testing();

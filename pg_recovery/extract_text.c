@@ -117,7 +117,8 @@ currency_at(const char *text, size_t len, size_t at, size_t *n)
 			(best == NULL || l > *n))
 		{
 			/* codes and words are whole words */
-			if (is_alnum((unsigned char) currencies[c].text[0]) &&
+			if (((unsigned char) currencies[c].text[0] | 0x20) >= 'a' &&
+				((unsigned char) currencies[c].text[0] | 0x20) <= 'z' &&
 				(!word_boundary(text, len, at) ||
 				 (at + l < len && is_alnum((unsigned char) text[at + l]))))
 				continue;

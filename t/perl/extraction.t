@@ -30,7 +30,7 @@ sub new_case {
     $n++;
     my $customer = value(q{INSERT INTO recovery.customers (external_ref, name, email)
                            VALUES ($1, $2, 'x@example.com') RETURNING id},
-                         "CUST-9$n" . substr($$, -4) . ($c{ref_suffix} // ''), $c{name} // "Payer $tag $n");
+                         "CUST-$$" . time . $n, $c{name} // "Payer $tag $n");
     my $payment = value(q{SELECT (recovery.payment_create($1, $2, $3, $4, current_date - 20)).id},
                         $customer, $c{invoice} // "INV-$tag-$n", $c{amount} // 123456, $c{currency} // 'EUR');
     my $case = value(q{SELECT (recovery.payment_fail($1)).id}, $payment);
@@ -62,13 +62,15 @@ use JSON::PP;
 my $a = new_case(amount => 123456);                      # paid by reference, in full
 my $b = new_case(name => "Hannelore Brösel $tag", amount => 5000, currency => 'GBP');
 my $c = new_case(invoice => "INV-2026-$n$$", amount => 123456, currency => 'USD');
-my $unknown = 'RC-999999999';
+my $g = new_case(amount => 7500, currency => 'GBP');
+my $g_number = value('SELECT external_ref FROM recovery.customers WHERE id = $1', $g->{customer});
+my $unknown = "RC-999999999 $tag";   # every run's lines are its own
 
 # --- three banks' statements ---------------------------------------------------
 my $sparkasse = encode('cp1252',
     "Buchungstag;Valutadatum;Auftraggeber/Empfänger;Verwendungszweck;Betrag;Währung\r\n"
   . "25.11.2026;25.11.2026;\"Müller, Hans\";\"Rechnung $a->{ref}\r\nDanke\";1.234,56;EUR\r\n"
-  . "24.11.2026;24.11.2026;Stadtwerke;\"Abschlag \"\"November\"\"\";-12,50;EUR\r\n"
+  . "24.11.2026;24.11.2026;Stadtwerke;\"Abschlag \"\"November\"\" $tag\";-12,50;EUR\r\n"
   . "23.11.2026;23.11.2026;Unbekannt;\"$unknown\";99,00;EUR\r\n");
 $db->do(q{SELECT recovery.bank_mapping_save('sparkasse', '{"date": "Buchungstag", "amount": "Betrag",
           "currency": "Währung", "reference": "Verwendungszweck", "payer": "Auftraggeber/Empfänger",
@@ -90,15 +92,19 @@ is(value(q{SELECT count(*) FROM recovery.receipts WHERE case_id = $1 AND referen
 my $uk = "\xEF\xBB\xBF" . encode('UTF-8',
     "Date,Description,Amount,Currency,Payer Name\r\n"
   . "25/11/2026,Thanks,\"50.00\",GBP,Hannelore Brösel $tag\r\n"
-  . "26/11/2026,Refund,(12.50),GBP,Shop Ltd\r\n");
+  . "26/11/2026,Refund $tag,(12.50),GBP,Shop Ltd\r\n"
+  . "26/11/2026,Customer $g_number,75.00,GBP,Somebody Else\r\n");
 $r = extract('statement', $uk);
 @lines = @{ lines_of($r->{id}) };
-is($r->{lines}, 2, 'a UTF-8 statement with a BOM and CRLF, headers guessed');
+is($r->{lines}, 3, 'a UTF-8 statement with a BOM and CRLF, headers guessed');
 is($lines[0]{status}, 'review', 'a payer name with the amount of the balance waits for review');
 is($lines[0]{case_id}, $b->{id}, 'suggesting the payer\'s case');
 is($lines[0]{reason}, 'payer name and the balance', 'and saying why');
 is($lines[1]{reason}, 'money paid out, not received', '(12.50) is money paid out');
 is(balance($b), 5000, 'nothing applied yet');
+is($lines[2]{reason}, "customer $g_number and the balance", 'the customer\'s number and the amount of the balance');
+is($lines[2]{status}, 'applied', 'are enough to apply');
+is(balance($g), 0, 'and that case is paid');
 
 my $us = "Posted\tMemo\tCredit Amount\tOriginator\n"
        . "11/25/2026\t" . value('SELECT external_ref FROM recovery.payments WHERE case_id = $1', $c->{id}) . " thanks\t\$1,234.56\tACME Corp\n";

@@ -231,6 +231,46 @@ paths = {
    "put": {"summary": "Give the customer's cases their own dunning policy; null returns to the default (managers)", "tags": ["reminders"],
            "requestBody": body({"policy": {"type": ["string", "null"]}}, ["policy"]),
            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/extractions": {
+   "post": {"summary": "Read an SMS, a text, an email (raw RFC 5322) or a CSV statement given as text; payments found are matched to cases, applied when the match is good enough, else queued for review (agents, automation)",
+            "tags": ["reconciliation"], "parameters": [IDEM],
+            "requestBody": body({"source": {"enum": ["sms", "text", "email", "statement"]},
+                                 "content": {"type": "string", "maxLength": 10485760},
+                                 "mapping": {"type": "string", "description": "a bank mapping's name (statements)"},
+                                 "case_id": I64}, ["source", "content"]),
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404)}}},
+ "/api/v1/extractions/statements": {
+   "post": {"summary": "Import a CSV statement sent as the raw body, in any encoding (UTF-8, with a BOM or not, or Windows-1252), up to 100 MiB",
+            "tags": ["reconciliation"],
+            "parameters": [IDEM, qp("mapping", "string", "a bank mapping's name; without it the usual header names are tried")],
+            "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404, 413)}}},
+ "/api/v1/extractions/{extraction_id}": {
+   "parameters": [pp("extraction_id", "extraction id")],
+   "get": {"summary": "An extraction: what was read, and its first 500 payment lines with their status", "tags": ["reconciliation"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 404)}}},
+ "/api/v1/reconciliation": {
+   "get": {"summary": "The review queue: payments found that wait for a person, with the suggested case and why", "tags": ["reconciliation"],
+           "parameters": [qp("status", "string", "review or unmatched"), cursor, limit],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401)}}},
+ "/api/v1/reconciliation/{line_id}/confirm": {
+   "parameters": [pp("line_id", "payment line id")],
+   "post": {"summary": "Apply the payment to the suggested case, or to case_id (agents)", "tags": ["reconciliation"], "parameters": [IDEM],
+            "requestBody": body({"case_id": I64}, []),
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404, 409, 422)}}},
+ "/api/v1/reconciliation/{line_id}/reject": {
+   "parameters": [pp("line_id", "payment line id")],
+   "post": {"summary": "Reject the payment with a reason; nothing is applied (agents)", "tags": ["reconciliation"], "parameters": [IDEM],
+            "requestBody": body({"reason": {"type": "string"}}, ["reason"]),
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403, 404, 409)}}},
+ "/api/v1/bank-mappings": {
+   "get": {"summary": "How each bank's CSV statements are read", "tags": ["reconciliation"],
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}},
+   "post": {"summary": "Create or replace a bank's column mapping (managers)", "tags": ["reconciliation"], "parameters": [IDEM],
+            "requestBody": body({"name": {"type": "string"},
+                                 "mapping": {"type": "object", "description": "date, amount, currency, reference, payer, iban (header names), delimiter, decimal, date_order, default_currency"}},
+                                ["name", "mapping"]),
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403)}}},
  "/api/v1/delivery": {
    "get": {"summary": "Delivery: the circuit breaker of each channel, the outbox by status, the worker", "tags": ["reminders"],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}}},

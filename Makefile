@@ -6,6 +6,7 @@
 #   make stop       stop what make run started
 #   make test       the same on a throwaway cluster, then every test
 #   make bench      benchmarks (prints ratios)
+#   make fuzz       the parsers under libFuzzer (FUZZ_SECONDS each)
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PG_PORT   ?= 5499
@@ -79,6 +80,7 @@ bench: deps install
 	@bench/audit-overhead.sh
 	@bench/gateway.sh
 	@bench/reminders.sh
+	@bench/extraction.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean

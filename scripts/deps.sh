@@ -6,7 +6,8 @@ set -eu
 PACKAGES="postgresql-15 postgresql-server-dev-15
 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 libdbd-pg-perl libssl-dev build-essential pkg-config
-nginx nginx-dev libjson-c-dev libpq-dev libcurl4-openssl-dev wrk curl openssl"
+nginx nginx-dev libjson-c-dev libpq-dev libcurl4-openssl-dev libgmime-3.0-dev
+clang-14 libclang-rt-14-dev wrk curl openssl"
 
 missing=""
 for p in $PACKAGES; do

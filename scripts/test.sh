@@ -1,7 +1,8 @@
 #!/bin/sh
 # make test: a throwaway cluster on a free port with the demo data, nginx
 # with the module on another, every test under t/ through prove; then the
-# HTTP tests again against nginx with the module built with AddressSanitizer.
+# parsers' fuzz targets for a bounded time; then the HTTP tests again against
+# nginx with the module built with AddressSanitizer.
 # Everything is stopped whatever the outcome.
 set -eu
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ prove --recurse --timer --ext .t --ext .pg --source Perl --source pgTAP \
     --pgtap-option port="$PGPORT" --pgtap-option username=postgres \
     --pgtap-option set=ON_ERROR_STOP=1 \
     t/ "$@"
+
+echo "test: the parsers under libFuzzer with AddressSanitizer and UBSan, ${FUZZ_SECONDS:-15} s each"
+make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
 
 echo "test: the HTTP tests again, with the module built with AddressSanitizer"
 SANITIZE=address scripts/build-module.sh

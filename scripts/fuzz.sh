@@ -12,7 +12,7 @@ for parser in csv text email; do
     work=tmp/fuzz/$parser
     rm -rf "$work"
     mkdir -p "$work/corpus"
-    regressions=$(find t/fuzz/regressions/$parser -type f 2>/dev/null | sort)
+    regressions=$(find t/fuzz/regressions/$parser -type f ! -name README 2>/dev/null | sort)
     if [ -n "$regressions" ]; then
         echo "fuzz: $parser: replaying $(echo "$regressions" | wc -l) regression inputs"
         # shellcheck disable=SC2086

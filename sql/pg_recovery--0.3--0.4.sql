@@ -610,7 +610,7 @@ CREATE FUNCTION perform_extraction_tasks() RETURNS integer
 DECLARE
     task recovery.tasks;
     doc recovery.documents;
-    result jsonb;
+    outcome jsonb;
     done integer := 0;
 BEGIN
     FOR task IN SELECT * FROM recovery.tasks t
@@ -619,18 +619,18 @@ BEGIN
         BEGIN
             IF task.payload ->> 'source' = 'document' THEN
                 SELECT * INTO doc FROM recovery.documents d WHERE d.id = (task.payload ->> 'document_id')::bigint;
-                result := recovery.extract_payments(CASE WHEN doc.content_type IN ('message/rfc822') THEN 'email'
+                outcome := recovery.extract_payments(CASE WHEN doc.content_type IN ('message/rfc822') THEN 'email'
                                                 WHEN doc.content_type LIKE 'text/plain%' THEN 'text'
                                                 ELSE 'statement' END,
                                            doc.content, task.payload ->> 'mapping',
                                            coalesce((task.payload ->> 'case_id')::bigint, doc.case_id), doc.id);
             ELSE
-                result := recovery.extract_payments(task.payload ->> 'source', convert_to(task.payload ->> 'content', 'UTF8'),
+                outcome := recovery.extract_payments(task.payload ->> 'source', convert_to(task.payload ->> 'content', 'UTF8'),
                                            task.payload ->> 'mapping', (task.payload ->> 'case_id')::bigint);
             END IF;
             UPDATE recovery.tasks t
                SET state = 'done', attempts = t.attempts + 1, completed_at = now(), updated_at = now(),
-                   result = perform_extraction_tasks.result - 'parsed'
+                   result = outcome - 'parsed'
              WHERE t.id = task.id;
         EXCEPTION WHEN OTHERS THEN
             UPDATE recovery.tasks t

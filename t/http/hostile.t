@@ -34,7 +34,8 @@ my @bodies = (
 );
 my @paths = ('/api/v1/recovery-cases/1/payments', '/api/v1/recovery-cases/1/transitions',
              '/api/v1/recovery-cases/1/notes', '/api/v1/customers', '/api/v1/payments',
-             '/api/v1/automation/tasks/schedule', '/api/v1/auth/login', '/api/v1/dunning-policies');
+             '/api/v1/automation/tasks/schedule', '/api/v1/auth/login', '/api/v1/dunning-policies',
+             '/api/v1/extractions', '/api/v1/extractions/statements', '/api/v1/bank-mappings');
 my @queries = ('?state=%00', '?limit=-1', '?limit=99999999999999999999', '?cursor=' . ('A' x 500),
                '?cursor=%ff%fe', '?sort=' . ('-' x 50), '?q=' . ('%25' x 100), '?' . ('a=1&' x 200),
                '?min_balance=1e9', '?state=open&state=closed');

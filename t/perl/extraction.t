@@ -207,6 +207,17 @@ is(balance($f), 0, 'applied to the case it names');
 $r = extract('sms', encode('UTF-8', "This is not mine, I dispute it"));
 is($r->{lines}, 0, 'a dispute applies nothing');
 
+# --- the automation contract's extraction task, performed by the pg_cron job ------
+my $h = new_case(amount => 990);
+$db->do("SET ROLE recovery_automation");
+my $task = value(q{SELECT (recovery.api_extraction_schedule('sms', NULL, $1) ->> 'id')::bigint},
+                 "paid EUR 9,90 for $h->{ref}");
+$db->do("RESET ROLE");
+ok(value(q{SELECT recovery.perform_extraction_tasks()}) >= 1, 'the extraction job performs due extraction tasks');
+is(value(q{SELECT state || ' ' || (result ->> 'lines') FROM recovery.tasks WHERE id = $1}, $task), 'done 1',
+   'the task is done, with what was found');
+is(balance($h), 0, 'and the payment it found is applied');
+
 # --- hostile input: a precise error, nothing written ------------------------------
 my $before = value('SELECT count(*) FROM recovery.extractions');
 for my $case (["amount,reference\n\"unterminated,RC-1\n", 'statement', qr/quoted field that starts on line 2 is never closed/,

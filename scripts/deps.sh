@@ -7,9 +7,11 @@ PACKAGES="postgresql-15 postgresql-server-dev-15
 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 libdbd-pg-perl libssl-dev build-essential pkg-config
 nginx nginx-dev libjson-c-dev libpq-dev libcurl4-openssl-dev libgmime-3.0-dev
-clang-14 libclang-rt-14-dev wrk curl openssl"
+clang-14 libclang-rt-14-dev chromium wrk curl openssl"
 
 missing=""
+# Node.js and npm for the web app's tests, unless the machine has them already
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
         missing="$missing $p"

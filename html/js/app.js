@@ -1,0 +1,91 @@
+// The web app: a hash router over the views; every page needs a signed-in
+// user except sign in.  Views render text only (dom.js) and call the API.
+import { h, mount } from './dom.js';
+import { api, session } from './api.js';
+import * as signin from './views/signin.js';
+import * as dashboard from './views/dashboard.js';
+import * as cases from './views/cases.js';
+import * as caseView from './views/case.js';
+import * as customers from './views/customers.js';
+import * as customer from './views/customer.js';
+import * as reminders from './views/reminders.js';
+import * as reconciliation from './views/reconciliation.js';
+import * as audit from './views/audit.js';
+
+const routes = [
+  [/^\/signin$/, signin, null],
+  [/^\/$/, dashboard, 'Dashboard'],
+  [/^\/cases$/, cases, 'Cases'],
+  [/^\/cases\/(\d+)$/, caseView, null],
+  [/^\/customers$/, customers, 'Customers'],
+  [/^\/customers\/(\d+)$/, customer, null],
+  [/^\/reminders$/, reminders, 'Reminders'],
+  [/^\/reconciliation$/, reconciliation, 'Reconciliation'],
+  [/^\/audit$/, audit, 'Audit'],
+];
+
+const main = document.getElementById('main');
+
+export function parseHash() {
+  const [path, query = ''] = (location.hash.slice(1) || '/').split('?');
+  return { path, params: new URLSearchParams(query) };
+}
+
+export function go(path, params) {
+  const query = params && [...params].length ? `?${params}` : '';
+  location.hash = `#${path}${query}`;
+}
+
+export function say(message) {
+  document.getElementById('status').textContent = message || '';
+}
+
+function navigation(current) {
+  const canAudit = ['recovery_auditor', 'recovery_admin'].includes(session.me?.role);
+  mount(document.getElementById('nav'), routes
+    .filter(([, , label]) => label && (label !== 'Audit' || canAudit))
+    .map(([pattern, , label]) => {
+      const href = `#${pattern.source.replace(/^\^\\?|\$$/g, '').replace(/\\\//g, '/')}`;
+      return h('a', { href, 'aria-current': current === pattern ? 'page' : null }, label);
+    }));
+  mount(document.getElementById('who'), session.me ? [
+    h('span', {}, `${session.me.display_name} (${session.me.role.replace('recovery_', '')})`),
+    h('button', { type: 'button', onclick: signOut }, 'Sign out'),
+  ] : []);
+}
+
+function signOut() {
+  session.token = null;
+  session.me = null;
+  go('/signin');
+}
+
+async function render() {
+  const { path, params } = parseHash();
+  say('');
+  const route = routes.find(([pattern]) => pattern.test(path)) || routes[1];
+  const [pattern, view] = route;
+  if (view !== signin && !session.token) {
+    go('/signin', new URLSearchParams({ next: location.hash || '#/' }));
+    return;
+  }
+  if (session.token && !session.me) {
+    try { session.me = await api('GET', '/auth/me'); } catch { return; }
+  }
+  navigation(pattern);
+  const shown = location.hash;
+  main.dataset.view = 'loading';
+  mount(main, h('p', { class: 'loading' }, 'Loading…'));
+  try {
+    await view.render(main, { params, match: path.match(pattern), me: session.me });
+  } catch (error) {
+    if (error.status === 401) return;
+    mount(main, h('p', { class: 'notice', role: 'alert' }, `Could not load this page: ${error.message}`));
+  }
+  // what the page shows now (the tests wait for it)
+  main.dataset.view = shown;
+  main.focus();
+}
+
+window.addEventListener('hashchange', render);
+render();

@@ -1,0 +1,53 @@
+// Cases with filters, sort and keyset pagination; the page's place is in the URL.
+import { h, mount, fields } from '../dom.js';
+import { api } from '../api.js';
+import { money } from '../format.js';
+import { go } from '../app.js';
+
+const STATES = ['', 'open', 'contacted', 'promised', 'plan', 'disputed', 'escalated', 'resolved', 'written_off', 'cancelled'];
+const SORTS = [['-updated_at', 'Recently changed'], ['-balance', 'Largest balance'], ['balance', 'Smallest balance'],
+  ['opened_at', 'Oldest'], ['id', 'Case number']];
+const FILTERS = ['state', 'min_overdue_days', 'min_balance', 'max_balance', 'customer_id', 'assigned_user_id', 'sort'];
+
+export async function render(main, { params }) {
+  const query = new URLSearchParams();
+  for (const name of [...FILTERS, 'cursor']) if (params.get(name)) query.set(name, params.get(name));
+  query.set('limit', '25');
+  const page = await api('GET', `/recovery-cases?${query}`);
+  const form = h('form', { class: 'filters', role: 'search', onsubmit: filter },
+    h('label', {}, 'State', h('select', { name: 'state' },
+      STATES.map((s) => h('option', { value: s, selected: params.get('state') === s }, s || 'any')))),
+    h('label', {}, 'Overdue days at least', h('input', { name: 'min_overdue_days', type: 'number', min: 0,
+      value: params.get('min_overdue_days') || '' })),
+    h('label', {}, 'Balance from (minor units)', h('input', { name: 'min_balance', type: 'number', min: 0,
+      value: params.get('min_balance') || '' })),
+    h('label', {}, 'to', h('input', { name: 'max_balance', type: 'number', min: 0, value: params.get('max_balance') || '' })),
+    h('label', {}, 'Sort', h('select', { name: 'sort' },
+      SORTS.map(([v, label]) => h('option', { value: v, selected: (params.get('sort') || '-updated_at') === v }, label)))),
+    h('button', { type: 'submit' }, 'Filter'));
+
+  const next = new URLSearchParams(params);
+  next.set('cursor', page.next_cursor || '');
+  mount(main, h('h1', {}, 'Cases'), form,
+    page.items.length ? h('table', { 'aria-label': 'Cases' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Case'), h('th', {}, 'Customer'), h('th', {}, 'State'),
+        h('th', { class: 'num' }, 'Balance'), h('th', { class: 'num' }, 'Days overdue'), h('th', {}, 'Updated'))),
+      h('tbody', {}, page.items.map((c) => h('tr', { dataset: { case: c.id } },
+        h('td', {}, h('a', { href: `#/cases/${c.id}` }, `#${c.id}`)),
+        h('td', {}, c.customer_name),
+        h('td', {}, h('span', { class: `badge ${c.state}` }, c.state)),
+        h('td', { class: 'num' }, money(c.balance, c.currency)),
+        h('td', { class: 'num' }, c.overdue_days ?? ''),
+        h('td', {}, new Date(c.updated_at).toLocaleDateString())))))
+      : h('p', {}, 'No case matches these filters.'),
+    h('nav', { class: 'pager', 'aria-label': 'Pages' },
+      params.get('cursor') ? h('button', { type: 'button', class: 'secondary', onclick: () => history.back() }, 'Previous') : null,
+      page.next_cursor ? h('a', { href: `#/cases?${next}`, rel: 'next' }, 'Next page') : null));
+
+  function filter(event) {
+    event.preventDefault();
+    const chosen = new URLSearchParams();
+    for (const [k, v] of Object.entries(fields(form))) if (v) chosen.set(k, v);
+    go('/cases', chosen);
+  }
+}

@@ -1,0 +1,47 @@
+// The review queue of payments found in statements, emails and SMS.
+import { h, mount } from '../dom.js';
+import { api, session } from '../api.js';
+import { money, date } from '../format.js';
+import { say } from '../app.js';
+
+export async function render(main, { params }) {
+  const status = params.get('status') || 'review';
+  const queue = await api('GET', `/reconciliation?status=${status}&limit=50`);
+  const canDecide = !['recovery_viewer', 'recovery_auditor'].includes(session.me.role);
+  mount(main, h('h1', {}, 'Reconciliation'),
+    h('nav', { class: 'pager' }, ['review', 'unmatched'].map((s) =>
+      h('a', { href: `#/reconciliation?status=${s}`, 'aria-current': s === status ? 'page' : null }, s))),
+    queue.items.length ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Found in'), h('th', {}, 'Booked'),
+      h('th', { class: 'num' }, 'Amount'), h('th', {}, 'Reference'), h('th', {}, 'Payer'), h('th', {}, 'Suggested case'),
+      h('th', {}, 'Why'), h('th', {}, ''))),
+    h('tbody', {}, queue.items.map((l) => h('tr', { dataset: { line: l.id } },
+      h('td', {}, `${l.source} #${l.extraction_id}${l.line_no ? `, line ${l.line_no}` : ''}`), h('td', {}, date(l.booked_on)),
+      h('td', { class: 'num' }, l.amount === null ? '' : money(l.amount, l.currency)), h('td', {}, l.reference || ''),
+      h('td', {}, l.payer || ''),
+      h('td', {}, l.case_id ? h('a', { href: `#/cases/${l.case_id}` }, `#${l.case_id}`) : '–',
+        l.case_balance !== null && l.case_balance !== undefined ? ` (balance ${money(l.case_balance, l.currency)})` : ''),
+      h('td', {}, l.reason || '', l.score ? ` (${l.score})` : ''),
+      h('td', {}, canDecide ? decide(l) : null)))))
+      : h('p', {}, 'Nothing waits for review.'));
+
+  function decide(line) {
+    const caseInput = h('input', { name: 'case_id', type: 'number', min: 1, 'aria-label': 'Case number',
+      value: line.case_id || '', size: 6 });
+    return h('div', {}, caseInput,
+      h('button', { type: 'button', onclick: () => act('confirm', { case_id: Number(caseInput.value) || null }) }, 'Confirm'), ' ',
+      h('button', { type: 'button', class: 'secondary', onclick: () => {
+        const reason = window.prompt('Why is this payment rejected?');
+        if (reason) act('reject', { reason });
+      } }, 'Reject'));
+
+    async function act(what, body) {
+      try {
+        await api('POST', `/reconciliation/${line.id}/${what}`, body);
+        say(what === 'confirm' ? 'The payment was applied.' : 'The payment was rejected.');
+        await render(main, { params });
+      } catch (error) {
+        say(error.message);
+      }
+    }
+  }
+}

@@ -1,0 +1,214 @@
+// The web app end to end in Debian's Chromium (playwright-core), against
+// the nginx and PostgreSQL that make test starts; prints TAP.  Screenshots
+// of the main pages go to $SCREENSHOTS_DIR (tmp/screenshots by default).
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const base = process.env.RECOVERY_HTTP;
+const shots = process.env.SCREENSHOTS_DIR || 'tmp/screenshots';
+mkdirSync(shots, { recursive: true });
+let n = 0;
+let failed = 0;
+function ok(condition, name, diag) {
+  n += 1;
+  if (!condition) failed += 1;
+  console.log(`${condition ? 'ok' : 'not ok'} ${n} - ${name}`);
+  if (!condition && diag !== undefined) console.log(`# ${JSON.stringify(diag)}`);
+}
+const is = (got, want, name) => ok(got === want, name, { got, want });
+
+async function apiAs(email, password) {
+  const login = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ email, password }) });
+  const { token } = await login.json();
+  return async (method, path, body) => {
+    const res = await fetch(`${base}/api/v1${path}`, { method, headers: { Authorization: `Bearer ${token}`,
+      'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: res.status, json: await res.json().catch(() => null) };
+  };
+}
+
+const tag = `e2e${Date.now()}`;
+const agentApi = await apiAs('agent@demo.example', 'agent-demo-pass');
+// a case of our own: a customer, a payment of 100.00 EUR that failed
+async function newCase(name = `Customer ${tag}`) {
+  const customer = (await agentApi('POST', '/customers', { external_ref: `${tag}-${Math.random()}`, name })).json;
+  const payment = (await agentApi('POST', '/payments', { customer_id: customer.id, external_ref: 'INV-1', amount: 10000,
+    currency: 'EUR', due_date: '2026-10-01' })).json;
+  const opened = (await agentApi('POST', `/payments/${payment.id}/fail`, { reason: 'card declined' })).json;
+  return { customer, id: opened.case.id };
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+const dialogs = [];
+// the page has rendered what its URL says
+const settled = (page) => page.waitForFunction(() => document.getElementById('main').dataset.view === (location.hash || ''));
+async function signIn(email, password) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await page.goto(`${base}/`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  return page;
+}
+
+try {
+  // sign in, the dashboard's figures, sign out
+  const page = await signIn('agent@demo.example', 'agent-demo-pass');
+  ok(true, 'an agent signs in and lands on the dashboard');
+  const summary = (await agentApi('GET', '/analytics/summary')).json;
+  for (const c of summary.by_currency) {
+    const shown = await page.locator(`[data-currency="${c.currency}"] [data-kpi="open_cases"]`).textContent();
+    is(shown, String(c.open_cases), `the dashboard shows the API's open cases in ${c.currency}`);
+  }
+  await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+  ok(await page.evaluate(() => !!sessionStorage.getItem('recovery.token')) &&
+     !(await page.context().cookies()).length, 'the token is kept in session storage, not in a cookie');
+
+  // the case list: filter and page, the place kept in the URL
+  await page.getByRole('link', { name: 'Cases' }).click();
+  await page.getByLabel('State').selectOption('open');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/state=open/);
+  await settled(page);
+  const states = await page.locator('table[aria-label="Cases"] tbody .badge').allTextContents();
+  ok(states.length > 0 && states.every((s) => s === 'open'), 'filtering by state shows only open cases', states.slice(0, 5));
+  const firstPage = await page.locator('tbody tr').first().getAttribute('data-case');
+  await page.getByRole('link', { name: 'Next page' }).click();
+  await page.waitForURL(/cursor=/);
+  await settled(page);
+  const secondPage = await page.locator('tbody tr').first().getAttribute('data-case');
+  ok(secondPage && secondPage !== firstPage, 'the next page shows other cases, with the cursor in the URL');
+  await page.reload();
+  await settled(page);
+  is(await page.locator('tbody tr').first().getAttribute('data-case'), secondPage, 'reloading keeps the place');
+  await page.screenshot({ path: `${shots}/cases.png`, fullPage: true });
+
+  // a case: a promise, then money until it resolves, each in the timeline
+  const mine = await newCase();
+  await page.goto(`${base}/#/cases/${mine.id}`);
+  await page.getByRole('heading', { name: `Case #${mine.id}` }).waitFor();
+  const promise = page.locator('form[data-event="promise"]');
+  await promise.getByLabel('Amount (EUR)').fill('40.00');
+  await promise.getByLabel('By').fill('2026-12-24');
+  await promise.getByRole('button').click();
+  await page.locator('[data-field="state"]', { hasText: 'promised' }).waitFor();
+  ok(await page.locator('.timeline li[data-kind="promise"]').count() === 1, 'a promise is recorded and shown in the timeline');
+  const money = page.locator('form[data-action="payment"]');
+  await money.getByLabel('Money received (EUR)').fill('40');
+  await money.getByRole('button').click();
+  await page.locator('.timeline li[data-kind="receipt"]').first().waitFor();
+  ok((await page.locator('[data-field="balance"]').textContent()).includes('60'), 'money received lowers the balance');
+  await money.getByLabel('Money received (EUR)').fill('60.00');
+  await money.getByRole('button').click();
+  await page.locator('[data-field="state"]', { hasText: 'resolved' }).waitFor();
+  is(await page.locator('.timeline li[data-kind="receipt"]').count(), 2, 'paid in full, the case resolves, both receipts in the timeline');
+  ok(await page.locator('.timeline li[data-kind="event"]', { hasText: 'resolve' }).count() >= 1, 'and the resolution too');
+  await page.screenshot({ path: `${shots}/case.png`, fullPage: true });
+
+  // an expired token: back to sign in, and what was typed is still there
+  await page.goto(`${base}/#/cases/${mine.id}`);
+  await settled(page);
+  const note = page.locator('form[data-action="note"] textarea');
+  await note.fill(`Called twice (${tag}), will try Friday.`);
+  await page.evaluate(() => sessionStorage.setItem('recovery.token', 'expired.token.value'));
+  await page.locator('form[data-action="note"]').getByRole('button').click();
+  await page.getByText('Your session ended').waitFor();
+  await page.getByLabel('Email').fill('agent@demo.example');
+  await page.getByLabel('Password').fill('agent-demo-pass');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: `Case #${mine.id}` }).waitFor();
+  is(await page.locator('form[data-action="note"] textarea').inputValue(), `Called twice (${tag}), will try Friday.`,
+     'an expired token brings the user back to sign in, then to the case with the note still typed');
+  await page.locator('form[data-action="note"]').getByRole('button').click();
+  await page.locator('.timeline li[data-kind="note"]').waitFor();
+  ok(true, 'and the note is added');
+
+  // a stale version from a second browser
+  const other = await newCase();
+  const second = await signIn('manager@demo.example', 'manager-demo-pass');
+  await page.goto(`${base}/#/cases/${other.id}`);
+  await second.goto(`${base}/#/cases/${other.id}`);
+  await page.locator('form[data-event="dispute"]').waitFor();
+  await second.locator('form[data-event="escalate"]').waitFor();
+  const dispute = page.locator('form[data-event="dispute"]');
+  await dispute.getByLabel('Reason').fill('says it was paid');
+  await dispute.getByRole('button').click();
+  await page.locator('[data-field="state"]', { hasText: 'disputed' }).waitFor();
+  await second.locator('form[data-event="escalate"]').getByRole('button').click();
+  await second.locator('#status', { hasText: 'Someone else changed this case' }).waitFor();
+  is(await second.locator('[data-field="state"]').textContent(), 'disputed',
+     'the second browser is told that someone else changed the case, and sees its new state');
+
+  // documents: upload with progress, download the same bytes
+  const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000' +
+                          '1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082', 'hex');
+  await page.goto(`${base}/#/cases/${mine.id}`);
+  await page.getByLabel('Upload a document').setInputFiles({ name: `proof-${tag}.png`, mimeType: 'image/png', buffer: png });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  await page.locator('.timeline li[data-kind="document"]').waitFor();
+  ok(true, 'a document is uploaded and appears in the timeline');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download' }).click()]);
+  const stream = await download.createReadStream();
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  ok(Buffer.concat(chunks).equals(png), 'and downloaded byte for byte');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await page.locator('.preview img').waitFor();
+  await page.waitForFunction(() => document.querySelector('.preview img').complete);
+  is(await page.locator('.preview img').evaluate((img) => img.naturalWidth), 1,
+     'an image can be previewed (a blob: URL the Content-Security-Policy allows)');
+
+  // a role without the permission
+  const viewer = await signIn('viewer@demo.example', 'viewer-demo-pass');
+  await viewer.goto(`${base}/#/cases/${other.id}`);
+  await viewer.getByText('Your role can read this case but not change it.').waitFor();
+  is(await viewer.locator('form[data-action="payment"]').count(), 0, 'a viewer does not see the actions');
+  const forced = await viewer.evaluate(async (id) => {
+    const res = await fetch(`/api/v1/recovery-cases/${id}/payments`, { method: 'POST', headers: {
+      Authorization: `Bearer ${sessionStorage.getItem('recovery.token')}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ amount: 1, currency: 'EUR' }) });
+    return { status: res.status, body: await res.json() };
+  }, other.id);
+  ok(forced.status === 403 && /permission denied/.test(forced.body.message),
+     'and calling the API anyway gets a clear 403', forced);
+
+  // XSS: the name renders as text
+  const payload = '<img src=x onerror=alert(1)>';
+  const victim = await newCase(payload);
+  await page.goto(`${base}/#/customers/${victim.customer.id}`);
+  await page.locator('main h1').waitFor();
+  is(await page.locator('main h1').textContent(), payload, 'a customer named like HTML shows as exactly that text');
+  await page.goto(`${base}/#/cases/${victim.id}`);
+  await page.locator('[data-field="customer"]').waitFor();
+  is(await page.locator('[data-field="customer"]').textContent(), payload, 'on the case too');
+  is(await page.locator('main img').count(), 0, 'and no element is made of it');
+  is(dialogs.length, 0, 'no script ran');
+
+  // the other pages load, for the screenshots
+  for (const [path, name, heading] of [['#/customers', 'customers', 'Customers'], ['#/reminders', 'reminders', 'Reminders'],
+    ['#/reconciliation', 'reconciliation', 'Reconciliation']]) {
+    await page.goto(`${base}/${path}`);
+    await page.getByRole('heading', { name: heading, exact: true }).waitFor();
+    await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  }
+  ok(true, `screenshots of the main pages are in ${shots}`);
+
+  // signing out forgets the token
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  ok(!(await page.evaluate(() => sessionStorage.getItem('recovery.token'))), 'signing out forgets the token');
+  await page.goto(`${base}/#/cases`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  ok(true, 'and the pages ask to sign in again');
+} catch (error) {
+  ok(false, `the web app test ran to its end: ${error.message.split('\n')[0]}`);
+} finally {
+  await browser.close();
+}
+console.log(`1..${n}`);
+process.exit(failed ? 1 : 0);

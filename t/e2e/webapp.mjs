@@ -189,6 +189,56 @@ try {
   is(await page.locator('main img').count(), 0, 'and no element is made of it');
   is(dialogs.length, 0, 'no script ran');
 
+  // managers edit templates; an unknown placeholder is refused by name
+  await second.goto(`${base}/#/reminders`);
+  await settled(second);
+  const editor = second.locator('form[data-editor="template"]');
+  await editor.getByLabel('Name').fill(`t-${tag}`);
+  await editor.getByLabel('Channel').selectOption('sms');
+  await editor.getByLabel('Body').fill('Pay {{amount}} by {{due_dat}}');
+  await editor.getByRole('button').click();
+  await editor.locator('.notice', { hasText: 'unknown placeholder due_dat' }).waitFor();
+  ok(true, 'a template with an unknown placeholder is refused, naming it');
+  await editor.getByLabel('Body').fill('Pay {{amount}} by {{due_date}}');
+  await editor.getByRole('button').click();
+  await second.locator('#status', { hasText: `Template t-${tag} saved.` }).waitFor();
+  ok(await second.locator('td', { hasText: `t-${tag}` }).count() === 1, 'and saved once it is right');
+  is(await page.locator('form[data-editor="template"]').count(), 0, 'an agent has no template editor');
+
+  // finding a case by its reference
+  await page.goto(`${base}/#/cases`);
+  await settled(page);
+  await page.getByLabel('Find a case').fill(`RC-${String(mine.id).padStart(6, '0')}`);
+  await page.getByRole('button', { name: 'Find' }).click();
+  await page.getByRole('heading', { name: `Case #${mine.id}` }).waitFor();
+  ok(true, 'a case reference typed in the search opens the case');
+
+  // the review queue: a payment found by the payer's name is confirmed
+  const payer = `Payer ${tag}`;
+  const owed = await newCase(payer);
+  const statement = `Date,Description,Amount,Currency,Payer Name\n25/11/2026,transfer,100.00,EUR,${payer}\n`;
+  const imported = await fetch(`${base}/api/v1/extractions/statements`, { method: 'POST', body: statement,
+    headers: { Authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem('recovery.token'))}`,
+      'Content-Type': 'text/csv' } }).then((r) => r.json());
+  is(imported.by_status?.review, 1, 'a statement line matched by the payer\'s name waits for review');
+  await page.goto(`${base}/#/reconciliation`);
+  await settled(page);
+  const row = page.locator('tr', { hasText: payer });
+  await row.getByRole('button', { name: 'Confirm' }).click();
+  await page.locator('#status', { hasText: 'The payment was applied.' }).waitFor();
+  is((await agentApi('GET', `/recovery-cases/${owed.id}`)).json.state, 'resolved', 'confirmed in the queue, the money resolves the case');
+
+  // an auditor reads the trail of a case and verifies the chains
+  const auditor = await signIn('auditor@demo.example', 'auditor-demo-pass');
+  await auditor.goto(`${base}/#/audit?table=recovery_cases&row=${owed.id}`);
+  await settled(auditor);
+  ok(await auditor.locator('main tbody tr').count() >= 2, 'an auditor sees the trail of a case');
+  await auditor.getByRole('link', { name: 'Verify the hash chains' }).click();
+  await settled(auditor);
+  is(await auditor.locator('[data-verify]').getAttribute('data-verify'), 'true', 'and the chains verify');
+  await auditor.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+  is(await page.getByRole('link', { name: 'Audit' }).count(), 0, 'an agent has no audit page in the menu');
+
   // the other pages load, for the screenshots
   for (const [path, name, heading] of [['#/customers', 'customers', 'Customers'], ['#/reminders', 'reminders', 'Reminders'],
     ['#/reconciliation', 'reconciliation', 'Reconciliation']]) {
@@ -196,6 +246,13 @@ try {
     await page.getByRole('heading', { name: heading, exact: true }).waitFor();
     await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
   }
+  await page.setViewportSize({ width: 820, height: 1180 });
+  await page.goto(`${base}/#/cases/${mine.id}`);
+  await settled(page);
+  await page.screenshot({ path: `${shots}/case-tablet.png`, fullPage: true });
+  ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+     'at a tablet\'s width nothing scrolls sideways');
+  await page.setViewportSize({ width: 1280, height: 900 });
   ok(true, `screenshots of the main pages are in ${shots}`);
 
   // signing out forgets the token

@@ -9,7 +9,7 @@ const SORTS = [['-updated_at', 'Recently changed'], ['-balance', 'Largest balanc
   ['opened_at', 'Oldest'], ['id', 'Case number']];
 const FILTERS = ['state', 'min_overdue_days', 'min_balance', 'max_balance', 'customer_id', 'assigned_user_id', 'sort'];
 
-export async function render(main, { params }) {
+export async function render(main, { params, me }) {
   const query = new URLSearchParams();
   for (const name of [...FILTERS, 'cursor']) if (params.get(name)) query.set(name, params.get(name));
   query.set('limit', '25');
@@ -22,13 +22,20 @@ export async function render(main, { params }) {
     h('label', {}, 'Balance from (minor units)', h('input', { name: 'min_balance', type: 'number', min: 0,
       value: params.get('min_balance') || '' })),
     h('label', {}, 'to', h('input', { name: 'max_balance', type: 'number', min: 0, value: params.get('max_balance') || '' })),
+    h('label', {}, 'Assigned to', h('select', { name: 'assigned_user_id' },
+      h('option', { value: '' }, 'anyone'),
+      h('option', { value: String(me.user_id), selected: params.get('assigned_user_id') === String(me.user_id) }, 'me'))),
     h('label', {}, 'Sort', h('select', { name: 'sort' },
       SORTS.map(([v, label]) => h('option', { value: v, selected: (params.get('sort') || '-updated_at') === v }, label)))),
     h('button', { type: 'submit' }, 'Filter'));
 
   const next = new URLSearchParams(params);
   next.set('cursor', page.next_cursor || '');
-  mount(main, h('h1', {}, 'Cases'), form,
+  const search = h('form', { class: 'filters', role: 'search', onsubmit: find },
+    h('label', {}, 'Find a case (RC-000042, 42) or a customer',
+      h('input', { name: 'find', type: 'search', required: true })),
+    h('button', { type: 'submit', class: 'secondary' }, 'Find'));
+  mount(main, h('h1', {}, 'Cases'), search, form,
     page.items.length ? h('table', { 'aria-label': 'Cases' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Case'), h('th', {}, 'Customer'), h('th', {}, 'State'),
         h('th', { class: 'num' }, 'Balance'), h('th', { class: 'num' }, 'Days overdue'), h('th', {}, 'Updated'))),
@@ -43,6 +50,15 @@ export async function render(main, { params }) {
     h('nav', { class: 'pager', 'aria-label': 'Pages' },
       params.get('cursor') ? h('button', { type: 'button', class: 'secondary', onclick: () => history.back() }, 'Previous') : null,
       page.next_cursor ? h('a', { href: `#/cases?${next}`, rel: 'next' }, 'Next page') : null));
+
+  // a case number or reference opens the case; anything else searches customers
+  function find(event) {
+    event.preventDefault();
+    const text = fields(search).find.trim();
+    const number = text.match(/^(?:rc[- ]?|#)?0*(\d{1,12})$/i);
+    if (number) go(`/cases/${number[1]}`);
+    else go('/customers', new URLSearchParams({ q: text }));
+  }
 
   function filter(event) {
     event.preventDefault();

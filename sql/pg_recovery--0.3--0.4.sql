@@ -486,17 +486,17 @@ CREATE FUNCTION api_extraction_get(extraction_id bigint) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    found jsonb;
+    extraction jsonb;
 BEGIN
     SELECT to_jsonb(x) - 'sha256' || jsonb_build_object('sha256', encode(x.sha256, 'hex'),
                'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'fingerprint' ORDER BY l.id), '[]')
                            FROM (SELECT * FROM recovery.extraction_lines l
                                   WHERE l.extraction_id = x.id ORDER BY l.id LIMIT 500) l))
-      INTO found FROM recovery.extractions x WHERE x.id = extraction_id;
-    IF found IS NULL THEN
+      INTO extraction FROM recovery.extractions x WHERE x.id = extraction_id;
+    IF extraction IS NULL THEN
         RAISE EXCEPTION 'extraction % does not exist', extraction_id USING ERRCODE = 'PR003';
     END IF;
-    RETURN found;
+    RETURN extraction;
 END
 $$;
 COMMENT ON FUNCTION api_extraction_get(bigint) IS 'GET /api/v1/extractions/{id}: the extraction and its first 500 lines.';

@@ -46,3 +46,11 @@ export function keepDraft(form, key) {
   });
   return () => sessionStorage.removeItem(storageKey);
 }
+
+// "Next page" for a keyset-paged list: the same page with the API's cursor.
+export function nextPageLink(path, params, nextCursor) {
+  if (!nextCursor) return null;
+  const next = new URLSearchParams(params);
+  next.set('cursor', nextCursor);
+  return h('nav', { class: 'pager', 'aria-label': 'Pages' }, h('a', { href: `#${path}?${next}`, rel: 'next' }, 'Next page'));
+}

@@ -1,12 +1,12 @@
 // The audit trail of a case, a customer or a user, and the chain check.
-import { h, mount, fields } from '../dom.js';
+import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
 import { date } from '../format.js';
 import { go } from '../app.js';
 
 export async function render(main, { params }) {
   const query = new URLSearchParams({ limit: '50' });
-  for (const name of ['table', 'row', 'actor', 'customer_id']) if (params.get(name)) query.set(name, params.get(name));
+  for (const name of ['table', 'row', 'actor', 'customer_id', 'cursor']) if (params.get(name)) query.set(name, params.get(name));
   const [rows, verify] = await Promise.all([api('GET', `/audit?${query}`),
     params.get('verify') ? api('GET', '/audit/verify') : null]);
   const form = h('form', { class: 'filters', onsubmit: (e) => {
@@ -31,5 +31,6 @@ export async function render(main, { params }) {
       h('th', {}, 'Row'), h('th', {}, 'Change'))),
     h('tbody', {}, (rows.items || []).map((r) => h('tr', {}, h('td', {}, date(r.occurred_at)), h('td', {}, r.actor),
       h('td', {}, r.action), h('td', {}, `${r.table_name} ${r.row_key}`),
-      h('td', {}, h('code', {}, JSON.stringify(r.new_row || r.old_row).slice(0, 300))))))));
+      h('td', {}, h('code', {}, JSON.stringify(r.new_row || r.old_row).slice(0, 300))))))),
+    nextPageLink('/audit', params, rows.next_cursor));
 }

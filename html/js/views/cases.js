@@ -1,5 +1,5 @@
 // Cases with filters, sort and keyset pagination; the page's place is in the URL.
-import { h, mount, fields } from '../dom.js';
+import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
 import { money } from '../format.js';
 import { go } from '../app.js';
@@ -29,8 +29,6 @@ export async function render(main, { params, me }) {
       SORTS.map(([v, label]) => h('option', { value: v, selected: (params.get('sort') || '-updated_at') === v }, label)))),
     h('button', { type: 'submit' }, 'Filter'));
 
-  const next = new URLSearchParams(params);
-  next.set('cursor', page.next_cursor || '');
   const search = h('form', { class: 'filters', role: 'search', onsubmit: find },
     h('label', {}, 'Find a case (RC-000042, 42) or a customer',
       h('input', { name: 'find', type: 'search', required: true })),
@@ -47,9 +45,7 @@ export async function render(main, { params, me }) {
         h('td', { class: 'num' }, c.overdue_days ?? ''),
         h('td', {}, new Date(c.updated_at).toLocaleDateString())))))
       : h('p', {}, 'No case matches these filters.'),
-    h('nav', { class: 'pager', 'aria-label': 'Pages' },
-      params.get('cursor') ? h('button', { type: 'button', class: 'secondary', onclick: () => history.back() }, 'Previous') : null,
-      page.next_cursor ? h('a', { href: `#/cases?${next}`, rel: 'next' }, 'Next page') : null));
+    nextPageLink('/cases', params, page.next_cursor));
 
   // a case number or reference opens the case; anything else searches customers
   function find(event) {

@@ -1,5 +1,5 @@
 // Customers: search by name, email or reference, page by page.
-import { h, mount, fields } from '../dom.js';
+import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
 import { go } from '../app.js';
 
@@ -12,12 +12,10 @@ export async function render(main, { params }) {
     go('/customers', new URLSearchParams(Object.entries(fields(form)).filter(([, v]) => v)));
   } }, h('label', {}, 'Name, email or reference', h('input', { name: 'q', type: 'search', value: params.get('q') || '' })),
   h('button', { type: 'submit' }, 'Search'));
-  const next = new URLSearchParams(params);
-  next.set('cursor', page.next_cursor || '');
   mount(main, h('h1', {}, 'Customers'), form,
     h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Reference'), h('th', {}, 'Name'), h('th', {}, 'Email'),
       h('th', {}, 'Locale'))),
     h('tbody', {}, page.items.map((c) => h('tr', {}, h('td', {}, c.external_ref),
       h('td', {}, h('a', { href: `#/customers/${c.id}` }, c.name)), h('td', {}, c.email || ''), h('td', {}, c.locale))))),
-    page.next_cursor ? h('nav', { class: 'pager' }, h('a', { href: `#/customers?${next}` }, 'Next page')) : null);
+    nextPageLink('/customers', params, page.next_cursor));
 }

@@ -1,12 +1,13 @@
 // The review queue of payments found in statements, emails and SMS.
-import { h, mount } from '../dom.js';
+import { h, mount, nextPageLink } from '../dom.js';
 import { api, session } from '../api.js';
 import { money, date } from '../format.js';
 import { say } from '../app.js';
 
 export async function render(main, { params }) {
   const status = params.get('status') || 'review';
-  const queue = await api('GET', `/reconciliation?status=${status}&limit=50`);
+  const cursor = params.get('cursor') ? `&cursor=${encodeURIComponent(params.get('cursor'))}` : '';
+  const queue = await api('GET', `/reconciliation?status=${status}&limit=50${cursor}`);
   const canDecide = !['recovery_viewer', 'recovery_auditor'].includes(session.me.role);
   mount(main, h('h1', {}, 'Reconciliation'),
     h('nav', { class: 'pager' }, ['review', 'unmatched'].map((s) =>
@@ -22,7 +23,8 @@ export async function render(main, { params }) {
         l.case_balance !== null && l.case_balance !== undefined ? ` (balance ${money(l.case_balance, l.currency)})` : ''),
       h('td', {}, l.reason || '', l.score ? ` (${l.score})` : ''),
       h('td', {}, canDecide ? decide(l) : null)))))
-      : h('p', {}, 'Nothing waits for review.'));
+      : h('p', {}, 'Nothing waits for review.'),
+    nextPageLink('/reconciliation', params, queue.next_cursor));
 
   function decide(line) {
     const caseInput = h('input', { name: 'case_id', type: 'number', min: 1, 'aria-label': 'Case number',

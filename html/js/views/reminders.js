@@ -1,6 +1,6 @@
 // Dunning policies and templates, the notification history with delivery
 // status, and dead letters to retry (managers).
-import { h, mount, fields } from '../dom.js';
+import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api, session } from '../api.js';
 import { date } from '../format.js';
 import { say } from '../app.js';
@@ -9,7 +9,8 @@ export async function render(main, { params }) {
   const status = params.get('status') || '';
   const [policies, templates, notifications, delivery] = await Promise.all([
     api('GET', '/dunning-policies'), api('GET', '/templates'),
-    api('GET', `/notifications?limit=50${status ? `&status=${encodeURIComponent(status)}` : ''}`), api('GET', '/delivery'),
+    api('GET', `/notifications?limit=50${status ? `&status=${encodeURIComponent(status)}` : ''}${
+      params.get('cursor') ? `&cursor=${encodeURIComponent(params.get('cursor'))}` : ''}`), api('GET', '/delivery'),
   ]);
   const manager = ['recovery_manager', 'recovery_admin'].includes(session.me.role);
   mount(main, h('h1', {}, 'Reminders'),
@@ -26,7 +27,8 @@ export async function render(main, { params }) {
         h('td', {}, h('a', { href: `#/cases/${n.case_id}` }, `#${n.case_id}`)), h('td', {}, n.channel), h('td', {}, n.template || ''),
         h('td', {}, h('span', { class: `badge ${n.status}` }, n.status)), h('td', {}, n.cancel_reason || n.last_error || ''),
         h('td', {}, date(n.sent_at || n.send_after)),
-        h('td', {}, manager && n.status === 'dead' ? h('button', { type: 'button', onclick: () => retry(n) }, 'Retry') : null)))))),
+        h('td', {}, manager && n.status === 'dead' ? h('button', { type: 'button', onclick: () => retry(n) }, 'Retry') : null))))),
+      nextPageLink('/reminders', params, notifications.next_cursor)),
     h('section', { class: 'card' }, h('h2', {}, 'Dunning policies'),
       policies.items.map((p) => h('div', {}, h('h3', {}, p.name, p.is_default ? ' (default)' : ''),
         h('ol', {}, p.steps.map((s) => h('li', {}, `day ${s.offset_days}: ${s.channel} "${s.template}"`,

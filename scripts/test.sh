@@ -29,9 +29,9 @@ echo "test: nginx with ngx_recovery on 127.0.0.1:$http_port in $nginx_dir"
 export LOGIN_RATE=1000r/s LOGIN_BURST=1000 API_RATE=100000r/s API_BURST=100000
 scripts/nginx.sh start "$nginx_dir" "$http_port" "$port"
 
-# the web app's end-to-end test: playwright-core from the lock file
-if [ ! -d t/e2e/node_modules/playwright-core ]; then
-    echo "test: installing playwright-core for the web app's tests (npm ci)"
+# the web app's end-to-end test: playwright-core and axe-core from the lock file
+if [ ! -d t/e2e/node_modules/playwright-core ] || [ ! -d t/e2e/node_modules/axe-core ]; then
+    echo "test: installing playwright-core and axe-core for the web app's tests (npm ci)"
     (cd t/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 export SCREENSHOTS_DIR="$(pwd)/tmp/screenshots"

@@ -2,7 +2,17 @@
 // the nginx and PostgreSQL that make test starts; prints TAP.  Screenshots
 // of the main pages go to $SCREENSHOTS_DIR (tmp/screenshots by default).
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+// axe-core checks each page against WCAG 2 A and AA
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+async function accessibilityProblems(page) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));
+  return result.violations.filter((v) => ['serious', 'critical'].includes(v.impact))
+    .map((v) => `${v.id}: ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+}
 
 const base = process.env.RECOVERY_HTTP;
 const shots = process.env.SCREENSHOTS_DIR || 'tmp/screenshots';
@@ -239,12 +249,16 @@ try {
   await auditor.screenshot({ path: `${shots}/audit.png`, fullPage: true });
   is(await page.getByRole('link', { name: 'Audit' }).count(), 0, 'an agent has no audit page in the menu');
 
-  // the other pages load, for the screenshots
-  for (const [path, name, heading] of [['#/customers', 'customers', 'Customers'], ['#/reminders', 'reminders', 'Reminders'],
-    ['#/reconciliation', 'reconciliation', 'Reconciliation']]) {
+  // the main pages: screenshots, and no serious accessibility problem
+  for (const [path, name, heading] of [['#/', 'dashboard', 'Dashboard'], ['#/cases', 'cases', 'Cases'],
+    [`#/cases/${mine.id}`, 'case', `Case #${mine.id}`], ['#/customers', 'customers', 'Customers'],
+    ['#/reminders', 'reminders', 'Reminders'], ['#/reconciliation', 'reconciliation', 'Reconciliation']]) {
     await page.goto(`${base}/${path}`);
-    await page.getByRole('heading', { name: heading, exact: true }).waitFor();
+    await settled(page);
+    await page.getByRole('heading', { name: heading }).first().waitFor();
     await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+    const problems = await accessibilityProblems(page);
+    ok(problems.length === 0, `${heading}: no serious WCAG 2 AA problem (axe-core)`, problems);
   }
   await page.setViewportSize({ width: 820, height: 1180 });
   await page.goto(`${base}/#/cases/${mine.id}`);

@@ -313,9 +313,13 @@ extract_parse_amount(const char *text, size_t len, char decimal,
 			if (lastsep == decimal)
 				decimal_at = (long) sep_pos[n_seps - 1];
 		}
-		/* "1.234,56": the other kind; "12,5": one, not three digits after */
+		/*
+		 * "1.234,56": the other kind; "12,5": one, not three digits after;
+		 * "0.001": no number starts with a group of thousands "0"
+		 */
 		else if ((lastsep == '.' || lastsep == ',') &&
-				 (other_kind || (same == 1 && after != 3)))
+				 (other_kind || (same == 1 && after != 3) ||
+				  (same == 1 && sep_pos[0] == 1 && digits[0] == '0')))
 			decimal_at = (long) sep_pos[n_seps - 1];
 	}
 	/* the others separate thousands: one kind, groups of three */

@@ -10,13 +10,18 @@
 -------------------------------------------------------------------------------
 CREATE FUNCTION parse_csv(content bytea, mapping jsonb DEFAULT NULL,
                           OUT line integer, OUT span_start integer, OUT span_end integer,
-                          OUT booked_on date, OUT amount numeric, OUT currency text,
-                          OUT reference text, OUT payer text, OUT iban text,
-                          OUT confidence real, OUT problem text)
+                          OUT booked_on date, OUT amount numeric, OUT amount_minor bigint,
+                          OUT currency text, OUT reference text, OUT payer text, OUT iban text,
+                          OUT confidence real, OUT fingerprint bytea, OUT problem text)
     RETURNS SETOF record
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'recovery_parse_csv';
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_parse_csv';
 COMMENT ON FUNCTION parse_csv(bytea, jsonb) IS
-    'A CSV statement (RFC 4180; comma, semicolon or tab; UTF-8 or Windows-1252) as one row per record: amounts as plain decimals, problem says why a record is not a payment.';
+    'A CSV statement (RFC 4180; comma, semicolon or tab; UTF-8 or Windows-1252) as one row per record: the amount as read and exactly in minor units of its currency, the record''s fingerprint, and problem saying why a record is not a payment.';
+
+CREATE FUNCTION parse_csv_summary() RETURNS jsonb
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_parse_csv_summary';
+COMMENT ON FUNCTION parse_csv_summary() IS
+    'What the last parse_csv() of this session read: records, encoding, delimiter.';
 
 CREATE FUNCTION parse_text(content text) RETURNS jsonb
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'recovery_parse_text';
@@ -266,44 +271,28 @@ BEGIN
 END
 $$;
 
--- Lines from the rows of a parsed CSV, amounts in minor units exactly;
--- returns how many records were read and how many were new.
+-- Lines from the rows of a parsed CSV (amounts in minor units and the
+-- fingerprints come from C); returns how many records were read and how
+-- many were new.
 CREATE FUNCTION extraction_add_csv(extraction_id bigint, content bytea, mapping jsonb,
-                                   OUT records bigint, OUT added bigint)
+                                   OUT records bigint, OUT added bigint, OUT summary jsonb)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    WITH parsed AS MATERIALIZED (
-        SELECT x.*, upper(btrim(x.currency)) AS code, cur.code AS cur,
-               x.amount * (10::numeric ^ cur.minor_units) AS minor,
-               row_number() OVER (PARTITION BY x.booked_on, x.amount, upper(btrim(x.currency)),
-                                  lower(x.reference), lower(x.payer), x.iban ORDER BY x.line) AS occurrence
-          FROM recovery.parse_csv(content, mapping) x
-          LEFT JOIN recovery.currencies cur ON cur.code = upper(btrim(x.currency))
-    ), stored AS (
-        INSERT INTO recovery.extraction_lines
-               (extraction_id, line_no, span_start, span_end, booked_on, amount, currency, reference,
-                payer, iban, confidence, fingerprint, status, reason)
-        SELECT extraction_add_csv.extraction_id, p.line, p.span_start, p.span_end, p.booked_on,
-               CASE WHEN p.minor IS NOT NULL AND p.minor = trunc(p.minor) AND abs(p.minor) < 1e15
-                    THEN p.minor::bigint END,
-               p.code, left(p.reference, 1000), left(p.payer, 500), left(p.iban, 64), p.confidence,
-               sha256(convert_to(concat_ws('|', p.booked_on, p.amount, p.code, lower(p.reference),
-                                           lower(p.payer), p.iban, p.occurrence), 'UTF8')),
-               CASE WHEN p.problem IS NOT NULL OR p.cur IS NULL OR p.minor <> trunc(p.minor)
-                         OR p.amount <= 0 OR abs(p.minor) >= 1e15 THEN 'ignored' ELSE 'unmatched' END,
-               CASE WHEN p.problem IS NOT NULL THEN p.problem
-                    WHEN p.code IS NULL THEN 'no currency: add a currency column or default_currency to the mapping'
-                    WHEN p.cur IS NULL THEN 'unknown currency ' || p.code
-                    WHEN p.minor <> trunc(p.minor) THEN 'more decimals than ' || p.code || ' has'
-                    WHEN p.amount <= 0 THEN 'money paid out, not received'
-                    WHEN abs(p.minor) >= 1e15 THEN 'the amount is too large' END
-          FROM parsed p
-         ORDER BY p.line
-        ON CONFLICT (fingerprint) DO NOTHING
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM parsed), (SELECT count(*) FROM stored) INTO records, added;
+    INSERT INTO recovery.extraction_lines
+           (extraction_id, line_no, span_start, span_end, booked_on, amount, currency, reference,
+            payer, iban, confidence, fingerprint, status, reason)
+    SELECT extraction_add_csv.extraction_id, p.line, p.span_start, p.span_end, p.booked_on,
+           p.amount_minor, CASE WHEN length(p.currency) = 3 THEN p.currency END, left(p.reference, 1000),
+           left(p.payer, 500),
+           left(p.iban, 64), p.confidence, p.fingerprint,
+           CASE WHEN p.problem IS NOT NULL OR p.amount_minor <= 0 THEN 'ignored' ELSE 'unmatched' END,
+           coalesce(p.problem, CASE WHEN p.amount_minor <= 0 THEN 'money paid out, not received' END)
+      FROM recovery.parse_csv(content, mapping) AS p
+    ON CONFLICT (fingerprint) DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    summary := recovery.parse_csv_summary();
+    records := (summary ->> 'records')::bigint;
 END
 $$;
 
@@ -364,6 +353,7 @@ DECLARE
     outcome jsonb;
     has_csv boolean := false;
     records bigint;
+    file jsonb;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent') AND NOT recovery.caller_has_role('recovery_automation') THEN
         RAISE EXCEPTION 'permission denied to extract payments' USING ERRCODE = '42501';
@@ -393,7 +383,7 @@ BEGIN
     RETURNING * INTO ex;
 
     IF source = 'statement' THEN
-        SELECT r.records, r.added INTO records, added FROM recovery.extraction_add_csv(ex.id, content, map) r;
+        SELECT r.records, r.added, r.summary INTO records, added, file FROM recovery.extraction_add_csv(ex.id, content, map) r;
     ELSIF source = 'email' THEN
         parsed := recovery.parse_email(content);
         -- a remittance file without a currency is in the currency its email
@@ -458,6 +448,7 @@ BEGIN
     outcome := jsonb_build_object(
         'lines', added, 'by_status', coalesce(counts, '{}'),
         'duplicates', records - added,
+        'file', file - 'records',
         'documents', kept);
     UPDATE recovery.extractions x SET summary = outcome,
            result = CASE WHEN extract_payments.source = 'statement' THEN NULL ELSE parsed END
@@ -673,7 +664,7 @@ $$;
 -- Privileges of what 0.4 added
 -------------------------------------------------------------------------------
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA recovery FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION parse_csv(bytea, jsonb), parse_text(text), parse_email(bytea),
+GRANT EXECUTE ON FUNCTION parse_csv(bytea, jsonb), parse_csv_summary(), parse_text(text), parse_email(bytea),
                           api_bank_mappings_list(), api_extraction_get(bigint),
                           api_reconciliation_queue(text, text, integer)
     TO recovery_viewer, recovery_auditor;

@@ -12,16 +12,17 @@ import * as reminders from './views/reminders.js';
 import * as reconciliation from './views/reconciliation.js';
 import * as audit from './views/audit.js';
 
+// pattern, view, and for the menu its label and link
 const routes = [
-  [/^\/signin$/, signin, null],
-  [/^\/$/, dashboard, 'Dashboard'],
-  [/^\/cases$/, cases, 'Cases'],
-  [/^\/cases\/(\d+)$/, caseView, null],
-  [/^\/customers$/, customers, 'Customers'],
-  [/^\/customers\/(\d+)$/, customer, null],
-  [/^\/reminders$/, reminders, 'Reminders'],
-  [/^\/reconciliation$/, reconciliation, 'Reconciliation'],
-  [/^\/audit$/, audit, 'Audit'],
+  [/^\/signin$/, signin],
+  [/^\/$/, dashboard, 'Dashboard', '#/'],
+  [/^\/cases$/, cases, 'Cases', '#/cases'],
+  [/^\/cases\/(\d+)$/, caseView],
+  [/^\/customers$/, customers, 'Customers', '#/customers'],
+  [/^\/customers\/(\d+)$/, customer],
+  [/^\/reminders$/, reminders, 'Reminders', '#/reminders'],
+  [/^\/reconciliation$/, reconciliation, 'Reconciliation', '#/reconciliation'],
+  [/^\/audit$/, audit, 'Audit', '#/audit'],
 ];
 
 const main = document.getElementById('main');
@@ -44,10 +45,7 @@ function navigation(current) {
   const canAudit = ['recovery_auditor', 'recovery_admin'].includes(session.me?.role);
   mount(document.getElementById('nav'), routes
     .filter(([, , label]) => label && (label !== 'Audit' || canAudit))
-    .map(([pattern, , label]) => {
-      const href = `#${pattern.source.replace(/^\^\\?|\$$/g, '').replace(/\\\//g, '/')}`;
-      return h('a', { href, 'aria-current': current === pattern ? 'page' : null }, label);
-    }));
+    .map(([pattern, , label, href]) => h('a', { href, 'aria-current': current === pattern ? 'page' : null }, label)));
   mount(document.getElementById('who'), session.me ? [
     h('span', {}, `${session.me.display_name} (${session.me.role.replace('recovery_', '')})`),
     h('button', { type: 'button', onclick: signOut }, 'Sign out'),

@@ -8,6 +8,7 @@ import * as cases from './views/cases.js';
 import * as caseView from './views/case.js';
 import * as customers from './views/customers.js';
 import * as customer from './views/customer.js';
+import * as payments from './views/payments.js';
 import * as reminders from './views/reminders.js';
 import * as reconciliation from './views/reconciliation.js';
 import * as audit from './views/audit.js';
@@ -20,6 +21,7 @@ const routes = [
   [/^\/cases\/(\d+)$/, caseView],
   [/^\/customers$/, customers, 'Customers', '#/customers'],
   [/^\/customers\/(\d+)$/, customer],
+  [/^\/payments$/, payments, 'Payments', '#/payments'],
   [/^\/reminders$/, reminders, 'Reminders', '#/reminders'],
   [/^\/reconciliation$/, reconciliation, 'Reconciliation', '#/reconciliation'],
   [/^\/audit$/, audit, 'Audit', '#/audit'],

@@ -215,6 +215,12 @@ try {
   ok(await second.locator('td', { hasText: `t-${tag}` }).count() === 1, 'and saved once it is right');
   is(await page.locator('form[data-editor="template"]').count(), 0, 'an agent has no template editor');
 
+  // payments by status
+  await page.goto(`${base}/#/payments?status=overdue`);
+  await settled(page);
+  const paymentStates = await page.locator('table[aria-label="Payments"] tbody .badge').allTextContents();
+  ok(paymentStates.length > 0 && paymentStates.every((s) => s === 'overdue'), 'payments filtered by status', paymentStates.slice(0, 5));
+
   // finding a case by its reference
   await page.goto(`${base}/#/cases`);
   await settled(page);
@@ -252,6 +258,7 @@ try {
   // the main pages: screenshots, and no serious accessibility problem
   for (const [path, name, heading] of [['#/', 'dashboard', 'Dashboard'], ['#/cases', 'cases', 'Cases'],
     [`#/cases/${mine.id}`, 'case', `Case #${mine.id}`], ['#/customers', 'customers', 'Customers'],
+    ['#/payments?status=overdue', 'payments', 'Payments'],
     ['#/reminders', 'reminders', 'Reminders'], ['#/reconciliation', 'reconciliation', 'Reconciliation']]) {
     await page.goto(`${base}/${path}`);
     await settled(page);

@@ -936,3 +936,4 @@ GRANT EXECUTE ON FUNCTION api_notification_retry(bigint), queue_reminders(timest
                           perform_reminder_tasks(timestamptz), check_promises(timestamptz)
     TO recovery_automation, recovery_admin;
 GRANT EXECUTE ON PROCEDURE run_reminders(timestamptz, integer) TO recovery_automation, recovery_admin;
+GRANT EXECUTE ON FUNCTION schedule_jobs(), unschedule_jobs(), job_definitions() TO recovery_admin;

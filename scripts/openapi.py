@@ -251,7 +251,8 @@ paths = {
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 404)}}},
  "/api/v1/reconciliation": {
    "get": {"summary": "The review queue: payments found that wait for a person, with the suggested case and why", "tags": ["reconciliation"],
-           "parameters": [qp("status", "string", "review or unmatched"), cursor, limit],
+           "parameters": [qp("status", "string", "review or unmatched"),
+                          qp("extraction_id", "integer", "only the lines of one extraction"), cursor, limit],
            "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401)}}},
  "/api/v1/reconciliation/{line_id}/confirm": {
    "parameters": [pp("line_id", "payment line id")],

@@ -496,7 +496,8 @@ COMMENT ON FUNCTION api_extraction_get(bigint) IS 'GET /api/v1/extractions/{id}:
 -- The review queue
 -------------------------------------------------------------------------------
 CREATE FUNCTION api_reconciliation_queue(status text DEFAULT NULL, cursor text DEFAULT NULL,
-                                         "limit" integer DEFAULT NULL) RETURNS jsonb
+                                         "limit" integer DEFAULT NULL, extraction_id bigint DEFAULT NULL)
+    RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -516,13 +517,15 @@ BEGIN
               LEFT JOIN recovery.recovery_cases c ON c.id = l.case_id
              WHERE l.status IN ('review', 'unmatched')
                AND (api_reconciliation_queue.status IS NULL OR l.status = api_reconciliation_queue.status)
+               AND (api_reconciliation_queue.extraction_id IS NULL
+                    OR l.extraction_id = api_reconciliation_queue.extraction_id)
                AND (after IS NULL OR l.id > after)
              ORDER BY l.id LIMIT page_size) q;
     RETURN recovery.page_of(items, page_size, jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
-COMMENT ON FUNCTION api_reconciliation_queue(text, text, integer) IS
-    'GET /api/v1/reconciliation: payments found that wait for a person, oldest first, with the suggested case and why.';
+COMMENT ON FUNCTION api_reconciliation_queue(text, text, integer, bigint) IS
+    'GET /api/v1/reconciliation: payments found that wait for a person, oldest first, with the suggested case and why; of one extraction if given.';
 
 CREATE FUNCTION reconciliation_line_for_decision(line_id bigint) RETURNS extraction_lines
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -666,7 +669,7 @@ $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA recovery FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION parse_csv(bytea, jsonb), parse_csv_summary(), parse_text(text), parse_email(bytea),
                           api_bank_mappings_list(), api_extraction_get(bigint),
-                          api_reconciliation_queue(text, text, integer)
+                          api_reconciliation_queue(text, text, integer, bigint)
     TO recovery_viewer, recovery_auditor;
 GRANT EXECUTE ON FUNCTION bank_mapping_save(text, jsonb) TO recovery_manager;
 GRANT EXECUTE ON FUNCTION extract_payments(text, bytea, text, bigint, bigint), api_extract(text, text, text, bigint),

@@ -62,6 +62,8 @@ is($line->{reason}, 'payer name', 'and why each was matched');
 
 $res = http(GET => '/api/v1/reconciliation?status=review&limit=200', token => $viewer);
 ok((grep { $_->{id} == $line->{id} } @{ $res->{json}{items} }), 'the review queue lists it');
+$res = http(GET => "/api/v1/reconciliation?extraction_id=$extraction", token => $viewer);
+is_deeply([map { $_->{extraction_id} } @{ $res->{json}{items} }], [$extraction], 'and lists one extraction\'s lines alone');
 is(http(POST => "/api/v1/reconciliation/$line->{id}/confirm", token => $viewer, json => {})->{status}, 403,
    'a viewer cannot confirm: 403');
 $res = http(POST => "/api/v1/reconciliation/$line->{id}/confirm", token => $agent, json => {});

@@ -6,17 +6,21 @@ import { say } from '../app.js';
 
 export async function render(main, { params }) {
   const status = params.get('status') || 'review';
-  const cursor = params.get('cursor') ? `&cursor=${encodeURIComponent(params.get('cursor'))}` : '';
-  const queue = await api('GET', `/reconciliation?status=${status}&limit=50${cursor}`);
+  const query = new URLSearchParams({ status, limit: '50' });
+  for (const name of ['extraction_id', 'cursor']) if (params.get(name)) query.set(name, params.get(name));
+  const queue = await api('GET', `/reconciliation?${query}`);
   const canDecide = !['recovery_viewer', 'recovery_auditor'].includes(session.me.role);
   mount(main, h('h1', {}, 'Reconciliation'),
+    params.get('extraction_id') ? h('p', {}, `Only the lines of extraction #${params.get('extraction_id')}. `,
+      h('a', { href: `#/reconciliation?status=${status}` }, 'Show all')) : null,
     h('nav', { class: 'pager' }, ['review', 'unmatched'].map((s) =>
       h('a', { href: `#/reconciliation?status=${s}`, 'aria-current': s === status ? 'page' : null }, s))),
     queue.items.length ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Found in'), h('th', {}, 'Booked'),
       h('th', { class: 'num' }, 'Amount'), h('th', {}, 'Reference'), h('th', {}, 'Payer'), h('th', {}, 'Suggested case'),
       h('th', {}, 'Why'), h('th', {}, ''))),
     h('tbody', {}, queue.items.map((l) => h('tr', { dataset: { line: l.id } },
-      h('td', {}, `${l.source} #${l.extraction_id}${l.line_no ? `, line ${l.line_no}` : ''}`), h('td', {}, date(l.booked_on)),
+      h('td', {}, h('a', { href: `#/reconciliation?status=${status}&extraction_id=${l.extraction_id}` },
+        `${l.source} #${l.extraction_id}`), l.line_no ? `, line ${l.line_no}` : ''), h('td', {}, date(l.booked_on)),
       h('td', { class: 'num' }, l.amount === null ? '' : money(l.amount, l.currency)), h('td', {}, l.reference || ''),
       h('td', {}, l.payer || ''),
       h('td', {}, l.case_id ? h('a', { href: `#/cases/${l.case_id}` }, `#${l.case_id}`) : '–',

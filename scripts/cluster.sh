@@ -1,6 +1,7 @@
 #!/bin/sh
 # A PostgreSQL 15 cluster in a folder, owned by the postgres user, with
-# pg_cron preloaded and the database "recovery" holding the extension.
+# pg_cron and pg_recovery (the delivery worker) preloaded and the database
+# "recovery" holding the extension.
 #
 #   cluster.sh start DIR PORT   create (once) and start; idempotent
 #   cluster.sh stop DIR         stop, if running

@@ -6,21 +6,14 @@
 #   ROUNDS=5 SECONDS_PER_RUN=15 CLIENTS=4 make bench
 set -eu
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 rounds=${ROUNDS:-5}
 seconds=${SECONDS_PER_RUN:-15}
 clients=${CLIENTS:-4}
-port=$(scripts/cluster.sh free-port)
-mkdir -p tmp
-dir=$(pwd)/tmp/bench-$port
 PGBENCH=$(dirname "${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}")/pgbench
 
-trap 'scripts/cluster.sh destroy "$dir"' EXIT
-trap 'exit 130' INT TERM
-
-echo "bench: PostgreSQL 15 on 127.0.0.1:$port"
-scripts/cluster.sh start "$dir" "$port"
-sql() { scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 "$@"; }
+throwaway_cluster audit
 
 echo "bench: 5000 open cases with large balances"
 sql <<'SQL'
@@ -59,8 +52,6 @@ run() {
         >"$dir/pgbench.log" 2>&1 || { cat "$dir/pgbench.log" >&2; exit 1; }
     sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/pgbench.log"
 }
-
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 : >"$dir/on.tps"
 : >"$dir/off.tps"

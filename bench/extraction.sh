@@ -7,19 +7,12 @@
 #   MB=100 ROUNDS=3 make bench
 set -eu
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 mb=${MB:-100}
 rounds=${ROUNDS:-3}
-port=$(scripts/cluster.sh free-port)
-mkdir -p tmp
-dir=$(pwd)/tmp/bench-extraction-$port
 
-trap 'scripts/cluster.sh destroy "$dir"' EXIT
-trap 'exit 130' INT TERM
-
-echo "bench: PostgreSQL 15 on 127.0.0.1:$port"
-scripts/cluster.sh start "$dir" "$port"
-sql() { scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 "$@"; }
+throwaway_cluster extraction
 
 # the statement lives where the server may read it
 file=$dir/statement.csv
@@ -77,8 +70,7 @@ for r in $(seq 1 "$rounds"); do
     extract_rates="$extract_rates $er"
 done
 
-median() { echo "$@" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-mc=$(median $copy_rates)
-me=$(median $extract_rates)
+mc=$(echo "$copy_rates" | tr ' ' '\n' | median)
+me=$(echo "$extract_rates" | tr ' ' '\n' | median)
 echo "bench: ${mb} MB statement: COPY ${mc} MB/s, extract_payments ${me} MB/s (medians):" \
      "$(echo "$me $mc" | awk '{printf "%.2f", $1 / $2}') of COPY's speed (target: at least 0.5)"

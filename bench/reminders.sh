@@ -8,19 +8,12 @@
 #   CASES=1000000 ROUNDS=3 make bench
 set -eu
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 cases=${CASES:-1000000}
 rounds=${ROUNDS:-3}
-port=$(scripts/cluster.sh free-port)
-mkdir -p tmp
-dir=$(pwd)/tmp/bench-reminders-$port
 
-trap 'scripts/cluster.sh destroy "$dir"' EXIT
-trap 'exit 130' INT TERM
-
-echo "bench: PostgreSQL 15 on 127.0.0.1:$port"
-scripts/cluster.sh start "$dir" "$port"
-sql() { scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 "$@"; }
+throwaway_cluster reminders
 
 echo "bench: loading $cases open cases, each with an overdue payment (bulk, without triggers)"
 sql -v cases="$cases" <<'SQL'
@@ -96,8 +89,7 @@ for r in $(seq 1 "$rounds"); do
     reminder_times="$reminder_times $r_s"
 done
 
-median() { echo "$@" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-mp=$(median $plain_times)
-mr=$(median $reminder_times)
+mp=$(echo "$plain_times" | tr ' ' '\n' | median)
+mr=$(echo "$reminder_times" | tr ' ' '\n' | median)
 echo "bench: $cases cases, median plain INSERT ... SELECT ${mp} s, median run_reminders ${mr} s:" \
      "run_reminders takes $(echo "$mr $mp" | awk '{printf "%.2f", $1 / $2}')x the plain insert (target: within 3x)"

@@ -352,6 +352,7 @@ DECLARE
     counts jsonb;
     outcome jsonb;
     has_csv boolean := false;
+    attachments jsonb;
     records bigint;
     file jsonb;
 BEGIN
@@ -405,8 +406,10 @@ BEGIN
         IF NOT has_csv THEN
             added := recovery.extraction_add_text(ex.id, parsed -> 'items', ex.sha256, case_id);
         END IF;
+        -- the result keeps what the attachments were, not their bytes
+        attachments := parsed -> 'attachments';
         parsed := jsonb_set(parsed, '{attachments}', coalesce((
-            SELECT jsonb_agg(a - 'content_base64') FROM jsonb_array_elements(parsed -> 'attachments') a), '[]'));
+            SELECT jsonb_agg(a - 'content_base64') FROM jsonb_array_elements(attachments) a), '[]'));
     ELSE
         BEGIN
             parsed := recovery.parse_text(convert_from(content, 'UTF8'));
@@ -425,12 +428,12 @@ BEGIN
     PERFORM recovery.reconcile_apply(ex.id);
 
     -- an email's attachments are kept with the case its money went to
-    IF source = 'email' AND content IS NOT NULL THEN
+    IF source = 'email' THEN
         SELECT c.* INTO target FROM recovery.recovery_cases c
          WHERE c.id = coalesce(extract_payments.case_id, (SELECT min(l.case_id) FROM recovery.extraction_lines l
                                           WHERE l.extraction_id = ex.id AND l.case_id IS NOT NULL));
         IF target.id IS NOT NULL THEN
-            FOR att IN SELECT a FROM jsonb_array_elements(recovery.parse_email(content) -> 'attachments') a LOOP
+            FOR att IN SELECT a FROM jsonb_array_elements(attachments) a LOOP
                 BEGIN
                     kept := kept || jsonb_build_object('filename', att ->> 'filename', 'document_id',
                         (recovery.api_document_upload(target.id, att ->> 'filename', att ->> 'content_type',
@@ -664,11 +667,51 @@ END
 $$;
 
 -------------------------------------------------------------------------------
+-- What the web app asks instead of knowing: what the caller may do, and
+-- which states close a case
+-------------------------------------------------------------------------------
+CREATE FUNCTION caller_may() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT jsonb_build_object(
+        'act', recovery.caller_has_role('recovery_agent'),
+        'manage', recovery.caller_has_role('recovery_manager'),
+        'audit', recovery.caller_has_role('recovery_auditor'),
+        'administer', recovery.caller_has_role('recovery_admin')) $$;
+COMMENT ON FUNCTION caller_may() IS
+    'What the role in effect may do: act on cases (agents), manage templates, policies and dead letters (managers), read the audit trail (auditors), administer (admins).';
+
+CREATE OR REPLACE FUNCTION api_me() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object(
+        'user_id', u.id,
+        'email', u.email,
+        'display_name', u.display_name,
+        'role', current_user,
+        'may', recovery.caller_may(),
+        'actor', nullif(current_setting('recovery.actor'), ''),
+        'authenticated_by', CASE WHEN current_setting('recovery.user_id') = ''
+                                 THEN 'api_key' ELSE 'token' END,
+        'request_id', nullif(current_setting('recovery.request_id'), ''),
+        'read_only', current_setting('transaction_read_only')::boolean)
+    FROM (SELECT 1) AS one
+    LEFT JOIN recovery.users AS u
+           ON u.id = nullif(current_setting('recovery.user_id'), '')::bigint
+$$;
+
+CREATE FUNCTION api_case_states() RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT jsonb_build_object('items', jsonb_agg(to_jsonb(s))) FROM recovery.case_states() s $$;
+COMMENT ON FUNCTION api_case_states() IS
+    'GET /api/v1/case-states: the states of a case, whether each closes it, and what it means.';
+
+-------------------------------------------------------------------------------
 -- Privileges of what 0.4 added
 -------------------------------------------------------------------------------
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA recovery FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION parse_csv(bytea, jsonb), parse_csv_summary(), parse_text(text), parse_email(bytea),
                           api_bank_mappings_list(), api_extraction_get(bigint),
+                          caller_may(), api_case_states(),
                           api_reconciliation_queue(text, text, integer, bigint)
     TO recovery_viewer, recovery_auditor;
 GRANT EXECUTE ON FUNCTION bank_mapping_save(text, jsonb) TO recovery_manager;

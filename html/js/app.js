@@ -44,7 +44,7 @@ export function say(message) {
 }
 
 function navigation(current) {
-  const canAudit = ['recovery_auditor', 'recovery_admin'].includes(session.me?.role);
+  const canAudit = session.me?.may?.audit;
   mount(document.getElementById('nav'), routes
     .filter(([, , label]) => label && (label !== 'Audit' || canAudit))
     .map(([pattern, , label, href]) => h('a', { href, 'aria-current': current === pattern ? 'page' : null }, label)));

@@ -1,10 +1,9 @@
 // Money is minor units and a currency, formatted exactly (no floats): the
-// amount goes to Intl as a decimal string.
-
-const MINOR_UNITS = { BHD: 3, JOD: 3, KWD: 3, OMR: 3, TND: 3, CLP: 0, ISK: 0, JPY: 0, KRW: 0, VND: 0 };
+// amount goes to Intl as a decimal string.  How many minor units a currency
+// has is ISO 4217's, which Intl knows as well as recovery.currencies does.
 
 export function minorUnits(currency) {
-  return MINOR_UNITS[currency] ?? 2;
+  return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
 }
 
 export function money(amount, currency) {

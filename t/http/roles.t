@@ -58,6 +58,7 @@ my @routes = (
     [PUT => "/api/v1/recovery-cases/$case/dunning-policy", { policy => 'no-such-policy' }, qw(manager admin)],
     [PUT => "/api/v1/customers/$customer/dunning-policy", { policy => 'no-such-policy' }, qw(manager admin)],
     [GET => '/api/v1/delivery', undef, @all],
+    [GET => '/api/v1/case-states', undef, @all],
     [GET => '/api/v1/jobs', undef, qw(manager auditor admin)],
     [POST => '/api/v1/extractions', { source => 'fax', content => 'x' }, @agents],
     [POST => '/api/v1/extractions/statements', { not => 'a statement' }, @agents],
@@ -94,6 +95,14 @@ for my $route (@routes) {
             is($res->{status}, 403, "$method $path: $role may not");
         }
     }
+}
+
+# what /auth/me says each role may do: the web app shows actions from this
+my %may = (viewer => '', agent => 'act', manager => 'act manage', auditor => 'audit',
+           admin => 'act administer audit manage');
+for my $role (sort keys %may) {
+    my $flags = http(GET => '/api/v1/auth/me', %{ $who{$role} })->{json}{may};
+    is(join(' ', sort grep { $flags->{$_} } keys %$flags), $may{$role}, "auth/me: what $role may do");
 }
 
 # erasure: everyone but the admin is refused, and the admin's goes last

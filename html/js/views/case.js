@@ -7,12 +7,10 @@ import { api, upload, session } from '../api.js';
 import { money, parseMoney, date } from '../format.js';
 import { say } from '../app.js';
 
-const READ_ONLY = ['recovery_viewer', 'recovery_auditor'];
-
 export async function render(main, { match }) {
   const id = match[1];
   const c = await api('GET', `/recovery-cases/${id}`);
-  const canAct = !READ_ONLY.includes(session.me.role);
+  const canAct = session.me.may.act;
   mount(main,
     h('h1', {}, `Case #${c.id} `, h('span', { class: `badge ${c.state}`, dataset: { field: 'state' } }, c.state)),
     h('div', { class: 'two' },
@@ -116,9 +114,8 @@ function actions(c) {
     h('label', {}, t.required_details.includes('reason') ? 'Reason' : 'Reason (optional)',
       h('input', { name: 'reason', required: t.required_details.includes('reason') })),
     h('button', { type: 'submit' }, `${t.event.replace('_', ' ')} → ${t.to_state}`)));
-  const closed = ['resolved', 'written_off', 'cancelled'].includes(c.state);
   const panel = h('div', { class: 'actions' }, message,
-    closed ? null : h('form', { dataset: { action: 'payment' },
+    c.closed_at ? null : h('form', { dataset: { action: 'payment' },
         onsubmit: act((v) => {
           const amount = parseMoney(v.amount, c.currency);
           if (amount === null) throw new Error(`Write the amount as a number, for example 12.50.`);

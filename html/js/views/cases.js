@@ -4,7 +4,6 @@ import { api } from '../api.js';
 import { money } from '../format.js';
 import { go } from '../app.js';
 
-const STATES = ['', 'open', 'contacted', 'promised', 'plan', 'disputed', 'escalated', 'resolved', 'written_off', 'cancelled'];
 const SORTS = [['-updated_at', 'Recently changed'], ['-balance', 'Largest balance'], ['balance', 'Smallest balance'],
   ['opened_at', 'Oldest'], ['id', 'Case number']];
 const FILTERS = ['state', 'min_overdue_days', 'min_balance', 'max_balance', 'customer_id', 'assigned_user_id', 'sort'];
@@ -13,10 +12,11 @@ export async function render(main, { params, me }) {
   const query = new URLSearchParams();
   for (const name of [...FILTERS, 'cursor']) if (params.get(name)) query.set(name, params.get(name));
   query.set('limit', '25');
-  const page = await api('GET', `/recovery-cases?${query}`);
+  const [page, states] = await Promise.all([api('GET', `/recovery-cases?${query}`), api('GET', '/case-states')]);
   const form = h('form', { class: 'filters', role: 'search', onsubmit: filter },
     h('label', {}, 'State', h('select', { name: 'state' },
-      STATES.map((s) => h('option', { value: s, selected: params.get('state') === s }, s || 'any')))),
+      ['', ...states.items.map((s) => s.state)].map((s) =>
+        h('option', { value: s, selected: params.get('state') === s }, s || 'any')))),
     h('label', {}, 'Overdue days at least', h('input', { name: 'min_overdue_days', type: 'number', min: 0,
       value: params.get('min_overdue_days') || '' })),
     h('label', {}, 'Balance from (minor units)', h('input', { name: 'min_balance', type: 'number', min: 0,

@@ -20,7 +20,7 @@ export async function render(main, { match }) {
     h('section', { class: 'card' }, h('h2', {}, 'Payments'),
       h('table', {}, h('tbody', {}, payments.items.map((p) => h('tr', {}, h('td', {}, p.external_ref),
         h('td', {}, date(p.due_date)), h('td', {}, p.status), h('td', { class: 'num' }, money(p.amount, p.currency))))))),
-    session.me.role === 'recovery_admin' && !c.erased_at ? h('section', { class: 'card' }, h('h2', {}, 'Erasure'),
+    session.me.may.administer && !c.erased_at ? h('section', { class: 'card' }, h('h2', {}, 'Erasure'),
       h('p', {}, 'Removes this customer\'s personal data everywhere, the audit trail included. Amounts and history stay.'),
       h('button', { type: 'button', class: 'danger', onclick: erase }, 'Erase personal data'), message) : null);
 

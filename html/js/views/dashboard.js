@@ -8,16 +8,17 @@ import { barChart } from '../chart.js';
 const percent = (rate) => (rate === null || rate === undefined ? '–' : `${(rate * 100).toFixed(1)} %`);
 
 export async function render(main, { me }) {
-  const [summary, aging, months, mine] = await Promise.all([
+  const [summary, aging, months, mine, states] = await Promise.all([
     api('GET', '/analytics/summary'),
     api('GET', '/analytics/aging'),
     api('GET', '/analytics/recovery-by-month'),
     api('GET', `/recovery-cases?assigned_user_id=${me.user_id || 0}&sort=updated_at&limit=200`),
+    api('GET', '/case-states'),
   ]);
   // my work today: my open cases whose next action is due by tonight
   const tonight = new Date();
   tonight.setHours(23, 59, 59, 999);
-  const closed = ['resolved', 'written_off', 'cancelled'];
+  const closed = states.items.filter((s) => s.terminal).map((s) => s.state);
   mine.items = mine.items
     .filter((c) => !closed.includes(c.state) && c.next_action_at && new Date(c.next_action_at) <= tonight)
     .sort((a, b) => new Date(a.next_action_at) - new Date(b.next_action_at));

@@ -9,7 +9,7 @@ export async function render(main, { params }) {
   const query = new URLSearchParams({ status, limit: '50' });
   for (const name of ['extraction_id', 'cursor']) if (params.get(name)) query.set(name, params.get(name));
   const queue = await api('GET', `/reconciliation?${query}`);
-  const canDecide = !['recovery_viewer', 'recovery_auditor'].includes(session.me.role);
+  const canDecide = session.me.may.act;
   mount(main, h('h1', {}, 'Reconciliation'),
     params.get('extraction_id') ? h('p', {}, `Only the lines of extraction #${params.get('extraction_id')}. `,
       h('a', { href: `#/reconciliation?status=${status}` }, 'Show all')) : null,

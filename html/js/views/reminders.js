@@ -12,7 +12,7 @@ export async function render(main, { params }) {
     api('GET', `/notifications?limit=50${status ? `&status=${encodeURIComponent(status)}` : ''}${
       params.get('cursor') ? `&cursor=${encodeURIComponent(params.get('cursor'))}` : ''}`), api('GET', '/delivery'),
   ]);
-  const manager = ['recovery_manager', 'recovery_admin'].includes(session.me.role);
+  const manager = session.me.may.manage;
   mount(main, h('h1', {}, 'Reminders'),
     h('section', { class: 'card' }, h('h2', {}, 'Delivery'),
       h('p', {}, delivery.worker ? 'The delivery worker is running.' : 'The delivery worker is not running.'),

@@ -1,0 +1,21 @@
+# What the benchmarks share; source it from bench/*.sh at the repository root.
+#   throwaway_cluster NAME   a cluster on a free port in tmp/bench-NAME-PORT,
+#                            removed on exit; sets port and dir
+#   sql ...                  psql into it, stopping at the first error
+#   median                   the median of the numbers on standard input
+
+throwaway_cluster() {
+    port=$(scripts/cluster.sh free-port)
+    mkdir -p tmp
+    dir=$(pwd)/tmp/bench-$1-$port
+    trap 'scripts/cluster.sh destroy "$dir"' EXIT
+    trap 'exit 130' INT TERM
+    echo "bench: PostgreSQL 15 on 127.0.0.1:$port"
+    scripts/cluster.sh start "$dir" "$port"
+}
+
+sql() { scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 "$@"; }
+
+median() {
+    grep . | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}

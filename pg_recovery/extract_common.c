@@ -343,14 +343,26 @@ extract_parse_amount(const char *text, size_t len, char decimal,
 	}
 
 	{
+		/* "-0.5": sign, whole digits (at least one), the decimals */
 		size_t		whole = decimal_at >= 0 ? (size_t) decimal_at : n_digits;
-		int			written;
+		size_t		n = 0;
 
-		written = snprintf(out, out_size, "%s%s%.*s%s%.*s", negative ? "-" : "",
-						   whole == 0 ? "0" : "", (int) whole, digits,
-						   decimal_at >= 0 ? "." : "",
-						   (int) (n_digits - whole), digits + whole);
-		return written > 0 && (size_t) written < out_size;
+		if (out_size < n_digits + 4)
+			return false;
+		if (negative)
+			out[n++] = '-';
+		if (whole == 0)
+			out[n++] = '0';
+		memcpy(out + n, digits, whole);
+		n += whole;
+		if (decimal_at >= 0)
+		{
+			out[n++] = '.';
+			memcpy(out + n, digits + whole, n_digits - whole);
+			n += n_digits - whole;
+		}
+		out[n] = '\0';
+		return true;
 	}
 }
 
@@ -514,6 +526,17 @@ extract_parse_date(const char *text, size_t len, char order, char out[11])
 		return false;
 	if (!valid_date(year, month, day))
 		return false;
-	snprintf(out, 11, "%04d-%02d-%02d", year, month, day);
+	/* as snprintf("%04d-%02d-%02d") writes it, without its cost per line */
+	out[0] = '0' + year / 1000 % 10;
+	out[1] = '0' + year / 100 % 10;
+	out[2] = '0' + year / 10 % 10;
+	out[3] = '0' + year % 10;
+	out[4] = '-';
+	out[5] = '0' + month / 10;
+	out[6] = '0' + month % 10;
+	out[7] = '-';
+	out[8] = '0' + day / 10;
+	out[9] = '0' + day % 10;
+	out[10] = '\0';
 	return true;
 }

@@ -7,13 +7,13 @@
  */
 #include "recovery.h"
 #include "extract.h"
-
-#include <openssl/evp.h>
+#include "payment_lines.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/guc.h"
@@ -88,153 +88,87 @@ mapping_char(Jsonb *mapping, const char *key)
 	return value[0];
 }
 
-#define MAX_CURRENCIES 256
-#define DIGEST_LENGTH 32
-
-typedef struct Currency
-{
-	char		code[4];
-	int			minor_units;
-} Currency;
-
-/* how often a record's fields were seen before in this file */
-typedef struct SeenRecord
-{
-	unsigned char digest[DIGEST_LENGTH];
-	uint32		count;
-} SeenRecord;
-
-typedef struct CsvRows
-{
-	ReturnSetInfo *rsinfo;
-	const char *default_currency;
-	Currency	currencies[MAX_CURRENCIES];
-	int			n_currencies;
-	HTAB	   *seen;
-	long		records;
-} CsvRows;
-
 /* what the last parse_csv() of this session read, for its caller */
 static long last_records = 0;
 static const char *last_encoding = "";
 static char last_delimiter = 0;
 
-static void
-load_currencies(CsvRows *rows)
+double
+recovery_reconcile_auto_apply(void)
 {
-	uint64		i;
-
-	SPI_connect();
-	recovery_spi_exec("SELECT code, minor_units FROM recovery.currencies", 0, NULL, NULL, NULL,
-					  SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed && i < MAX_CURRENCIES; i++)
-	{
-		strlcpy(rows->currencies[i].code, recovery_spi_text(i, 1), sizeof(rows->currencies[i].code));
-		rows->currencies[i].minor_units = atoi(recovery_spi_text(i, 2));
-	}
-	rows->n_currencies = (int) i;
-	SPI_finish();
+	return reconcile_auto_apply;
 }
 
-static const Currency *
-find_currency(const CsvRows *rows, const char *code)
+typedef struct CsvReading
 {
-	int			i;
+	PaymentReader *reader;
+	PaymentLines *lines;
+	CsvLineHook hook;
+	void	   *hook_arg;
+} CsvReading;
 
-	for (i = 0; i < rows->n_currencies; i++)
-		if (strcmp(rows->currencies[i].code, code) == 0)
-			return &rows->currencies[i];
-	return NULL;
-}
-
-/* "EUR", from " eur " or the mapping's default; "" when none */
-static void
-currency_code(const char *written, const char *fallback, char *code, size_t size)
-{
-	const char *from = written && written[0] ? written : (fallback ? fallback : "");
-	size_t		n = 0;
-
-	while (*from == ' ' || *from == '\t')
-		from++;
-	for (; *from && *from != ' ' && *from != '\t' && n + 1 < size; from++)
-		code[n++] = (*from >= 'a' && *from <= 'z') ? *from - ('a' - 'A') : *from;
-	code[n] = '\0';
-}
-
-/*
- * "-1234.56" in minor units of a currency with minor_units decimals; false
- * when it has more decimals than that.
- */
 static bool
-decimal_to_minor(const char *decimal, int minor_units, int64 *minor)
+read_csv_line(void *arg, const CsvLine *csv)
 {
-	const char *p = decimal;
-	bool		negative = *p == '-';
-	int64		value = 0;
-	int			decimals = -1;
+	CsvReading *reading = arg;
 
-	if (negative)
-		p++;
-	for (; *p; p++)
-	{
-		if (*p == '.')
-		{
-			decimals = 0;
-			continue;
-		}
-		if (decimals >= 0 && ++decimals > minor_units)
-			return false;
-		value = value * 10 + (*p - '0');
-	}
-	for (decimals = Max(decimals, 0); decimals < minor_units; decimals++)
-		value *= 10;
-	*minor = negative ? -value : value;
+	payment_line_from_csv(reading->reader, reading->lines, csv);
+	if (reading->hook)
+		reading->hook(reading->hook_arg, csv, &reading->lines->items[reading->lines->count - 1]);
+	CHECK_FOR_INTERRUPTS();
 	return true;
 }
 
-static void
-lower_into(StringInfo out, const char *text)
-{
-	for (; text && *text; text++)
-		appendStringInfoChar(out, (*text >= 'A' && *text <= 'Z') ? *text + ('a' - 'A') : *text);
-}
-
 /*
- * A record's fingerprint: SHA-256 of its normalized fields, then SHA-256 of
- * that and how many identical records came before it in the file, so that
- * two equal lines of one statement stay two payments and a second import of
- * the statement matches the first.
+ * The records of a CSV statement into lines (or, with a hook, each to the
+ * hook as it is read); what the file was (records, encoding, delimiter)
+ * into file_json when given.
  */
-static bytea *
-fingerprint(CsvRows *rows, const CsvLine *line, const char *currency)
+void
+recovery_csv_read(PaymentLines *lines, CsvLineHook hook, void *hook_arg,
+				  bytea *content, Jsonb *mapping, StringInfo file_json)
 {
-	StringInfoData key;
-	unsigned char digest[DIGEST_LENGTH + 4];
-	bytea	   *result = palloc(VARHDRSZ + DIGEST_LENGTH);
-	SeenRecord *seen;
-	bool		found;
+	CsvMapping	map;
+	CsvSummary	summary;
+	ExtractError error = {0};
+	CsvReading	reading;
+	int			f;
+	const char *order;
 
-	initStringInfo(&key);
-	appendStringInfo(&key, "%s|%s|%s|", line->date, line->amount, currency);
-	lower_into(&key, line->fields[CSV_REFERENCE]);
-	appendStringInfoChar(&key, '|');
-	lower_into(&key, line->fields[CSV_PAYER]);
-	appendStringInfo(&key, "|%s", line->fields[CSV_IBAN] ? line->fields[CSV_IBAN] : "");
-	if (EVP_Digest(key.data, key.len, digest, NULL, EVP_sha256(), NULL) != 1)
-		elog(ERROR, "SHA-256 failed");
-	pfree(key.data);
+	memset(&map, 0, sizeof(map));
+	for (f = 0; f < CSV_FIELD_COUNT; f++)
+		map.columns[f] = mapping_text(mapping, csv_field_names[f]);
+	map.delimiter = mapping_char(mapping, "delimiter");
+	map.decimal = mapping_char(mapping, "decimal");
+	order = mapping_text(mapping, "date_order");
+	map.date_order = order ? (order[0] == 'M' ? 'M' : 'D') : 0;
 
-	seen = hash_search(rows->seen, digest, HASH_ENTER, &found);
-	seen->count = found ? seen->count + 1 : 1;
-	digest[DIGEST_LENGTH] = (seen->count >> 24) & 0xFF;
-	digest[DIGEST_LENGTH + 1] = (seen->count >> 16) & 0xFF;
-	digest[DIGEST_LENGTH + 2] = (seen->count >> 8) & 0xFF;
-	digest[DIGEST_LENGTH + 3] = seen->count & 0xFF;
-	if (EVP_Digest(digest, sizeof(digest), (unsigned char *) VARDATA(result), NULL,
-				   EVP_sha256(), NULL) != 1)
-		elog(ERROR, "SHA-256 failed");
-	SET_VARSIZE(result, VARHDRSZ + DIGEST_LENGTH);
-	return result;
+	/* statements have lines of 60 to 200 bytes */
+	reading.reader = payment_reader_create(mapping_text(mapping, "default_currency"),
+										   VARSIZE_ANY_EXHDR(content) / 64);
+	reading.lines = lines;
+	reading.hook = hook;
+	reading.hook_arg = hook_arg;
+	if (!csv_parse(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content), &map,
+				   read_csv_line, &reading, &summary, &error))
+		report_unreadable("CSV statement", &error);
+
+	last_records = summary.records;
+	last_encoding = summary.encoding == EXTRACT_WINDOWS_1252 ? "windows-1252"
+		: summary.encoding == EXTRACT_UTF8_BOM ? "utf-8 with BOM" : "utf-8";
+	last_delimiter = summary.delimiter;
+	if (file_json)
+	{
+		ExtractBuf	json;
+
+		xbuf_init(&json);
+		xbuf_appends(&json, "{\"encoding\": ");
+		xbuf_json_string(&json, last_encoding, strlen(last_encoding));
+		xbuf_appends(&json, ", \"delimiter\": ");
+		xbuf_json_string(&json, &summary.delimiter, 1);
+		xbuf_appendc(&json, '}');
+		appendStringInfoString(file_json, json.data);
+	}
 }
 
 static Datum
@@ -244,50 +178,45 @@ text_or_null(const char *value, bool *isnull)
 	return *isnull ? (Datum) 0 : CStringGetTextDatum(value);
 }
 
-static bool
-put_csv_line(void *arg, const CsvLine *line)
+typedef struct CsvRow
 {
-	CsvRows    *rows = arg;
+	ReturnSetInfo *rsinfo;
+	PaymentLines *lines;
+} CsvRow;
+
+/* parse_csv(): each line as a row, then forgotten */
+static void
+put_csv_row(void *arg, const CsvLine *csv, PaymentLine *line)
+{
+	CsvRow	   *row = arg;
 	Datum		values[13];
 	bool		nulls[13] = {false};
-	char		code[8];
-	const Currency *currency;
-	const char *problem = line->problem;
-	int64		minor = 0;
+	bytea	   *fp = palloc(VARHDRSZ + FINGERPRINT_LENGTH);
 
-	rows->records++;
-	currency_code(line->fields[CSV_CURRENCY], rows->default_currency, code, sizeof(code));
-	currency = code[0] ? find_currency(rows, code) : NULL;
-	if (!problem && !code[0])
-		problem = "no currency: add a currency column or default_currency to the mapping";
-	else if (!problem && !currency)
-		problem = psprintf("unknown currency %s", code);
-	else if (!problem && !decimal_to_minor(line->amount, currency->minor_units, &minor))
-		problem = psprintf("more decimals than %s has", code);
-
-	values[0] = Int32GetDatum((int32) line->line);
-	values[1] = Int32GetDatum((int32) line->start);
-	values[2] = Int32GetDatum((int32) line->end);
-	if (line->date[0])
-		values[3] = DirectFunctionCall1(date_in, CStringGetDatum(line->date));
-	else
-		nulls[3] = true;
-	if (line->amount[0])
-		values[4] = DirectFunctionCall3(numeric_in, CStringGetDatum(line->amount),
+	values[0] = Int32GetDatum(line->line_no);
+	values[1] = Int32GetDatum(line->span_start);
+	values[2] = Int32GetDatum(line->span_end);
+	values[3] = DateADTGetDatum(line->booked_on);
+	nulls[3] = !line->has_date;
+	if (csv->amount[0])
+		values[4] = DirectFunctionCall3(numeric_in, CStringGetDatum(csv->amount),
 										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	else
 		nulls[4] = true;
-	values[5] = Int64GetDatum(minor);
-	nulls[5] = problem != NULL;
-	values[6] = text_or_null(code, &nulls[6]);
-	values[7] = text_or_null(line->fields[CSV_REFERENCE], &nulls[7]);
-	values[8] = text_or_null(line->fields[CSV_PAYER], &nulls[8]);
-	values[9] = text_or_null(line->fields[CSV_IBAN], &nulls[9]);
-	values[10] = Float4GetDatum((float4) line->confidence);
-	values[11] = PointerGetDatum(fingerprint(rows, line, code));
-	values[12] = text_or_null(problem, &nulls[12]);
-	tuplestore_putvalues(rows->rsinfo->setResult, rows->rsinfo->setDesc, values, nulls);
-	return true;
+	values[5] = Int64GetDatum(line->amount);
+	nulls[5] = !line->has_amount;
+	values[6] = text_or_null(line->currency, &nulls[6]);
+	values[7] = text_or_null(line->reference, &nulls[7]);
+	values[8] = text_or_null(line->payer, &nulls[8]);
+	values[9] = text_or_null(line->iban, &nulls[9]);
+	values[10] = Float4GetDatum(line->confidence);
+	SET_VARSIZE(fp, VARHDRSZ + FINGERPRINT_LENGTH);
+	memcpy(VARDATA(fp), line->fingerprint, FINGERPRINT_LENGTH);
+	values[11] = PointerGetDatum(fp);
+	values[12] = text_or_null(line->problem, &nulls[12]);
+	tuplestore_putvalues(row->rsinfo->setResult, row->rsinfo->setDesc, values, nulls);
+	row->lines->count = 0;
+	MemoryContextReset(row->lines->strings);
 }
 
 PG_FUNCTION_INFO_V1(recovery_parse_csv);
@@ -304,48 +233,19 @@ PG_FUNCTION_INFO_V1(recovery_parse_email);
 Datum
 recovery_parse_csv(PG_FUNCTION_ARGS)
 {
-	bytea	   *content;
 	Jsonb	   *mapping = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	CsvMapping	map;
-	CsvSummary	summary;
-	ExtractError error = {0};
-	CsvRows		rows;
-	int			f;
-	const char *order;
+	PaymentLines lines;
+	CsvRow		row;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_VALIDATION),
 				 errmsg("a statement needs its content")));
-	content = PG_GETARG_BYTEA_PP(0);
-	memset(&map, 0, sizeof(map));
-	for (f = 0; f < CSV_FIELD_COUNT; f++)
-		map.columns[f] = mapping_text(mapping, csv_field_names[f]);
-	map.delimiter = mapping_char(mapping, "delimiter");
-	map.decimal = mapping_char(mapping, "decimal");
-	order = mapping_text(mapping, "date_order");
-	map.date_order = order ? (order[0] == 'M' ? 'M' : 'D') : 0;
-
-	memset(&rows, 0, sizeof(rows));
-	load_currencies(&rows);
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = DIGEST_LENGTH;
-		ctl.entrysize = sizeof(SeenRecord);
-		ctl.hcxt = CurrentMemoryContext;
-		rows.seen = hash_create("records seen", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
 	InitMaterializedSRF(fcinfo, 0);
-	rows.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	rows.default_currency = mapping_text(mapping, "default_currency");
-	if (!csv_parse(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content), &map,
-				   put_csv_line, &rows, &summary, &error))
-		report_unreadable("CSV statement", &error);
-	last_records = rows.records;
-	last_encoding = summary.encoding == EXTRACT_WINDOWS_1252 ? "windows-1252"
-		: summary.encoding == EXTRACT_UTF8_BOM ? "utf-8 with BOM" : "utf-8";
-	last_delimiter = summary.delimiter;
+	row.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	row.lines = &lines;
+	payment_lines_init(&lines, 16);
+	recovery_csv_read(&lines, put_csv_row, &row, PG_GETARG_BYTEA_PP(0), mapping, NULL);
 	return (Datum) 0;
 }
 

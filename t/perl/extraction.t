@@ -76,6 +76,7 @@ $db->do(q{SELECT recovery.bank_mapping_save('sparkasse', '{"date": "Buchungstag"
           "currency": "Währung", "reference": "Verwendungszweck", "payer": "Auftraggeber/Empfänger",
           "delimiter": ";", "decimal": ","}')});
 my $r = extract('statement', $sparkasse, 'sparkasse');
+my $sparkasse_id = $r->{id};
 is($r->{lines}, 3, 'a Windows-1252 statement with semicolons, decimal commas and a line break in a quoted field: 3 lines');
 my @lines = @{ lines_of($r->{id}) };
 is_deeply([map { $_->{status} } @lines], [qw(applied ignored unmatched)],
@@ -131,8 +132,14 @@ ok($waiting, 'the review queue lists the line with its suggested case');
 my $confirmed = JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_confirm($1)}, $waiting->{id}));
 is($confirmed->{status}, 'confirmed', 'a person confirms it');
 is(balance($b), 0, 'and the money is recorded');
+ok(!grep({ $_->{status} ne 'review' } @{ $queue->{items} }), 'the queue holds the lines in review only');
+ok(!eval { value(q{SELECT recovery.api_reconciliation_queue('unmatched', NULL, 200)}); 1 },
+   'lines no rule matched are not listed across all extractions');
+is($db->state, 'PR004', 'but per extraction (PR004 says so)');
 my ($unmatched) = map { $_->{id} } grep { ($_->{reference} // '') eq $unknown }
-    @{ JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_queue('unmatched', NULL, 200)}))->{items} };
+    @{ JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_queue('unmatched', NULL, 200, $1)},
+                                   $sparkasse_id))->{items} };
+ok($unmatched, 'the statement\'s unmatched line is listed with its extraction');
 my $rejected = JSON::PP->new->decode(value(q{SELECT recovery.api_reconciliation_reject($1, 'not ours')}, $unmatched));
 is($rejected->{status}, 'rejected', 'another is rejected with a reason');
 ok(!eval { $db->do(q{SELECT recovery.api_reconciliation_reject($1, 'again')}, undef, $unmatched); 1 },

@@ -1,0 +1,514 @@
+/*
+ * reconcile.c
+ *		Payments found, matched to cases and applied.
+ *
+ * The rules, best first; a candidate is always in the payment's currency:
+ *		1. the case reference the system issues (RC-000042)		1.00
+ *		2. an invoice that is in a case (INV-2026-000123)			0.95
+ *		3. the customer's number (CUST-17) with an open case:		0.90 when the
+ *		   amount is its balance, else 0.70
+ *		4. the payer's name, when one open case has it:			0.80 with the
+ *		   balance, else 0.60
+ * Lines scored at least recovery.reconcile_auto_apply are applied through
+ * case_record_payment(), as money a person records is; the others with a
+ * candidate wait for review, and so does a line the case cannot take.
+ *
+ * Each rule reads the smaller side: when the database has fewer rows for a
+ * rule than the file has lines quoting it, it reads them all once;
+ * otherwise it asks for the tokens of the file only.  A million-line
+ * statement against a few cases, and a few lines against a million cases,
+ * both cost what they should.
+ */
+#include "recovery.h"
+#include "payment_lines.h"
+
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+typedef struct Candidate
+{
+	int64		case_id;
+	int64		customer_id;
+	bool		has_balance;
+	int64		balance;
+	char		currency[4];
+	struct Candidate *next;		/* other cases under the same token */
+} Candidate;
+
+typedef struct TokenEntry
+{
+	const char *key;
+	Candidate  *candidates;
+	char		status;
+} TokenEntry;
+
+#define SH_PREFIX tokens
+#define SH_ELEMENT_TYPE TokenEntry
+#define SH_KEY_TYPE const char *
+#define SH_KEY key
+#define SH_HASH_KEY(tb, key) hash_bytes((const unsigned char *) (key), strlen(key))
+#define SH_EQUAL(tb, a, b) (strcmp((a), (b)) == 0)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+#define TOKEN_MAX 96
+
+/* One rule: how a line's token is read, and how the database is asked. */
+typedef struct Rule
+{
+	const char *name;
+	int			score;			/* hundredths; with the balance */
+	int			score_without_balance;	/* -1: the rule needs no balance */
+	bool		(*token) (const PaymentLine *line, char *out);
+	const char *count_sql;		/* $1: the most rows worth counting */
+	const char *all_sql;		/* every candidate */
+	const char *some_sql;		/* the candidates of $1 */
+	Oid			array_type;		/* of $1 in some_sql */
+	tokens_hash *table;
+} Rule;
+
+static inline bool
+word_char(unsigned char c)
+{
+	return c >= 0x80 || c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+/* "RC-000042", "rc 42", "RC42" as a word: "42" */
+static bool
+case_reference_token(const PaymentLine *line, char *out)
+{
+	const char *s = line->reference;
+	size_t		i;
+
+	for (i = 0; s && s[i]; i++)
+	{
+		size_t		j = i + 2,
+					digits,
+					zeros = 0;
+
+		if ((s[i] | 0x20) != 'r' || (s[i + 1] | 0x20) != 'c' || (i > 0 && word_char(s[i - 1])))
+			continue;
+		if (s[j] == '-' || s[j] == ' ')
+			j++;
+		for (digits = 0; s[j + digits] >= '0' && s[j + digits] <= '9'; digits++)
+			;
+		if (digits == 0 || word_char(s[j + digits]))
+			continue;
+		while (zeros + 1 < digits && s[j + zeros] == '0')
+			zeros++;
+		if (digits - zeros > 12)
+			continue;
+		memcpy(out, s + j + zeros, digits - zeros);
+		out[digits - zeros] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/* the first word starting with prefix (case-insensitive), upper case */
+static bool
+prefixed_token(const char *s, const char *prefix, bool digits_only, char *out)
+{
+	size_t		plen = strlen(prefix),
+				i,
+				k;
+
+	for (i = 0; s && s[i]; i++)
+	{
+		size_t		n = 0;
+
+		if (i > 0 && word_char(s[i - 1]))
+			continue;
+		for (k = 0; k < plen && s[i + k] && (s[i + k] | 0x20) == (prefix[k] | 0x20); k++)
+			;
+		if (k < plen)
+			continue;
+		while (n + plen < TOKEN_MAX - 1)
+		{
+			char		c = s[i + plen + n];
+
+			if (!((c >= '0' && c <= '9') ||
+				  (!digits_only && (c == '-' || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')))))
+				break;
+			n++;
+		}
+		if (n == 0 || (digits_only && word_char(s[i + plen + n])))
+			continue;
+		for (k = 0; k < plen + n; k++)
+			out[k] = (s[i + k] >= 'a' && s[i + k] <= 'z') ? s[i + k] - ('a' - 'A') : s[i + k];
+		out[k] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static bool
+invoice_token(const PaymentLine *line, char *out)
+{
+	return prefixed_token(line->reference, "INV-", false, out);
+}
+
+static bool
+customer_token(const PaymentLine *line, char *out)
+{
+	return prefixed_token(line->reference, "CUST-", true, out);
+}
+
+/* lower(btrim(payer)), as SQL lowers it; ASCII names are lowered here */
+static bool
+payer_token(const PaymentLine *line, char *out)
+{
+	const char *s = line->payer;
+	size_t		len,
+				i;
+	bool		ascii = true;
+
+	if (s == NULL)
+		return false;
+	while (*s == ' ')
+		s++;
+	len = strlen(s);
+	while (len > 0 && s[len - 1] == ' ')
+		len--;
+	if (len == 0 || len >= TOKEN_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		ascii &= (unsigned char) s[i] < 0x80;
+		out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? s[i] + ('a' - 'A') : s[i];
+	}
+	out[len] = '\0';
+	if (!ascii)
+	{
+		char	   *lowered = str_tolower(s, len, DEFAULT_COLLATION_OID);
+
+		if (strlen(lowered) >= TOKEN_MAX)
+			return false;
+		strcpy(out, lowered);
+		pfree(lowered);
+	}
+	return true;
+}
+
+#define OPEN_CASES_OF_CUSTOMERS \
+	" FROM recovery.customers cu JOIN recovery.recovery_cases c ON c.customer_id = cu.id" \
+	" WHERE NOT recovery.case_state_is_terminal(c.state)"
+
+static Rule rules[] = {
+	{"case reference", 100, -1, case_reference_token,
+		"SELECT count(*) FROM (SELECT 1 FROM recovery.recovery_cases LIMIT $1) s",
+		"SELECT c.id::text, c.currency::text, c.id, c.customer_id, NULL::bigint FROM recovery.recovery_cases c",
+		"SELECT c.id::text, c.currency::text, c.id, c.customer_id, NULL::bigint FROM recovery.recovery_cases c"
+		" WHERE c.id = ANY ($1)", INT8ARRAYOID},
+	{"invoice", 95, -1, invoice_token,
+		"SELECT count(*) FROM (SELECT 1 FROM recovery.payments p"
+		" WHERE p.case_id IS NOT NULL AND p.external_ref IS NOT NULL LIMIT $1) s",
+		"SELECT p.external_ref, p.currency::text, p.case_id, p.customer_id, NULL::bigint FROM recovery.payments p"
+		" WHERE p.case_id IS NOT NULL AND p.external_ref IS NOT NULL ORDER BY p.case_id",
+		"SELECT p.external_ref, p.currency::text, p.case_id, p.customer_id, NULL::bigint FROM recovery.payments p"
+		" WHERE p.case_id IS NOT NULL AND p.external_ref = ANY ($1) ORDER BY p.case_id", TEXTARRAYOID},
+	{"customer", 90, 70, customer_token,
+		"SELECT count(*) FROM (SELECT 1" OPEN_CASES_OF_CUSTOMERS " AND cu.external_ref IS NOT NULL LIMIT $1) s",
+		"SELECT cu.external_ref, c.currency::text, c.id, c.customer_id, c.balance" OPEN_CASES_OF_CUSTOMERS
+		" AND cu.external_ref IS NOT NULL ORDER BY c.id",
+		"SELECT cu.external_ref, c.currency::text, c.id, c.customer_id, c.balance" OPEN_CASES_OF_CUSTOMERS
+		" AND cu.external_ref = ANY ($1) ORDER BY c.id", TEXTARRAYOID},
+	{"payer name", 80, 60, payer_token,
+		"SELECT count(*) FROM (SELECT 1" OPEN_CASES_OF_CUSTOMERS " AND cu.erased_at IS NULL LIMIT $1) s",
+		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_CUSTOMERS
+		" AND cu.erased_at IS NULL GROUP BY lower(cu.name), c.currency HAVING count(*) = 1",
+		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_CUSTOMERS
+		" AND cu.erased_at IS NULL AND lower(cu.name) = ANY ($1)"
+		" GROUP BY lower(cu.name), c.currency HAVING count(*) = 1", TEXTARRAYOID},
+};
+
+#define N_RULES lengthof(rules)
+
+static bool
+payable(const PaymentLine *line)
+{
+	return line->has_amount && line->amount > 0 && line->problem == NULL;
+}
+
+/* the rows of the last SPI query into the rule's table */
+static void
+remember_candidates(Rule *rule, MemoryContext context)
+{
+	uint64		i;
+	MemoryContext old = MemoryContextSwitchTo(context);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *key = recovery_spi_text(i, 1);
+		char	   *currency = recovery_spi_text(i, 2);
+		Candidate  *candidate = palloc0(sizeof(Candidate));
+		Candidate **last;
+		TokenEntry *entry;
+		bool		found;
+
+		if (key == NULL || currency == NULL)
+			continue;
+		candidate->case_id = recovery_spi_int64(i, 3, NULL);
+		candidate->customer_id = recovery_spi_int64(i, 4, NULL);
+		candidate->balance = recovery_spi_int64(i, 5, &candidate->has_balance);
+		candidate->has_balance = !candidate->has_balance;
+		strlcpy(candidate->currency, currency, sizeof(candidate->currency));
+		entry = tokens_insert(rule->table, key, &found);
+		if (!found)
+			entry->candidates = NULL;
+		/* in the order the query gave: the oldest case first */
+		for (last = &entry->candidates; *last; last = &(*last)->next)
+			;
+		*last = candidate;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Reads what the database has for the tokens the lines quote. */
+static void
+load_rule(Rule *rule, PaymentLines *lines, MemoryContext context)
+{
+	char		token[TOKEN_MAX];
+	int64		quoting = 0,
+				i;
+	Datum		limit;
+	Oid			int8oid = INT8OID;
+
+	rule->table = tokens_create(context, 256, NULL);
+	for (i = 0; i < lines->count; i++)
+		if (payable(&lines->items[i]) && lines->items[i].score < 0 &&
+			rule->token(&lines->items[i], token))
+			quoting++;
+	if (quoting == 0)
+		return;
+
+	limit = Int64GetDatum(quoting);
+	recovery_spi_exec(rule->count_sql, 1, &int8oid, &limit, NULL, SPI_OK_SELECT);
+	if (recovery_spi_int64(0, 1, NULL) < quoting)
+		recovery_spi_exec(rule->all_sql, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	else
+	{
+		/* the distinct tokens of the file, as an array */
+		tokens_hash *distinct = tokens_create(CurrentMemoryContext, (uint32) Min(quoting, 1 << 20), NULL);
+		Datum	   *values = palloc(sizeof(Datum) * quoting);
+		int			n = 0;
+		Datum		array;
+		tokens_iterator it;
+		TokenEntry *entry;
+		bool		found;
+
+		for (i = 0; i < lines->count; i++)
+			if (payable(&lines->items[i]) && lines->items[i].score < 0 &&
+				rule->token(&lines->items[i], token))
+				(void) tokens_insert(distinct, pstrdup(token), &found);
+		tokens_start_iterate(distinct, &it);
+		while ((entry = tokens_iterate(distinct, &it)) != NULL)
+			values[n++] = rule->array_type == INT8ARRAYOID
+				? Int64GetDatum(strtoll(entry->key, NULL, 10)) : CStringGetTextDatum(entry->key);
+		array = rule->array_type == INT8ARRAYOID
+			? PointerGetDatum(construct_array(values, n, INT8OID, 8, true, TYPALIGN_DOUBLE))
+			: PointerGetDatum(construct_array(values, n, TEXTOID, -1, false, TYPALIGN_INT));
+		recovery_spi_exec(rule->some_sql, 1, &rule->array_type, &array, NULL, SPI_OK_SELECT);
+	}
+	remember_candidates(rule, context);
+}
+
+static char *
+case_reference(int64 case_id)
+{
+	return psprintf("RC-%06lld", (long long) case_id);
+}
+
+static void
+match_line(PaymentLine *line, PaymentLines *lines, int r)
+{
+	Rule	   *rule = &rules[r];
+	char		token[TOKEN_MAX];
+	TokenEntry *entry;
+	Candidate  *candidate,
+			   *chosen = NULL;
+	bool		balance;
+	MemoryContext old;
+
+	if (!rule->token(line, token) || (entry = tokens_lookup(rule->table, token)) == NULL)
+		return;
+	for (candidate = entry->candidates; candidate; candidate = candidate->next)
+		if (strcmp(candidate->currency, line->currency) == 0 &&
+			(chosen == NULL ||
+			 (candidate->has_balance && candidate->balance == line->amount && chosen->balance != line->amount)))
+			chosen = candidate;
+	if (chosen == NULL)
+		return;
+	balance = chosen->has_balance && chosen->balance == line->amount;
+	line->case_id = chosen->case_id;
+	line->customer_id = chosen->customer_id;
+	line->score = rule->score_without_balance < 0 || balance ? rule->score : rule->score_without_balance;
+
+	old = MemoryContextSwitchTo(lines->strings);
+	switch (r)
+	{
+		case 0:
+			line->reason = psprintf("case reference %s", case_reference(chosen->case_id));
+			break;
+		case 1:
+			line->reason = psprintf("invoice %s", token);
+			break;
+		case 2:
+			line->reason = psprintf("customer %s%s", token, balance ? " and the balance" : "");
+			break;
+		default:
+			line->reason = psprintf("payer name%s", balance ? " and the balance" : "");
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Each payable line's best candidate (case_id, customer_id, score, reason),
+ * by the rules in order.  A case given with the text (case_id) stands for
+ * the reference of the lines that quote none.
+ */
+void
+reconcile_match(PaymentLines *lines, int64 case_id)
+{
+	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext, "reconcile candidates",
+												  ALLOCSET_DEFAULT_SIZES);
+	int64		i;
+	int			r;
+
+	if (case_id > 0)
+	{
+		const char *reference = MemoryContextStrdup(lines->strings, case_reference(case_id));
+
+		for (i = 0; i < lines->count; i++)
+			if (lines->items[i].reference == NULL)
+				lines->items[i].reference = reference;
+	}
+
+	SPI_connect();
+	/* each rule reads only for the lines the rules before it left */
+	for (r = 0; r < (int) N_RULES; r++)
+	{
+		load_rule(&rules[r], lines, context);
+		for (i = 0; i < lines->count; i++)
+			if (payable(&lines->items[i]) && lines->items[i].score < 0)
+				match_line(&lines->items[i], lines, r);
+	}
+	SPI_finish();
+	MemoryContextDelete(context);
+}
+
+/* An error a case gives for money it cannot take: the line waits for review. */
+static bool
+refused_by_case(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_RECOVERY_ILLEGAL_TRANSITION ||
+		sqlerrcode == ERRCODE_RECOVERY_VALIDATION ||
+		sqlerrcode == ERRCODE_RECOVERY_CURRENCY_MISMATCH ||
+		sqlerrcode == ERRCODE_RECOVERY_OVERPAYMENT;
+}
+
+/*
+ * case_record_payment() in a subtransaction, as PL/pgSQL's EXCEPTION does:
+ * the receipt's id, or 0 with why the case refused.
+ */
+static int64
+record_payment(const PaymentLine *line, int64 extraction_id, char **refused)
+{
+	static const char *sql =
+		"SELECT r.id FROM recovery.case_record_payment($1, $2, $3, $4, $5) r";
+	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[5];
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *note = psprintf("extraction %lld line %d: %s", (long long) extraction_id,
+								line->line_no > 0 ? line->line_no : 1,
+								line->reference ? line->reference : (line->payer ? line->payer : ""));
+	int64		receipt = 0;
+
+	note[pg_mbcliplen(note, strlen(note), 200)] = '\0';
+	values[0] = Int64GetDatum(line->case_id);
+	values[1] = Int64GetDatum(line->amount);
+	values[2] = CStringGetTextDatum(line->currency);
+	values[3] = CStringGetTextDatum(note);
+	values[4] = line->has_date ? TimestampTzGetDatum(date2timestamptz_opt_overflow(line->booked_on, NULL))
+		: TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		recovery_spi_exec(sql, 5, types, values, NULL, SPI_OK_SELECT);
+		receipt = recovery_spi_int64(0, 1, NULL);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		MemoryContextSwitchTo(old);
+		error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		if (!refused_by_case(error->sqlerrcode))
+			ReThrowError(error);
+		*refused = pstrdup(error->message);
+		FreeErrorData(error);
+	}
+	PG_END_TRY();
+	return receipt;
+}
+
+/*
+ * What becomes of each line: ignored (not money received), unmatched (no
+ * candidate), applied (scored at least threshold, and the case took it) or
+ * review.
+ */
+void
+reconcile_apply(PaymentLines *lines, int64 extraction_id, double threshold)
+{
+	int64		i;
+
+	SPI_connect();
+	for (i = 0; i < lines->count; i++)
+	{
+		PaymentLine *line = &lines->items[i];
+		char	   *refused = NULL;
+
+		if (!payable(line))
+		{
+			line->status = "ignored";
+			line->reason = line->problem ? line->problem : "money paid out, not received";
+			continue;
+		}
+		if (line->score < 0)
+		{
+			line->status = "unmatched";
+			continue;
+		}
+		line->status = "review";
+		if (line->score < threshold * 100 - 1e-9)
+			continue;
+		line->receipt_id = record_payment(line, extraction_id, &refused);
+		if (line->receipt_id > 0)
+			line->status = "applied";
+		else
+			line->reason = MemoryContextStrdup(lines->strings,
+											   psprintf("%s; not applied: %s", line->reason, refused));
+	}
+	SPI_finish();
+}

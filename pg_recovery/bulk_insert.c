@@ -118,7 +118,13 @@ bulk_insert_slot(BulkInsert *bulk)
 	if (bulk->used == BULK_INSERT_BATCH)
 		flush(bulk);
 	if (bulk->slots[bulk->used] == NULL)
+	{
+		/* slots live as long as the bulk insert, whatever the caller's context */
+		MemoryContext old = MemoryContextSwitchTo(bulk->estate->es_query_cxt);
+
 		bulk->slots[bulk->used] = table_slot_create(bulk->rel, &bulk->estate->es_tupleTable);
+		MemoryContextSwitchTo(old);
+	}
 	slot = bulk->slots[bulk->used];
 	ExecClearTuple(slot);
 	return slot;

@@ -7,7 +7,10 @@
  */
 #include "recovery.h"
 #include "extract.h"
-#include "payment_lines.h"
+#include "extraction.h"
+#include "statement_reader.h"
+
+#include <stdlib.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -34,17 +37,31 @@ recovery_define_extraction_gucs(void)
 							 NULL, NULL, NULL);
 }
 
-/* The parsers allocate in the caller's memory context. */
+/*
+ * The parsers allocate in the caller's memory context, or with malloc on
+ * the statement reader's thread.
+ */
 void *
 extract_realloc(void *pointer, size_t size)
 {
+	if (statement_reader_thread)
+	{
+		/* on the statement reader's thread: nothing of PostgreSQL */
+		void	   *moved = realloc(pointer, size);
+
+		if (moved == NULL)
+			statement_reader_out_of_memory();
+		return moved;
+	}
 	return pointer ? repalloc(pointer, size) : palloc(size);
 }
 
 void
 extract_free(void *pointer)
 {
-	if (pointer)
+	if (statement_reader_thread)
+		free(pointer);
+	else if (pointer)
 		pfree(pointer);
 }
 
@@ -99,60 +116,122 @@ recovery_reconcile_auto_apply(void)
 	return reconcile_auto_apply;
 }
 
-typedef struct CsvReading
+/* A bank mapping (jsonb) as the parser takes it. */
+void
+recovery_csv_mapping(Jsonb *mapping, CsvMapping *map, const char **default_currency)
 {
-	PaymentReader *reader;
-	PaymentLines *lines;
-	CsvLineHook hook;
-	void	   *hook_arg;
-} CsvReading;
+	const char *order;
+	int			f;
 
-static bool
-read_csv_line(void *arg, const CsvLine *csv)
-{
-	CsvReading *reading = arg;
-
-	payment_line_from_csv(reading->reader, reading->lines, csv);
-	if (reading->hook)
-		reading->hook(reading->hook_arg, csv, &reading->lines->items[reading->lines->count - 1]);
-	CHECK_FOR_INTERRUPTS();
-	return true;
+	memset(map, 0, sizeof(*map));
+	for (f = 0; f < CSV_FIELD_COUNT; f++)
+		map->columns[f] = mapping_text(mapping, csv_field_names[f]);
+	map->delimiter = mapping_char(mapping, "delimiter");
+	map->decimal = mapping_char(mapping, "decimal");
+	order = mapping_text(mapping, "date_order");
+	map->date_order = order ? (order[0] == 'M' ? 'M' : 'D') : 0;
+	*default_currency = mapping_text(mapping, "default_currency");
 }
 
-/*
- * The records of a CSV statement into lines (or, with a hook, each to the
- * hook as it is read); what the file was (records, encoding, delimiter)
- * into file_json when given.
- */
-void
-recovery_csv_read(PaymentLines *lines, CsvLineHook hook, void *hook_arg,
-				  bytea *content, Jsonb *mapping, StringInfo file_json)
+/* The currencies we know, for reading amounts exactly. */
+PaymentCurrency *
+recovery_currencies(int *count)
 {
+	PaymentCurrency *currencies;
+	uint64		i;
+
+	SPI_connect();
+	recovery_spi_exec("SELECT code, minor_units FROM recovery.currencies", 0, NULL, NULL, NULL,
+					  SPI_OK_SELECT);
+	currencies = SPI_palloc(sizeof(PaymentCurrency) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		strlcpy(currencies[i].code, recovery_spi_text(i, 1), sizeof(currencies[i].code));
+		currencies[i].minor_units = atoi(recovery_spi_text(i, 2));
+	}
+	*count = (int) SPI_processed;
+	SPI_finish();
+	return currencies;
+}
+
+struct StatementReading
+{
+	StatementReader *reader;
+	PaymentBatch *current;
+};
+
+/* The reader is stopped if the backend gives up on it (an error, a cancel). */
+static void
+cancel_reading(void *arg)
+{
+	StatementReading *reading = arg;
+
+	payment_batch_free(reading->current);
+	reading->current = NULL;
+	if (reading->reader)
+		statement_reader_cancel(reading->reader);
+	reading->reader = NULL;
+}
+
+StatementReading *
+recovery_statement_reading_start(bytea *content, Jsonb *mapping)
+{
+	StatementReading *reading = palloc0(sizeof(StatementReading));
+	MemoryContextCallback *cleanup = palloc(sizeof(MemoryContextCallback));
 	CsvMapping	map;
+	const char *default_currency;
+	PaymentCurrency *currencies;
+	int			n_currencies;
+
+	recovery_csv_mapping(mapping, &map, &default_currency);
+	currencies = recovery_currencies(&n_currencies);
+	cleanup->func = cancel_reading;
+	cleanup->arg = reading;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cleanup);
+	reading->reader = statement_reader_start(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content), &map,
+											 currencies, n_currencies, default_currency);
+	if (reading->reader == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory for reading a statement")));
+	return reading;
+}
+
+/* The next batch, NULL at the end; waits for the reader's thread. */
+PaymentBatch *
+recovery_statement_reading_next(StatementReading *reading)
+{
+	statement_reader_recycle(reading->reader, reading->current);
+	reading->current = NULL;
+	for (;;)
+	{
+		switch (statement_reader_next(reading->reader, &reading->current))
+		{
+			case READER_BATCH:
+				return reading->current;
+			case READER_END:
+				return NULL;
+			case READER_WAITING:
+				CHECK_FOR_INTERRUPTS();
+				break;
+		}
+	}
+}
+
+/* What the file was (records, encoding, delimiter); its error, if any. */
+void
+recovery_statement_reading_finish(StatementReading *reading, StringInfo file_json)
+{
 	CsvSummary	summary;
-	ExtractError error = {0};
-	CsvReading	reading;
-	int			f;
-	const char *order;
+	ExtractError error;
+	bool		ok;
 
-	memset(&map, 0, sizeof(map));
-	for (f = 0; f < CSV_FIELD_COUNT; f++)
-		map.columns[f] = mapping_text(mapping, csv_field_names[f]);
-	map.delimiter = mapping_char(mapping, "delimiter");
-	map.decimal = mapping_char(mapping, "decimal");
-	order = mapping_text(mapping, "date_order");
-	map.date_order = order ? (order[0] == 'M' ? 'M' : 'D') : 0;
-
-	/* statements have lines of 60 to 200 bytes */
-	reading.reader = payment_reader_create(mapping_text(mapping, "default_currency"),
-										   VARSIZE_ANY_EXHDR(content) / 64);
-	reading.lines = lines;
-	reading.hook = hook;
-	reading.hook_arg = hook_arg;
-	if (!csv_parse(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content), &map,
-				   read_csv_line, &reading, &summary, &error))
+	payment_batch_free(reading->current);
+	reading->current = NULL;
+	ok = statement_reader_finish(reading->reader, &summary, &error);
+	reading->reader = NULL;
+	if (!ok)
 		report_unreadable("CSV statement", &error);
-
 	last_records = summary.records;
 	last_encoding = summary.encoding == EXTRACT_WINDOWS_1252 ? "windows-1252"
 		: summary.encoding == EXTRACT_UTF8_BOM ? "utf-8 with BOM" : "utf-8";
@@ -178,17 +257,10 @@ text_or_null(const char *value, bool *isnull)
 	return *isnull ? (Datum) 0 : CStringGetTextDatum(value);
 }
 
-typedef struct CsvRow
-{
-	ReturnSetInfo *rsinfo;
-	PaymentLines *lines;
-} CsvRow;
-
-/* parse_csv(): each line as a row, then forgotten */
+/* parse_csv(): one row */
 static void
-put_csv_row(void *arg, const CsvLine *csv, PaymentLine *line)
+put_csv_row(ReturnSetInfo *rsinfo, const PaymentLine *line)
 {
-	CsvRow	   *row = arg;
 	Datum		values[13];
 	bool		nulls[13] = {false};
 	bytea	   *fp = palloc(VARHDRSZ + FINGERPRINT_LENGTH);
@@ -198,11 +270,8 @@ put_csv_row(void *arg, const CsvLine *csv, PaymentLine *line)
 	values[2] = Int32GetDatum(line->span_end);
 	values[3] = DateADTGetDatum(line->booked_on);
 	nulls[3] = !line->has_date;
-	if (csv->amount[0])
-		values[4] = DirectFunctionCall3(numeric_in, CStringGetDatum(csv->amount),
-										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	else
-		nulls[4] = true;
+	values[4] = NumericGetDatum(int64_div_fast_to_numeric(line->amount_read, line->amount_scale));
+	nulls[4] = !line->has_amount_read;
 	values[5] = Int64GetDatum(line->amount);
 	nulls[5] = !line->has_amount;
 	values[6] = text_or_null(line->currency, &nulls[6]);
@@ -214,9 +283,7 @@ put_csv_row(void *arg, const CsvLine *csv, PaymentLine *line)
 	memcpy(VARDATA(fp), line->fingerprint, FINGERPRINT_LENGTH);
 	values[11] = PointerGetDatum(fp);
 	values[12] = text_or_null(line->problem, &nulls[12]);
-	tuplestore_putvalues(row->rsinfo->setResult, row->rsinfo->setDesc, values, nulls);
-	row->lines->count = 0;
-	MemoryContextReset(row->lines->strings);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
 PG_FUNCTION_INFO_V1(recovery_parse_csv);
@@ -234,18 +301,22 @@ Datum
 recovery_parse_csv(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *mapping = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	PaymentLines lines;
-	CsvRow		row;
+	ReturnSetInfo *rsinfo;
+	StatementReading *reading;
+	PaymentBatch *batch;
+	int			i;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_VALIDATION),
 				 errmsg("a statement needs its content")));
 	InitMaterializedSRF(fcinfo, 0);
-	row.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	row.lines = &lines;
-	payment_lines_init(&lines, 16);
-	recovery_csv_read(&lines, put_csv_row, &row, PG_GETARG_BYTEA_PP(0), mapping, NULL);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	reading = recovery_statement_reading_start(PG_GETARG_BYTEA_PP(0), mapping);
+	while ((batch = recovery_statement_reading_next(reading)) != NULL)
+		for (i = 0; i < batch->count; i++)
+			put_csv_row(rsinfo, &batch->lines[i]);
+	recovery_statement_reading_finish(reading, NULL);
 	return (Datum) 0;
 }
 

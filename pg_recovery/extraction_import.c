@@ -1,32 +1,68 @@
 /*
  * extraction_import.c
- *		Payments found in a statement or a text, into extraction_lines: a line
- *		imported before is skipped by its fingerprint, the others are matched
+ *		Payments found in a statement or a text, into extraction_lines, a
+ *		batch at a time as the statement reader hands them over: lines
+ *		imported before are skipped by their fingerprint, the others matched
  *		and applied (reconcile.c), then written in bulk (bulk_insert.c).
  *
  * Imports take one transaction-level advisory lock, keyed by the OID of
  * extraction_lines, so that two imports of one statement cannot both find
- * its lines new; the fingerprints they compare with are those of the lines
- * of earlier extractions whose dates overlap (extractions.booked_from,
- * booked_to, has_undated), read through the id range of each
- * (first_line_id, last_line_id) and the table's BRIN index on id.  No
- * btree is kept on a million-line import: each cost more than the import.
+ * its lines new.  The fingerprints a batch is compared with are those of
+ * the earlier extractions whose dates overlap the batch's
+ * (extractions.booked_from, booked_to, has_undated), each read once through
+ * its id range (first_line_id, last_line_id) and the BRIN index on id.  No
+ * btree is kept that every line enters: each cost more than the import.
  */
 #include "recovery.h"
 #include "bulk_insert.h"
-#include "payment_lines.h"
+#include "extraction.h"
+#include "reconcile.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
+#include "utils/date.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
+
+/* fingerprints read from earlier lines; SHA-256, so any 4 bytes hash */
+typedef struct Fingerprint
+{
+	unsigned char bytes[FINGERPRINT_LENGTH];
+} Fingerprint;
+
+typedef struct FingerprintEntry
+{
+	Fingerprint key;
+	char		status;
+} FingerprintEntry;
+
+static inline uint32
+fingerprint_hash(const Fingerprint *key)
+{
+	uint32		hash;
+
+	memcpy(&hash, key->bytes, sizeof(hash));
+	return hash;
+}
+
+#define SH_PREFIX fingerprints
+#define SH_ELEMENT_TYPE FingerprintEntry
+#define SH_KEY_TYPE Fingerprint
+#define SH_KEY key
+#define SH_HASH_KEY(tb, key) fingerprint_hash(&(key))
+#define SH_EQUAL(tb, a, b) (memcmp((a).bytes, (b).bytes, FINGERPRINT_LENGTH) == 0)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 static const char *const line_columns[] = {
 	"id", "extraction_id", "line_no", "span_start", "span_end", "booked_on", "amount",
@@ -35,6 +71,43 @@ static const char *const line_columns[] = {
 };
 
 #define N_LINE_COLUMNS lengthof(line_columns)
+
+/* One import into one extraction. */
+typedef struct Import
+{
+	int64		extraction_id;
+	int64		case_id;
+	double		threshold;
+
+	/* duplicates: the earlier lines of the dates seen so far */
+	fingerprints_hash *existing;
+	List	   *read_extractions;	/* ids whose lines are in existing */
+	bool		compared_dated;
+	DateADT		compared_from;
+	DateADT		compared_to;
+	bool		compared_undated;
+
+	ReconcileState *reconcile;
+	BulkInsert *bulk;			/* open from the first line stored */
+	Datum		status_names[PAYMENT_STATUS_COUNT];
+	MemoryContext context;		/* the import's own */
+	Oid			relid;
+	AttrNumber	at[N_LINE_COLUMNS];
+	Datum		scores[101];
+	MemoryContext batch_context;
+
+	/* what was added */
+	int64		records;
+	int64		added;
+	int64		first_id;
+	int64		last_id;
+	bool		dated;
+	DateADT		from;
+	DateADT		to;
+	bool		undated;
+	int64		by_status[PAYMENT_STATUS_COUNT];
+	int64		first_case;
+} Import;
 
 static void
 require_read_committed(void)
@@ -47,80 +120,141 @@ require_read_committed(void)
 				 errhint("Run it in a transaction of its own, without SET TRANSACTION ISOLATION LEVEL.")));
 }
 
-/* Earlier lines of the same dates: their fingerprints, into existing. */
 static void
-load_existing(PaymentLines *lines, FingerprintSet *existing)
+import_begin(Import *import, int64 extraction_id, int64 case_id)
 {
-	static const char *ranges_sql =
-		"SELECT first_line_id, last_line_id FROM recovery.extractions"
-		" WHERE first_line_id IS NOT NULL"
-		"   AND ((booked_from <= $2 AND booked_to >= $1) OR (has_undated AND $3))";
-	static const char *fingerprints_sql =
-		"SELECT fingerprint FROM recovery.extraction_lines"
-		" WHERE id BETWEEN $1 AND $2"
-		"   AND (booked_on BETWEEN $3 AND $4 OR ($5 AND booked_on IS NULL))";
-	Oid			range_types[3] = {DATEOID, DATEOID, BOOLOID};
-	Oid			types[5] = {INT8OID, INT8OID, DATEOID, DATEOID, BOOLOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
-	bool		dated = false,
-				undated = false;
-	DateADT		from = 0,
-				to = 0;
-	int64		i;
-	uint64		r,
-				n_ranges;
-	int64	   *ranges;
+	static const char *lock_sql =
+		"SELECT pg_advisory_xact_lock('recovery.extraction_lines'::regclass::oid::bigint)";
+	int			c;
 
-	for (i = 0; i < lines->count; i++)
+	require_read_committed();
+	memset(import, 0, sizeof(*import));
+	import->extraction_id = extraction_id;
+	import->case_id = case_id;
+	import->threshold = recovery_reconcile_auto_apply();
+	import->context = CurrentMemoryContext;
+	import->existing = fingerprints_create(CurrentMemoryContext, 1024, NULL);
+	import->reconcile = reconcile_begin();
+	import->batch_context = AllocSetContextCreate(CurrentMemoryContext, "import batch",
+												  ALLOCSET_DEFAULT_SIZES);
+	import->relid = get_relname_relid("extraction_lines", get_namespace_oid("recovery", false));
+	for (c = 0; c < (int) N_LINE_COLUMNS; c++)
 	{
-		PaymentLine *line = &lines->items[i];
+		import->at[c] = get_attnum(import->relid, line_columns[c]) - 1;
+		if (import->at[c] < 0)
+			elog(ERROR, "extraction_lines has no column %s", line_columns[c]);
+	}
+	for (c = 0; c < PAYMENT_STATUS_COUNT; c++)
+		import->status_names[c] = CStringGetTextDatum(payment_status_names[c]);
+	for (c = 0; c <= 100; c++)
+		import->scores[c] = DirectFunctionCall3(numeric_in, CStringGetDatum(psprintf("%d.%02d", c / 100, c % 100)),
+												ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	SPI_connect();
+	recovery_spi_exec(lock_sql, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	SPI_finish();
+}
 
-		if (!line->has_date)
-			undated = true;
-		else if (!dated || line->booked_on < from || line->booked_on > to)
+/* the earliest and latest date of the lines, and whether some have none */
+static void
+date_range(PaymentLine *lines, int n, bool *dated, DateADT *from, DateADT *to, bool *undated)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (!lines[i].has_date)
+			*undated = true;
+		else
 		{
-			from = dated ? Min(from, line->booked_on) : line->booked_on;
-			to = dated ? Max(to, line->booked_on) : line->booked_on;
-			dated = true;
+			*from = *dated ? Min(*from, lines[i].booked_on) : lines[i].booked_on;
+			*to = *dated ? Max(*to, lines[i].booked_on) : lines[i].booked_on;
+			*dated = true;
 		}
 	}
+}
+
+/*
+ * Reads into existing the fingerprints of every earlier extraction whose
+ * dates overlap those compared so far, once each.
+ */
+static void
+read_earlier_lines(Import *import, PaymentLine *lines, int n)
+{
+	static const char *extractions_sql =
+		"SELECT id, first_line_id, last_line_id FROM recovery.extractions"
+		" WHERE first_line_id IS NOT NULL AND NOT id = ANY ($4)"
+		"   AND ((booked_from <= $2 AND booked_to >= $1) OR (has_undated AND $3))";
+	static const char *fingerprints_sql =
+		"SELECT fingerprint FROM recovery.extraction_lines WHERE id BETWEEN $1 AND $2";
+	Oid			extraction_types[4] = {DATEOID, DATEOID, BOOLOID, INT8ARRAYOID};
+	Oid			line_types[2] = {INT8OID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+	bool		dated = import->compared_dated,
+				undated = import->compared_undated;
+	DateADT		from = import->compared_from,
+				to = import->compared_to;
+	Datum	   *read;
+	ListCell   *cell;
+	int			k = 0;
+	uint64		e,
+				n_extractions;
+
+	date_range(lines, n, &dated, &from, &to, &undated);
+	if (dated == import->compared_dated && from == import->compared_from &&
+		to == import->compared_to && undated == import->compared_undated)
+		return;					/* these dates were compared already */
+	import->compared_dated = dated;
+	import->compared_from = from;
+	import->compared_to = to;
+	import->compared_undated = undated;
+
+	read = palloc(sizeof(Datum) * (list_length(import->read_extractions) + 1));
+	foreach(cell, import->read_extractions)
+		read[k++] = Int64GetDatum(*(int64 *) lfirst(cell));
 	values[0] = DateADTGetDatum(from);
 	values[1] = DateADTGetDatum(to);
 	values[2] = BoolGetDatum(undated);
+	values[3] = PointerGetDatum(construct_array(read, k, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	if (!dated)
 		nulls[0] = nulls[1] = 'n';
 
 	SPI_connect();
-	recovery_spi_exec(ranges_sql, 3, range_types, values, nulls, SPI_OK_SELECT);
-	n_ranges = SPI_processed;
-	ranges = palloc(sizeof(int64) * 2 * Max(n_ranges, 1));
-	for (r = 0; r < n_ranges; r++)
+	recovery_spi_exec(extractions_sql, 4, extraction_types, values, nulls, SPI_OK_SELECT);
+	n_extractions = SPI_processed;
 	{
-		ranges[2 * r] = recovery_spi_int64(r, 1, NULL);
-		ranges[2 * r + 1] = recovery_spi_int64(r, 2, NULL);
-	}
-	for (r = 0; r < n_ranges; r++)
-	{
-		uint64		k;
+		SPITupleTable *found = SPI_tuptable;
 
-		values[0] = Int64GetDatum(ranges[2 * r]);
-		values[1] = Int64GetDatum(ranges[2 * r + 1]);
-		values[2] = DateADTGetDatum(from);
-		values[3] = DateADTGetDatum(to);
-		values[4] = BoolGetDatum(undated);
-		nulls[2] = nulls[3] = dated ? ' ' : 'n';
-		recovery_spi_exec(fingerprints_sql, 5, types, values, nulls, SPI_OK_SELECT);
-		for (k = 0; k < SPI_processed; k++)
+		for (e = 0; e < n_extractions; e++)
 		{
+			MemoryContext old;
+			int64	   *id;
+			uint64		f;
 			bool		isnull;
-			bytea	   *fp = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[k],
-														   SPI_tuptable->tupdesc, 1, &isnull));
 
-			if (!isnull && VARSIZE_ANY_EXHDR(fp) == FINGERPRINT_LENGTH)
-				fingerprint_set_add(existing, (unsigned char *) VARDATA_ANY(fp));
+			old = MemoryContextSwitchTo(import->context);
+			id = palloc(sizeof(int64));
+			*id = DatumGetInt64(SPI_getbinval(found->vals[e], found->tupdesc, 1, &isnull));
+			import->read_extractions = lappend(import->read_extractions, id);
+			MemoryContextSwitchTo(old);
+
+			values[0] = SPI_getbinval(found->vals[e], found->tupdesc, 2, &isnull);
+			values[1] = SPI_getbinval(found->vals[e], found->tupdesc, 3, &isnull);
+			recovery_spi_exec(fingerprints_sql, 2, line_types, values, NULL, SPI_OK_SELECT);
+			for (f = 0; f < SPI_processed; f++)
+			{
+				bytea	   *fp = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[f],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+				Fingerprint key;
+				bool		was;
+
+				if (isnull || VARSIZE_ANY_EXHDR(fp) != FINGERPRINT_LENGTH)
+					continue;
+				memcpy(key.bytes, VARDATA_ANY(fp), FINGERPRINT_LENGTH);
+				(void) fingerprints_insert(import->existing, key, &was);
+			}
+			SPI_freetuptable(SPI_tuptable);
 		}
-		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_finish();
 }
@@ -147,6 +281,7 @@ reserve_ids(int64 n)
 	return first;
 }
 
+/* left(value, max_chars) as text, or NULL */
 static Datum
 text_datum(const char *value, int max_chars, bool *isnull)
 {
@@ -156,82 +291,119 @@ text_datum(const char *value, int max_chars, bool *isnull)
 	if (*isnull)
 		return (Datum) 0;
 	len = strlen(value);
-	/* left(value, max_chars), as characters */
-	if (pg_mbstrlen_with_len(value, len) > max_chars)
+	/* never more characters than bytes */
+	if (len > max_chars && pg_mbstrlen_with_len(value, len) > max_chars)
 		len = pg_mbcharcliplen(value, len, max_chars);
 	return PointerGetDatum(cstring_to_text_with_len(value, len));
 }
 
 static void
-store_lines(PaymentLines *lines, int64 extraction_id, bool *skip)
+store_lines(Import *import, PaymentLine *lines, int n)
 {
-	Oid			relid = get_relname_relid("extraction_lines", get_namespace_oid("recovery", false));
-	AttrNumber	at[N_LINE_COLUMNS];
-	Datum		scores[101];
 	BulkInsert *bulk;
-	int64		i;
-	int			c;
+	AttrNumber *at = import->at;
+	int			i;
 
-	for (c = 0; c < (int) N_LINE_COLUMNS; c++)
+	if (import->bulk == NULL)
 	{
-		at[c] = get_attnum(relid, line_columns[c]) - 1;
-		if (at[c] < 0)
-			elog(ERROR, "extraction_lines has no column %s", line_columns[c]);
+		MemoryContext old = MemoryContextSwitchTo(import->context);
+
+		import->bulk = bulk_insert_begin(import->relid);
+		MemoryContextSwitchTo(old);
 	}
-	for (c = 0; c <= 100; c++)
-		scores[c] = DirectFunctionCall3(numeric_in, CStringGetDatum(psprintf("%d.%02d", c / 100, c % 100)),
-										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	bulk = import->bulk;
 
-	bulk = bulk_insert_begin(relid);
-	for (i = 0; i < lines->count; i++)
+	for (i = 0; i < n; i++)
 	{
-		PaymentLine *line = &lines->items[i];
-		TupleTableSlot *slot;
-		Datum	   *v;
-		bool	   *n;
-		MemoryContext old;
-		bytea	   *fp;
+		PaymentLine *line = &lines[i];
+		TupleTableSlot *slot = bulk_insert_slot(bulk);
+		Datum	   *v = slot->tts_values;
+		bool	   *null = slot->tts_isnull;
+		MemoryContext old = MemoryContextSwitchTo(bulk_insert_batch_context(bulk));
+		bytea	   *fp = palloc(VARHDRSZ + FINGERPRINT_LENGTH);
 
-		if (skip[i])
-			continue;
-		slot = bulk_insert_slot(bulk);
-		v = slot->tts_values;
-		n = slot->tts_isnull;
-		memset(n, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-		old = MemoryContextSwitchTo(bulk_insert_batch_context(bulk));
-
-		v[at[0]] = Int64GetDatum(line->id), n[at[0]] = false;
-		v[at[1]] = Int64GetDatum(extraction_id), n[at[1]] = false;
-		v[at[2]] = Int32GetDatum(line->line_no), n[at[2]] = line->line_no == 0;
-		v[at[3]] = Int32GetDatum(line->span_start), n[at[3]] = false;
-		v[at[4]] = Int32GetDatum(line->span_end), n[at[4]] = false;
-		v[at[5]] = DateADTGetDatum(line->booked_on), n[at[5]] = !line->has_date;
-		v[at[6]] = Int64GetDatum(line->amount), n[at[6]] = !line->has_amount;
-		v[at[7]] = text_datum(line->currency[0] ? line->currency : NULL, 3, &n[at[7]]);
-		v[at[8]] = text_datum(line->reference, 1000, &n[at[8]]);
-		v[at[9]] = text_datum(line->payer, 500, &n[at[9]]);
-		v[at[10]] = text_datum(line->iban, 64, &n[at[10]]);
-		v[at[11]] = Float4GetDatum(line->confidence), n[at[11]] = false;
-		fp = palloc(VARHDRSZ + FINGERPRINT_LENGTH);
+		memset(null, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 		SET_VARSIZE(fp, VARHDRSZ + FINGERPRINT_LENGTH);
 		memcpy(VARDATA(fp), line->fingerprint, FINGERPRINT_LENGTH);
-		v[at[12]] = PointerGetDatum(fp), n[at[12]] = false;
-		v[at[13]] = text_datum(line->status, 20, &n[at[13]]);
-		v[at[14]] = Int64GetDatum(line->case_id), n[at[14]] = line->case_id == 0;
-		v[at[15]] = Int64GetDatum(line->customer_id), n[at[15]] = line->customer_id == 0;
-		v[at[16]] = line->score >= 0 ? scores[Min(line->score, 100)] : (Datum) 0, n[at[16]] = line->score < 0;
-		v[at[17]] = text_datum(line->reason, 1000, &n[at[17]]);
-		v[at[18]] = Int64GetDatum(line->receipt_id), n[at[18]] = line->receipt_id == 0;
+
+		v[at[0]] = Int64GetDatum(line->id), null[at[0]] = false;
+		v[at[1]] = Int64GetDatum(import->extraction_id), null[at[1]] = false;
+		v[at[2]] = Int32GetDatum(line->line_no), null[at[2]] = line->line_no == 0;
+		v[at[3]] = Int32GetDatum(line->span_start), null[at[3]] = false;
+		v[at[4]] = Int32GetDatum(line->span_end), null[at[4]] = false;
+		v[at[5]] = DateADTGetDatum(line->booked_on), null[at[5]] = !line->has_date;
+		v[at[6]] = Int64GetDatum(line->amount), null[at[6]] = !line->has_amount;
+		v[at[7]] = text_datum(line->currency[0] ? line->currency : NULL, 3, &null[at[7]]);
+		v[at[8]] = text_datum(line->reference, 1000, &null[at[8]]);
+		v[at[9]] = text_datum(line->payer, 500, &null[at[9]]);
+		v[at[10]] = text_datum(line->iban, 64, &null[at[10]]);
+		v[at[11]] = Float4GetDatum(line->confidence), null[at[11]] = false;
+		v[at[12]] = PointerGetDatum(fp), null[at[12]] = false;
+		v[at[13]] = import->status_names[line->status], null[at[13]] = false;
+		v[at[14]] = Int64GetDatum(line->case_id), null[at[14]] = line->case_id == 0;
+		v[at[15]] = Int64GetDatum(line->customer_id), null[at[15]] = line->customer_id == 0;
+		v[at[16]] = line->score >= 0 ? import->scores[Min(line->score, 100)] : (Datum) 0;
+		null[at[16]] = line->score < 0;
+		v[at[17]] = text_datum(line->reason, 1000, &null[at[17]]);
+		v[at[18]] = Int64GetDatum(line->receipt_id), null[at[18]] = line->receipt_id == 0;
 
 		MemoryContextSwitchTo(old);
 		bulk_insert_add(bulk, slot);
 	}
-	(void) bulk_insert_end(bulk);
 }
 
-/* The extraction's id and date ranges, for the imports after it. */
+/* One batch of lines read: the new ones matched, applied and stored. */
 static void
-record_ranges(PaymentLines *lines, bool *skip, int64 extraction_id, int64 first_id, int64 last_id)
+import_batch(Import *import, PaymentLine *lines, int n)
+{
+	MemoryContext old = MemoryContextSwitchTo(import->batch_context);
+	int			fresh = 0,
+				i;
+
+	import->records += n;
+	read_earlier_lines(import, lines, n);
+	for (i = 0; i < n; i++)
+	{
+		Fingerprint key;
+
+		memcpy(key.bytes, lines[i].fingerprint, FINGERPRINT_LENGTH);
+		if (fingerprints_lookup(import->existing, key) == NULL)
+			lines[fresh++] = lines[i];
+	}
+	if (fresh > 0)
+	{
+		int64		first = reserve_ids(fresh);
+
+		for (i = 0; i < fresh; i++)
+			lines[i].id = first + i;
+		if (import->first_id == 0)
+			import->first_id = first;
+		import->last_id = first + fresh - 1;
+		import->added += fresh;
+
+		reconcile_match(import->reconcile, lines, fresh, import->case_id);
+		reconcile_apply(import->reconcile, lines, fresh, import->extraction_id, import->threshold);
+		store_lines(import, lines, fresh);
+
+		date_range(lines, fresh, &import->dated, &import->from, &import->to, &import->undated);
+		for (i = 0; i < fresh; i++)
+		{
+			import->by_status[lines[i].status]++;
+			if (import->first_case == 0 && lines[i].case_id > 0)
+				import->first_case = lines[i].case_id;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(import->batch_context);
+}
+
+/*
+ * Records the extraction's id and date ranges, for the imports after it;
+ * returns the outcome as JSON: records, lines added, duplicates, lines by
+ * status, the first case a line went to, what the file was.
+ */
+static Jsonb *
+import_end(Import *import, const char *file_json)
 {
 	static const char *sql =
 		"UPDATE recovery.extractions"
@@ -242,115 +414,37 @@ record_ranges(PaymentLines *lines, bool *skip, int64 extraction_id, int64 first_
 	Oid			types[6] = {INT8OID, INT8OID, INT8OID, DATEOID, DATEOID, BOOLOID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
-	bool		dated = false,
-				undated = false;
-	DateADT		from = 0,
-				to = 0;
-	int64		i;
-
-	for (i = 0; i < lines->count; i++)
-	{
-		PaymentLine *line = &lines->items[i];
-
-		if (skip[i])
-			continue;
-		if (!line->has_date)
-			undated = true;
-		else
-		{
-			from = dated ? Min(from, line->booked_on) : line->booked_on;
-			to = dated ? Max(to, line->booked_on) : line->booked_on;
-			dated = true;
-		}
-	}
-	values[0] = Int64GetDatum(extraction_id);
-	values[1] = Int64GetDatum(first_id);
-	values[2] = Int64GetDatum(last_id);
-	values[3] = DateADTGetDatum(from);
-	values[4] = DateADTGetDatum(to);
-	values[5] = BoolGetDatum(undated);
-	if (!dated)
-		nulls[3] = nulls[4] = 'n';
-	SPI_connect();
-	recovery_spi_exec(sql, 6, types, values, nulls, SPI_OK_UPDATE);
-	SPI_finish();
-}
-
-/*
- * The lines read from one source of an extraction: skip those imported
- * before, match and apply the others, store them.  Returns the outcome as
- * JSON: records, lines added, duplicates, lines by status, the first case
- * a line went to.
- */
-static Jsonb *
-import_lines(PaymentLines *lines, int64 extraction_id, int64 case_id, const char *file_json)
-{
-	static const char *lock_sql =
-		"SELECT pg_advisory_xact_lock('recovery.extraction_lines'::regclass::oid::bigint)";
-	FingerprintSet *existing = fingerprint_set_create(1024);
-	bool	   *skip = palloc_extended(sizeof(bool) * Max(lines->count, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	PaymentLines fresh;
-	int64		added = 0,
-				first_id = 0,
-				i;
-	int64		counts[4] = {0, 0, 0, 0};
-	const char *const statuses[4] = {"applied", "review", "unmatched", "ignored"};
-	int64		first_case = 0;
 	StringInfoData json;
 	int			s;
 
-	require_read_committed();
-	SPI_connect();
-	recovery_spi_exec(lock_sql, 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	SPI_finish();
-
-	load_existing(lines, existing);
-	for (i = 0; i < lines->count; i++)
+	reconcile_end(import->reconcile);
+	if (import->bulk)
+		(void) bulk_insert_end(import->bulk);
+	if (import->added > 0)
 	{
-		skip[i] = fingerprint_set_contains(existing, lines->items[i].fingerprint);
-		added += !skip[i];
+		values[0] = Int64GetDatum(import->extraction_id);
+		values[1] = Int64GetDatum(import->first_id);
+		values[2] = Int64GetDatum(import->last_id);
+		values[3] = DateADTGetDatum(import->from);
+		values[4] = DateADTGetDatum(import->to);
+		values[5] = BoolGetDatum(import->undated);
+		if (!import->dated)
+			nulls[3] = nulls[4] = 'n';
+		SPI_connect();
+		recovery_spi_exec(sql, 6, types, values, nulls, SPI_OK_UPDATE);
+		SPI_finish();
 	}
 
-	/* match and apply the new lines only */
-	fresh = *lines;
-	if (added < lines->count)
-	{
-		int64		k = 0;
-
-		fresh.items = palloc_extended(sizeof(PaymentLine) * Max(added, 1), MCXT_ALLOC_HUGE);
-		for (i = 0; i < lines->count; i++)
-			if (!skip[i])
-				fresh.items[k++] = lines->items[i];
-		fresh.count = added;
-		memset(skip, 0, sizeof(bool) * lines->count);
-	}
-	if (added > 0)
-	{
-		first_id = reserve_ids(added);
-		for (i = 0; i < added; i++)
-			fresh.items[i].id = first_id + i;
-		reconcile_match(&fresh, case_id);
-		reconcile_apply(&fresh, extraction_id, recovery_reconcile_auto_apply());
-		store_lines(&fresh, extraction_id, skip);
-		record_ranges(&fresh, skip, extraction_id, first_id, first_id + added - 1);
-	}
-
-	for (i = 0; i < added; i++)
-	{
-		for (s = 0; s < 4; s++)
-			if (strcmp(fresh.items[i].status, statuses[s]) == 0)
-				counts[s]++;
-		if (first_case == 0 && fresh.items[i].case_id > 0)
-			first_case = fresh.items[i].case_id;
-	}
 	initStringInfo(&json);
 	appendStringInfo(&json, "{\"records\": %lld, \"added\": %lld, \"duplicates\": %lld, \"by_status\": {",
-					 (long long) lines->count, (long long) added, (long long) (lines->count - added));
-	for (s = 0; s < 4; s++)
-		appendStringInfo(&json, "%s\"%s\": %lld", s ? ", " : "", statuses[s], (long long) counts[s]);
+					 (long long) import->records, (long long) import->added,
+					 (long long) (import->records - import->added));
+	for (s = 0; s < PAYMENT_STATUS_COUNT; s++)
+		appendStringInfo(&json, "%s\"%s\": %lld", s ? ", " : "", payment_status_names[s],
+						 (long long) import->by_status[s]);
 	appendStringInfoChar(&json, '}');
-	if (first_case > 0)
-		appendStringInfo(&json, ", \"case_id\": %lld", (long long) first_case);
+	if (import->first_case > 0)
+		appendStringInfo(&json, ", \"case_id\": %lld", (long long) import->first_case);
 	if (file_json)
 		appendStringInfo(&json, ", \"file\": %s", file_json);
 	appendStringInfoChar(&json, '}');
@@ -363,7 +457,7 @@ PG_FUNCTION_INFO_V1(recovery_extraction_import_line);
 /*
  * recovery.extraction_import_csv(extraction_id bigint, content bytea,
  * mapping jsonb, case_id bigint) returns jsonb: the payments of a CSV
- * statement, imported.
+ * statement, imported.  Batches are stored while the next is read.
  */
 Datum
 recovery_extraction_import_csv(PG_FUNCTION_ARGS)
@@ -372,13 +466,27 @@ recovery_extraction_import_csv(PG_FUNCTION_ARGS)
 	bytea	   *content = PG_GETARG_BYTEA_PP(1);
 	Jsonb	   *mapping = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	int64		case_id = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
-	PaymentLines lines;
+	Import		import;
+	StatementReading *reading;
+	PaymentBatch *batch;
 	StringInfoData file;
+	instr_time	started,
+				finished;
 
-	payment_lines_init(&lines, VARSIZE_ANY_EXHDR(content) / 64);
+	INSTR_TIME_SET_CURRENT(started);
+	import_begin(&import, extraction_id, case_id);
+	reading = recovery_statement_reading_start(content, mapping);
+	while ((batch = recovery_statement_reading_next(reading)) != NULL)
+		import_batch(&import, batch->lines, batch->count);
 	initStringInfo(&file);
-	recovery_csv_read(&lines, NULL, NULL, content, mapping, &file);
-	PG_RETURN_JSONB_P(import_lines(&lines, extraction_id, case_id, file.data));
+	recovery_statement_reading_finish(reading, &file);
+
+	INSTR_TIME_SET_CURRENT(finished);
+	INSTR_TIME_SUBTRACT(finished, started);
+	elog(DEBUG1, "extraction %lld: %lld records, %lld new, imported in %.0f ms",
+		 (long long) extraction_id, (long long) import.records, (long long) import.added,
+		 INSTR_TIME_GET_MILLISEC(finished));
+	PG_RETURN_JSONB_P(import_end(&import, file.data));
 }
 
 /*
@@ -392,30 +500,33 @@ recovery_extraction_import_line(PG_FUNCTION_ARGS)
 {
 	int64		extraction_id = PG_GETARG_INT64(0);
 	int64		case_id = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
-	PaymentLines lines;
-	PaymentLine *line;
+	Import		import;
+	PaymentLine line;
 	bytea	   *fp;
 
 	if (PG_ARGISNULL(9) || VARSIZE_ANY_EXHDR(PG_GETARG_BYTEA_PP(9)) != FINGERPRINT_LENGTH)
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_VALIDATION),
 				 errmsg("a payment line needs a SHA-256 fingerprint")));
-	payment_lines_init(&lines, 1);
-	line = payment_lines_add(&lines);
-	line->has_date = !PG_ARGISNULL(2);
-	if (line->has_date)
-		line->booked_on = PG_GETARG_DATEADT(2);
-	line->has_amount = !PG_ARGISNULL(3);
-	if (line->has_amount)
-		line->amount = PG_GETARG_INT64(3);
+	memset(&line, 0, sizeof(line));
+	line.score = -1;
+	line.has_date = !PG_ARGISNULL(2);
+	if (line.has_date)
+		line.booked_on = PG_GETARG_DATEADT(2);
+	line.has_amount = !PG_ARGISNULL(3);
+	if (line.has_amount)
+		line.amount = PG_GETARG_INT64(3);
 	if (!PG_ARGISNULL(4))
-		strlcpy(line->currency, text_to_cstring(PG_GETARG_TEXT_PP(4)), sizeof(line->currency));
-	line->reference = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
-	line->span_start = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	line->span_end = PG_ARGISNULL(7) ? 0 : PG_GETARG_INT32(7);
-	line->confidence = PG_ARGISNULL(8) ? 1.0f : PG_GETARG_FLOAT4(8);
+		strlcpy(line.currency, text_to_cstring(PG_GETARG_TEXT_PP(4)), sizeof(line.currency));
+	line.reference = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	line.span_start = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	line.span_end = PG_ARGISNULL(7) ? 0 : PG_GETARG_INT32(7);
+	line.confidence = PG_ARGISNULL(8) ? 1.0f : PG_GETARG_FLOAT4(8);
 	fp = PG_GETARG_BYTEA_PP(9);
-	memcpy(line->fingerprint, VARDATA_ANY(fp), FINGERPRINT_LENGTH);
-	line->problem = PG_ARGISNULL(10) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(10));
-	PG_RETURN_JSONB_P(import_lines(&lines, extraction_id, case_id, NULL));
+	memcpy(line.fingerprint, VARDATA_ANY(fp), FINGERPRINT_LENGTH);
+	line.problem = PG_ARGISNULL(10) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(10));
+
+	import_begin(&import, extraction_id, case_id);
+	import_batch(&import, &line, 1);
+	PG_RETURN_JSONB_P(import_end(&import, NULL));
 }

@@ -1,85 +1,106 @@
 /*
  * payment_lines.h
- *		Payments found in a statement or a text, as the extension keeps them
- *		in memory between parsing and storing: exact minor units, the date,
- *		the fingerprint that makes a second import add nothing, and what
+ *		Payments found in a statement or a text, as the extension carries
+ *		them from parsing to storing: exact minor units, the date, the
+ *		fingerprint that makes a second import add nothing, and what
  *		matching (reconcile.c) made of them.
+ *
+ * Plain C with no PostgreSQL calls (payment_lines.c), because statements
+ * are read on a thread of their own (statement_reader.c) while the backend
+ * stores what was read before.
  */
 #ifndef RECOVERY_PAYMENT_LINES_H
 #define RECOVERY_PAYMENT_LINES_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "extract.h"
-#include "lib/stringinfo.h"
-#include "utils/date.h"
-#include "utils/jsonb.h"
 
 #define FINGERPRINT_LENGTH 32
+#define PAYMENT_BATCH_LINES 4096
+
+typedef enum PaymentStatus
+{
+	PAYMENT_APPLIED,
+	PAYMENT_REVIEW,
+	PAYMENT_UNMATCHED,
+	PAYMENT_IGNORED,
+	PAYMENT_STATUS_COUNT
+} PaymentStatus;
+
+/* as extraction_lines.status says them */
+extern const char *const payment_status_names[PAYMENT_STATUS_COUNT];
 
 typedef struct PaymentLine
 {
-	int32		line_no;		/* line of the record in its file, 0: a text */
-	int32		span_start;		/* byte span it was read from */
-	int32		span_end;
+	int32_t		line_no;		/* line of the record in its file, 0: a text */
+	int32_t		span_start;		/* byte span it was read from */
+	int32_t		span_end;
 	bool		has_date;
-	DateADT		booked_on;
 	bool		has_amount;		/* amount read and exact in its currency */
-	int64		amount;			/* minor units */
+	int32_t		booked_on;		/* days since 2000-01-01, as DateADT */
+	int64_t		amount;			/* minor units */
+	bool		has_amount_read;	/* the number as written, even when */
+	int8_t		amount_scale;	/* its currency is unknown: amount_read */
+	int64_t		amount_read;	/* / 10^amount_scale */
 	char		currency[4];	/* "" when none */
+	float		confidence;
 	const char *reference;		/* NULL when none */
 	const char *payer;
 	const char *iban;
-	float4		confidence;
-	unsigned char fingerprint[FINGERPRINT_LENGTH];
 	const char *problem;		/* why it is not a payment, NULL when it is */
+	unsigned char fingerprint[FINGERPRINT_LENGTH];
 
-	/* what became of it */
-	int64		id;
-	const char *status;			/* applied, review, unmatched, ignored */
+	/* what became of it (the backend) */
+	int64_t		id;
+	PaymentStatus status;
 	int			score;			/* hundredths, -1 without a candidate */
 	const char *reason;
-	int64		case_id;
-	int64		customer_id;
-	int64		receipt_id;
+	int64_t		case_id;
+	int64_t		customer_id;
+	int64_t		receipt_id;
 } PaymentLine;
 
-typedef struct PaymentLines
+/* Text of the lines, in blocks freed together. */
+typedef struct PaymentArena
 {
-	PaymentLine *items;
-	int64		count;
-	int64		capacity;
-	MemoryContext strings;		/* the lines' text, freed with them */
-} PaymentLines;
+	struct PaymentArenaBlock *blocks;
+	char	   *next;
+	size_t		left;
+} PaymentArena;
 
-/* A set of fingerprints, each with a count (fingerprint_set.c, simplehash) */
-typedef struct FingerprintSet FingerprintSet;
+typedef struct PaymentBatch
+{
+	PaymentLine lines[PAYMENT_BATCH_LINES];
+	int			count;
+	PaymentArena arena;
+	struct PaymentBatch *next;
+} PaymentBatch;
 
-extern FingerprintSet *fingerprint_set_create(int64 expected);
-/* adds it; returns how many times it was added before */
-extern uint32 fingerprint_set_add(FingerprintSet *set, const unsigned char *fingerprint);
-extern bool fingerprint_set_contains(FingerprintSet *set, const unsigned char *fingerprint);
+typedef struct PaymentCurrency
+{
+	char		code[4];
+	int			minor_units;
+} PaymentCurrency;
 
-/* Reading: currencies, and how often each record was seen in this file. */
+/* Reading: currencies, and how often each record was seen in the file. */
 typedef struct PaymentReader PaymentReader;
 
-extern PaymentReader *payment_reader_create(const char *default_currency, int64 expected_lines);
-extern void payment_lines_init(PaymentLines *lines, int64 expected);
-extern PaymentLine *payment_lines_add(PaymentLines *lines);
-extern const char *payment_lines_strdup(PaymentLines *lines, const char *text);
+/* NULL when out of memory */
+extern PaymentReader *payment_reader_new(const PaymentCurrency *currencies, int n_currencies,
+										 const char *default_currency, size_t expected_lines);
+extern void payment_reader_free(PaymentReader *reader);
 
-/* A CSV record as a payment line, its fingerprint included. */
-extern void payment_line_from_csv(PaymentReader *reader, PaymentLines *lines,
-								  const CsvLine *csv);
-extern int	payment_minor_units(PaymentReader *reader, const char *currency);
+/* A CSV record as a payment line, its fingerprint included; false when out of memory. */
+extern bool payment_reader_convert(PaymentReader *reader, const CsvLine *csv,
+								   PaymentLine *line, PaymentArena *arena);
 
-/* extraction.c: a CSV statement read into lines, or line by line to a hook */
-typedef void (*CsvLineHook) (void *arg, const CsvLine *csv, PaymentLine *line);
-
-extern void recovery_csv_read(PaymentLines *lines, CsvLineHook hook, void *hook_arg,
-							  bytea *content, Jsonb *mapping, StringInfo file_json);
-extern double recovery_reconcile_auto_apply(void);
-
-/* reconcile.c */
-extern void reconcile_match(PaymentLines *lines, int64 case_id);
-extern void reconcile_apply(PaymentLines *lines, int64 extraction_id, double threshold);
+extern PaymentBatch *payment_batch_new(void);
+/* empties a batch for reuse, keeping one block of its arena */
+extern void payment_batch_clear(PaymentBatch *batch);
+extern void payment_batch_free(PaymentBatch *batch);
+extern char *payment_arena_strdup(PaymentArena *arena, const char *text);
 
 #endif							/* RECOVERY_PAYMENT_LINES_H */

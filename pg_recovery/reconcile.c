@@ -21,6 +21,7 @@
  */
 #include "recovery.h"
 #include "payment_lines.h"
+#include "reconcile.h"
 
 #include "access/xact.h"
 #include "catalog/pg_collation.h"
@@ -32,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/memutils.h"
+#include "utils/date.h"
 #include "utils/timestamp.h"
 
 typedef struct Candidate
@@ -75,8 +77,16 @@ typedef struct Rule
 	const char *all_sql;		/* every candidate */
 	const char *some_sql;		/* the candidates of $1 */
 	Oid			array_type;		/* of $1 in some_sql */
-	tokens_hash *table;
 } Rule;
+
+/* How a rule reads the database in this import, decided at its first batch. */
+typedef enum RuleMode
+{
+	RULE_UNDECIDED,
+	RULE_EMPTY,					/* the database has nothing for it */
+	RULE_ALL,					/* read whole, once */
+	RULE_TOKENS					/* asked for each batch's tokens */
+} RuleMode;
 
 static inline bool
 word_char(unsigned char c)
@@ -205,7 +215,7 @@ payer_token(const PaymentLine *line, char *out)
 	" FROM recovery.customers cu JOIN recovery.recovery_cases c ON c.customer_id = cu.id" \
 	" WHERE NOT recovery.case_state_is_terminal(c.state)"
 
-static Rule rules[] = {
+static const Rule rules[] = {
 	{"case reference", 100, -1, case_reference_token,
 		"SELECT count(*) FROM (SELECT 1 FROM recovery.recovery_cases LIMIT $1) s",
 		"SELECT c.id::text, c.currency::text, c.id, c.customer_id, NULL::bigint FROM recovery.recovery_cases c",
@@ -235,6 +245,14 @@ static Rule rules[] = {
 
 #define N_RULES lengthof(rules)
 
+struct ReconcileState
+{
+	RuleMode	mode[N_RULES];
+	tokens_hash *table[N_RULES];
+	MemoryContext all;			/* the tables read whole */
+	MemoryContext batch;		/* those of one batch's tokens */
+};
+
 static bool
 payable(const PaymentLine *line)
 {
@@ -243,7 +261,7 @@ payable(const PaymentLine *line)
 
 /* the rows of the last SPI query into the rule's table */
 static void
-remember_candidates(Rule *rule, MemoryContext context)
+remember_candidates(tokens_hash *table, MemoryContext context)
 {
 	uint64		i;
 	MemoryContext old = MemoryContextSwitchTo(context);
@@ -264,7 +282,7 @@ remember_candidates(Rule *rule, MemoryContext context)
 		candidate->balance = recovery_spi_int64(i, 5, &candidate->has_balance);
 		candidate->has_balance = !candidate->has_balance;
 		strlcpy(candidate->currency, currency, sizeof(candidate->currency));
-		entry = tokens_insert(rule->table, key, &found);
+		entry = tokens_insert(table, key, &found);
 		if (!found)
 			entry->candidates = NULL;
 		/* in the order the query gave: the oldest case first */
@@ -275,53 +293,86 @@ remember_candidates(Rule *rule, MemoryContext context)
 	MemoryContextSwitchTo(old);
 }
 
-/* Reads what the database has for the tokens the lines quote. */
-static void
-load_rule(Rule *rule, PaymentLines *lines, MemoryContext context)
+/*
+ * Reads what the database has for the tokens the batch quotes; false when
+ * it has nothing for this rule, and the lines need not be read for it.
+ */
+static bool
+load_rule(ReconcileState *state, int r, PaymentLine *lines, int n_lines)
 {
+	const Rule *rule = &rules[r];
 	char		token[TOKEN_MAX];
-	int64		quoting = 0,
-				i;
-	Datum		limit;
-	Oid			int8oid = INT8OID;
+	int64		waiting = 0,
+				quoting = 0;
+	int			i;
 
-	rule->table = tokens_create(context, 256, NULL);
-	for (i = 0; i < lines->count; i++)
-		if (payable(&lines->items[i]) && lines->items[i].score < 0 &&
-			rule->token(&lines->items[i], token))
-			quoting++;
-	if (quoting == 0)
-		return;
+	for (i = 0; i < n_lines; i++)
+		waiting += payable(&lines[i]) && lines[i].score < 0;
+	if (waiting == 0 || state->mode[r] == RULE_EMPTY)
+		return false;
+	if (state->mode[r] == RULE_ALL)
+		return true;
 
-	limit = Int64GetDatum(quoting);
-	recovery_spi_exec(rule->count_sql, 1, &int8oid, &limit, NULL, SPI_OK_SELECT);
-	if (recovery_spi_int64(0, 1, NULL) < quoting)
-		recovery_spi_exec(rule->all_sql, 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	else
+	if (state->mode[r] == RULE_UNDECIDED)
 	{
-		/* the distinct tokens of the file, as an array */
-		tokens_hash *distinct = tokens_create(CurrentMemoryContext, (uint32) Min(quoting, 1 << 20), NULL);
-		Datum	   *values = palloc(sizeof(Datum) * quoting);
+		/* how many rows the rule has, up to the lines waiting */
+		Datum		limit = Int64GetDatum(waiting);
+		Oid			int8oid = INT8OID;
+		int64		in_database;
+
+		recovery_spi_exec(rule->count_sql, 1, &int8oid, &limit, NULL, SPI_OK_SELECT);
+		in_database = recovery_spi_int64(0, 1, NULL);
+		state->mode[r] = in_database == 0 ? RULE_EMPTY
+			: in_database < waiting ? RULE_ALL : RULE_TOKENS;
+		if (state->mode[r] == RULE_EMPTY)
+			return false;
+		if (state->mode[r] == RULE_ALL)
+		{
+			state->table[r] = tokens_create(state->all, 256, NULL);
+			recovery_spi_exec(rule->all_sql, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+			remember_candidates(state->table[r], state->all);
+			return true;
+		}
+	}
+
+	/* more rows than lines: ask for the distinct tokens of the batch only */
+	{
+		tokens_hash *distinct = tokens_create(state->batch, (uint32) waiting, NULL);
+		MemoryContext old = MemoryContextSwitchTo(state->batch);
+		Datum	   *values;
 		int			n = 0;
 		Datum		array;
 		tokens_iterator it;
 		TokenEntry *entry;
 		bool		found;
 
-		for (i = 0; i < lines->count; i++)
-			if (payable(&lines->items[i]) && lines->items[i].score < 0 &&
-				rule->token(&lines->items[i], token))
-				(void) tokens_insert(distinct, pstrdup(token), &found);
-		tokens_start_iterate(distinct, &it);
-		while ((entry = tokens_iterate(distinct, &it)) != NULL)
-			values[n++] = rule->array_type == INT8ARRAYOID
-				? Int64GetDatum(strtoll(entry->key, NULL, 10)) : CStringGetTextDatum(entry->key);
-		array = rule->array_type == INT8ARRAYOID
-			? PointerGetDatum(construct_array(values, n, INT8OID, 8, true, TYPALIGN_DOUBLE))
-			: PointerGetDatum(construct_array(values, n, TEXTOID, -1, false, TYPALIGN_INT));
-		recovery_spi_exec(rule->some_sql, 1, &rule->array_type, &array, NULL, SPI_OK_SELECT);
+		for (i = 0; i < n_lines; i++)
+			if (payable(&lines[i]) && lines[i].score < 0 && rule->token(&lines[i], token))
+			{
+				entry = tokens_insert(distinct, token, &found);
+				if (!found)
+				{
+					entry->key = pstrdup(token);
+					quoting++;
+				}
+			}
+		state->table[r] = tokens_create(state->batch, 256, NULL);
+		if (quoting > 0)
+		{
+			values = palloc(sizeof(Datum) * quoting);
+			tokens_start_iterate(distinct, &it);
+			while ((entry = tokens_iterate(distinct, &it)) != NULL)
+				values[n++] = rule->array_type == INT8ARRAYOID
+					? Int64GetDatum(strtoll(entry->key, NULL, 10)) : CStringGetTextDatum(entry->key);
+			array = rule->array_type == INT8ARRAYOID
+				? PointerGetDatum(construct_array(values, n, INT8OID, 8, true, TYPALIGN_DOUBLE))
+				: PointerGetDatum(construct_array(values, n, TEXTOID, -1, false, TYPALIGN_INT));
+			recovery_spi_exec(rule->some_sql, 1, (Oid *) &rule->array_type, &array, NULL, SPI_OK_SELECT);
+			remember_candidates(state->table[r], state->batch);
+		}
+		MemoryContextSwitchTo(old);
+		return quoting > 0;
 	}
-	remember_candidates(rule, context);
 }
 
 static char *
@@ -331,9 +382,9 @@ case_reference(int64 case_id)
 }
 
 static void
-match_line(PaymentLine *line, PaymentLines *lines, int r)
+match_line(ReconcileState *state, PaymentLine *line, int r)
 {
-	Rule	   *rule = &rules[r];
+	const Rule *rule = &rules[r];
 	char		token[TOKEN_MAX];
 	TokenEntry *entry;
 	Candidate  *candidate,
@@ -341,7 +392,7 @@ match_line(PaymentLine *line, PaymentLines *lines, int r)
 	bool		balance;
 	MemoryContext old;
 
-	if (!rule->token(line, token) || (entry = tokens_lookup(rule->table, token)) == NULL)
+	if (!rule->token(line, token) || (entry = tokens_lookup(state->table[r], token)) == NULL)
 		return;
 	for (candidate = entry->candidates; candidate; candidate = candidate->next)
 		if (strcmp(candidate->currency, line->currency) == 0 &&
@@ -355,7 +406,7 @@ match_line(PaymentLine *line, PaymentLines *lines, int r)
 	line->customer_id = chosen->customer_id;
 	line->score = rule->score_without_balance < 0 || balance ? rule->score : rule->score_without_balance;
 
-	old = MemoryContextSwitchTo(lines->strings);
+	old = MemoryContextSwitchTo(state->batch);
 	switch (r)
 	{
 		case 0:
@@ -373,39 +424,59 @@ match_line(PaymentLine *line, PaymentLines *lines, int r)
 	MemoryContextSwitchTo(old);
 }
 
+ReconcileState *
+reconcile_begin(void)
+{
+	ReconcileState *state = palloc0(sizeof(ReconcileState));
+
+	state->all = AllocSetContextCreate(CurrentMemoryContext, "reconcile candidates",
+									   ALLOCSET_DEFAULT_SIZES);
+	state->batch = AllocSetContextCreate(CurrentMemoryContext, "reconcile batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	return state;
+}
+
 /*
  * Each payable line's best candidate (case_id, customer_id, score, reason),
  * by the rules in order.  A case given with the text (case_id) stands for
- * the reference of the lines that quote none.
+ * the reference of the lines that quote none.  The reasons live until the
+ * next batch.
  */
 void
-reconcile_match(PaymentLines *lines, int64 case_id)
+reconcile_match(ReconcileState *state, PaymentLine *lines, int n_lines, int64 case_id)
 {
-	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext, "reconcile candidates",
-												  ALLOCSET_DEFAULT_SIZES);
-	int64		i;
-	int			r;
+	int			i,
+				r;
 
+	MemoryContextReset(state->batch);
 	if (case_id > 0)
 	{
-		const char *reference = MemoryContextStrdup(lines->strings, case_reference(case_id));
+		const char *reference = MemoryContextStrdup(state->batch, case_reference(case_id));
 
-		for (i = 0; i < lines->count; i++)
-			if (lines->items[i].reference == NULL)
-				lines->items[i].reference = reference;
+		for (i = 0; i < n_lines; i++)
+			if (lines[i].reference == NULL)
+				lines[i].reference = reference;
 	}
 
 	SPI_connect();
 	/* each rule reads only for the lines the rules before it left */
 	for (r = 0; r < (int) N_RULES; r++)
 	{
-		load_rule(&rules[r], lines, context);
-		for (i = 0; i < lines->count; i++)
-			if (payable(&lines->items[i]) && lines->items[i].score < 0)
-				match_line(&lines->items[i], lines, r);
+		if (!load_rule(state, r, lines, n_lines))
+			continue;
+		for (i = 0; i < n_lines; i++)
+			if (payable(&lines[i]) && lines[i].score < 0)
+				match_line(state, &lines[i], r);
 	}
 	SPI_finish();
-	MemoryContextDelete(context);
+}
+
+void
+reconcile_end(ReconcileState *state)
+{
+	MemoryContextDelete(state->batch);
+	MemoryContextDelete(state->all);
+	pfree(state);
 }
 
 /* An error a case gives for money it cannot take: the line waits for review. */
@@ -479,35 +550,36 @@ record_payment(const PaymentLine *line, int64 extraction_id, char **refused)
  * review.
  */
 void
-reconcile_apply(PaymentLines *lines, int64 extraction_id, double threshold)
+reconcile_apply(ReconcileState *state, PaymentLine *lines, int n_lines, int64 extraction_id,
+				double threshold)
 {
-	int64		i;
+	int			i;
 
 	SPI_connect();
-	for (i = 0; i < lines->count; i++)
+	for (i = 0; i < n_lines; i++)
 	{
-		PaymentLine *line = &lines->items[i];
+		PaymentLine *line = &lines[i];
 		char	   *refused = NULL;
 
 		if (!payable(line))
 		{
-			line->status = "ignored";
+			line->status = PAYMENT_IGNORED;
 			line->reason = line->problem ? line->problem : "money paid out, not received";
 			continue;
 		}
 		if (line->score < 0)
 		{
-			line->status = "unmatched";
+			line->status = PAYMENT_UNMATCHED;
 			continue;
 		}
-		line->status = "review";
+		line->status = PAYMENT_REVIEW;
 		if (line->score < threshold * 100 - 1e-9)
 			continue;
 		line->receipt_id = record_payment(line, extraction_id, &refused);
 		if (line->receipt_id > 0)
-			line->status = "applied";
+			line->status = PAYMENT_APPLIED;
 		else
-			line->reason = MemoryContextStrdup(lines->strings,
+			line->reason = MemoryContextStrdup(state->batch,
 											   psprintf("%s; not applied: %s", line->reason, refused));
 	}
 	SPI_finish();

@@ -367,8 +367,11 @@ import_batch(Import *import, PaymentLine *lines, int n)
 		Fingerprint key;
 
 		memcpy(key.bytes, lines[i].fingerprint, FINGERPRINT_LENGTH);
-		if (fingerprints_lookup(import->existing, key) == NULL)
-			lines[fresh++] = lines[i];
+		if (fingerprints_lookup(import->existing, key) != NULL)
+			continue;
+		if (fresh != i)
+			lines[fresh] = lines[i];
+		fresh++;
 	}
 	if (fresh > 0)
 	{
@@ -502,7 +505,10 @@ recovery_extraction_import_line(PG_FUNCTION_ARGS)
 	int64		case_id = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
 	Import		import;
 	PaymentLine line;
+	PaymentArena arena;
 	bytea	   *fp;
+	bool		ok;
+	int			t;
 
 	if (PG_ARGISNULL(9) || VARSIZE_ANY_EXHDR(PG_GETARG_BYTEA_PP(9)) != FINGERPRINT_LENGTH)
 		ereport(ERROR,
@@ -526,6 +532,15 @@ recovery_extraction_import_line(PG_FUNCTION_ARGS)
 	memcpy(line.fingerprint, VARDATA_ANY(fp), FINGERPRINT_LENGTH);
 	line.problem = PG_ARGISNULL(10) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(10));
 
+	/* the tokens are read into malloc'd memory, and kept in palloc'd */
+	memset(&arena, 0, sizeof(arena));
+	ok = payment_line_tokens(&line, &arena);
+	for (t = 0; t < TOKEN_COUNT; t++)
+		if (line.tokens[t])
+			line.tokens[t] = pstrdup(line.tokens[t]);
+	payment_arena_free(&arena);
+	if (!ok)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	import_begin(&import, extraction_id, case_id);
 	import_batch(&import, &line, 1);
 	PG_RETURN_JSONB_P(import_end(&import, NULL));

@@ -89,18 +89,25 @@ payment_batch_clear(PaymentBatch *batch)
 }
 
 void
-payment_batch_free(PaymentBatch *batch)
+payment_arena_free(PaymentArena *arena)
 {
 	PaymentArenaBlock *block,
 			   *next;
 
-	if (batch == NULL)
-		return;
-	for (block = batch->arena.blocks; block; block = next)
+	for (block = arena->blocks; block; block = next)
 	{
 		next = block->next;
 		free(block);
 	}
+	memset(arena, 0, sizeof(*arena));
+}
+
+void
+payment_batch_free(PaymentBatch *batch)
+{
+	if (batch == NULL)
+		return;
+	payment_arena_free(&batch->arena);
 	free(batch);
 }
 
@@ -435,5 +442,6 @@ payment_reader_convert(PaymentReader *reader, const CsvLine *csv, PaymentLine *l
 	COPY_FIELD(payer, CSV_PAYER);
 	COPY_FIELD(iban, CSV_IBAN);
 #undef COPY_FIELD
-	return fingerprint(reader, csv, code, line->fingerprint);
+	return fingerprint(reader, csv, code, line->fingerprint) &&
+		payment_line_tokens(line, arena);
 }

@@ -33,6 +33,16 @@ typedef enum PaymentStatus
 /* as extraction_lines.status says them */
 extern const char *const payment_status_names[PAYMENT_STATUS_COUNT];
 
+/* what matching looks up (payment_tokens.c, reconcile.c) */
+typedef enum MatchToken
+{
+	TOKEN_CASE,					/* RC-000042: "42" */
+	TOKEN_INVOICE,				/* INV-2026-000123 */
+	TOKEN_CUSTOMER,				/* CUST-17 */
+	TOKEN_PAYER,				/* the payer's name, lower case */
+	TOKEN_COUNT
+} MatchToken;
+
 typedef struct PaymentLine
 {
 	int32_t		line_no;		/* line of the record in its file, 0: a text */
@@ -52,6 +62,10 @@ typedef struct PaymentLine
 	const char *iban;
 	const char *problem;		/* why it is not a payment, NULL when it is */
 	unsigned char fingerprint[FINGERPRINT_LENGTH];
+	const char *tokens[TOKEN_COUNT];	/* NULL when none */
+	uint32_t	token_hashes[TOKEN_COUNT];
+	bool		payer_unlowered;	/* a name that is not ASCII: the backend
+									 * lowers it as SQL does */
 
 	/* what became of it (the backend) */
 	int64_t		id;
@@ -97,6 +111,11 @@ extern void payment_reader_free(PaymentReader *reader);
 extern bool payment_reader_convert(PaymentReader *reader, const CsvLine *csv,
 								   PaymentLine *line, PaymentArena *arena);
 
+/* the line's tokens, from its reference and payer; false when out of memory */
+extern bool payment_line_tokens(PaymentLine *line, PaymentArena *arena);
+extern uint32_t payment_token_hash(const char *token);
+
+extern void payment_arena_free(PaymentArena *arena);
 extern PaymentBatch *payment_batch_new(void);
 /* empties a batch for reuse, keeping one block of its arena */
 extern void payment_batch_clear(PaymentBatch *batch);

@@ -50,6 +50,7 @@ typedef struct TokenEntry
 {
 	const char *key;
 	Candidate  *candidates;
+	uint32		hash;
 	char		status;
 } TokenEntry;
 
@@ -57,14 +58,15 @@ typedef struct TokenEntry
 #define SH_ELEMENT_TYPE TokenEntry
 #define SH_KEY_TYPE const char *
 #define SH_KEY key
-#define SH_HASH_KEY(tb, key) hash_bytes((const unsigned char *) (key), strlen(key))
+#define SH_HASH_KEY(tb, key) payment_token_hash(key)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, entry) ((entry)->hash)
 #define SH_EQUAL(tb, a, b) (strcmp((a), (b)) == 0)
 #define SH_SCOPE static inline
 #define SH_DECLARE
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
-#define TOKEN_MAX 96
 
 /* One rule: how a line's token is read, and how the database is asked. */
 typedef struct Rule
@@ -72,7 +74,7 @@ typedef struct Rule
 	const char *name;
 	int			score;			/* hundredths; with the balance */
 	int			score_without_balance;	/* -1: the rule needs no balance */
-	bool		(*token) (const PaymentLine *line, char *out);
+	MatchToken	token;			/* what it looks up */
 	const char *count_sql;		/* $1: the most rows worth counting */
 	const char *all_sql;		/* every candidate */
 	const char *some_sql;		/* the candidates of $1 */
@@ -88,127 +90,25 @@ typedef enum RuleMode
 	RULE_TOKENS					/* asked for each batch's tokens */
 } RuleMode;
 
-static inline bool
-word_char(unsigned char c)
-{
-	return c >= 0x80 || c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
-}
-
-/* "RC-000042", "rc 42", "RC42" as a word: "42" */
-static bool
-case_reference_token(const PaymentLine *line, char *out)
-{
-	const char *s = line->reference;
-	size_t		i;
-
-	for (i = 0; s && s[i]; i++)
-	{
-		size_t		j = i + 2,
-					digits,
-					zeros = 0;
-
-		if ((s[i] | 0x20) != 'r' || (s[i + 1] | 0x20) != 'c' || (i > 0 && word_char(s[i - 1])))
-			continue;
-		if (s[j] == '-' || s[j] == ' ')
-			j++;
-		for (digits = 0; s[j + digits] >= '0' && s[j + digits] <= '9'; digits++)
-			;
-		if (digits == 0 || word_char(s[j + digits]))
-			continue;
-		while (zeros + 1 < digits && s[j + zeros] == '0')
-			zeros++;
-		if (digits - zeros > 12)
-			continue;
-		memcpy(out, s + j + zeros, digits - zeros);
-		out[digits - zeros] = '\0';
-		return true;
-	}
-	return false;
-}
-
-/* the first word starting with prefix (case-insensitive), upper case */
-static bool
-prefixed_token(const char *s, const char *prefix, bool digits_only, char *out)
-{
-	size_t		plen = strlen(prefix),
-				i,
-				k;
-
-	for (i = 0; s && s[i]; i++)
-	{
-		size_t		n = 0;
-
-		if (i > 0 && word_char(s[i - 1]))
-			continue;
-		for (k = 0; k < plen && s[i + k] && (s[i + k] | 0x20) == (prefix[k] | 0x20); k++)
-			;
-		if (k < plen)
-			continue;
-		while (n + plen < TOKEN_MAX - 1)
-		{
-			char		c = s[i + plen + n];
-
-			if (!((c >= '0' && c <= '9') ||
-				  (!digits_only && (c == '-' || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')))))
-				break;
-			n++;
-		}
-		if (n == 0 || (digits_only && word_char(s[i + plen + n])))
-			continue;
-		for (k = 0; k < plen + n; k++)
-			out[k] = (s[i + k] >= 'a' && s[i + k] <= 'z') ? s[i + k] - ('a' - 'A') : s[i + k];
-		out[k] = '\0';
-		return true;
-	}
-	return false;
-}
-
-static bool
-invoice_token(const PaymentLine *line, char *out)
-{
-	return prefixed_token(line->reference, "INV-", false, out);
-}
-
-static bool
-customer_token(const PaymentLine *line, char *out)
-{
-	return prefixed_token(line->reference, "CUST-", true, out);
-}
-
-/* lower(btrim(payer)), as SQL lowers it; ASCII names are lowered here */
-static bool
-payer_token(const PaymentLine *line, char *out)
+/* the payer's name lowered as SQL lowers it, for a name that is not ASCII */
+static const char *
+lowered_payer(PaymentLine *line, MemoryContext context)
 {
 	const char *s = line->payer;
-	size_t		len,
-				i;
-	bool		ascii = true;
+	size_t		len;
+	char	   *lowered;
 
-	if (s == NULL)
-		return false;
 	while (*s == ' ')
 		s++;
 	len = strlen(s);
 	while (len > 0 && s[len - 1] == ' ')
 		len--;
-	if (len == 0 || len >= TOKEN_MAX)
-		return false;
-	for (i = 0; i < len; i++)
-	{
-		ascii &= (unsigned char) s[i] < 0x80;
-		out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? s[i] + ('a' - 'A') : s[i];
-	}
-	out[len] = '\0';
-	if (!ascii)
-	{
-		char	   *lowered = str_tolower(s, len, DEFAULT_COLLATION_OID);
-
-		if (strlen(lowered) >= TOKEN_MAX)
-			return false;
-		strcpy(out, lowered);
-		pfree(lowered);
-	}
-	return true;
+	lowered = str_tolower(s, len, DEFAULT_COLLATION_OID);
+	line->tokens[TOKEN_PAYER] = MemoryContextStrdup(context, lowered);
+	line->token_hashes[TOKEN_PAYER] = payment_token_hash(lowered);
+	line->payer_unlowered = false;
+	pfree(lowered);
+	return line->tokens[TOKEN_PAYER];
 }
 
 #define OPEN_CASES_OF_CUSTOMERS \
@@ -216,25 +116,25 @@ payer_token(const PaymentLine *line, char *out)
 	" WHERE NOT recovery.case_state_is_terminal(c.state)"
 
 static const Rule rules[] = {
-	{"case reference", 100, -1, case_reference_token,
+	{"case reference", 100, -1, TOKEN_CASE,
 		"SELECT count(*) FROM (SELECT 1 FROM recovery.recovery_cases LIMIT $1) s",
 		"SELECT c.id::text, c.currency::text, c.id, c.customer_id, NULL::bigint FROM recovery.recovery_cases c",
 		"SELECT c.id::text, c.currency::text, c.id, c.customer_id, NULL::bigint FROM recovery.recovery_cases c"
 		" WHERE c.id = ANY ($1)", INT8ARRAYOID},
-	{"invoice", 95, -1, invoice_token,
+	{"invoice", 95, -1, TOKEN_INVOICE,
 		"SELECT count(*) FROM (SELECT 1 FROM recovery.payments p"
 		" WHERE p.case_id IS NOT NULL AND p.external_ref IS NOT NULL LIMIT $1) s",
 		"SELECT p.external_ref, p.currency::text, p.case_id, p.customer_id, NULL::bigint FROM recovery.payments p"
 		" WHERE p.case_id IS NOT NULL AND p.external_ref IS NOT NULL ORDER BY p.case_id",
 		"SELECT p.external_ref, p.currency::text, p.case_id, p.customer_id, NULL::bigint FROM recovery.payments p"
 		" WHERE p.case_id IS NOT NULL AND p.external_ref = ANY ($1) ORDER BY p.case_id", TEXTARRAYOID},
-	{"customer", 90, 70, customer_token,
+	{"customer", 90, 70, TOKEN_CUSTOMER,
 		"SELECT count(*) FROM (SELECT 1" OPEN_CASES_OF_CUSTOMERS " AND cu.external_ref IS NOT NULL LIMIT $1) s",
 		"SELECT cu.external_ref, c.currency::text, c.id, c.customer_id, c.balance" OPEN_CASES_OF_CUSTOMERS
 		" AND cu.external_ref IS NOT NULL ORDER BY c.id",
 		"SELECT cu.external_ref, c.currency::text, c.id, c.customer_id, c.balance" OPEN_CASES_OF_CUSTOMERS
 		" AND cu.external_ref = ANY ($1) ORDER BY c.id", TEXTARRAYOID},
-	{"payer name", 80, 60, payer_token,
+	{"payer name", 80, 60, TOKEN_PAYER,
 		"SELECT count(*) FROM (SELECT 1" OPEN_CASES_OF_CUSTOMERS " AND cu.erased_at IS NULL LIMIT $1) s",
 		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_CUSTOMERS
 		" AND cu.erased_at IS NULL GROUP BY lower(cu.name), c.currency HAVING count(*) = 1",
@@ -252,6 +152,14 @@ struct ReconcileState
 	MemoryContext all;			/* the tables read whole */
 	MemoryContext batch;		/* those of one batch's tokens */
 };
+
+static const char *
+token_of(PaymentLine *line, MatchToken kind, MemoryContext context)
+{
+	if (kind == TOKEN_PAYER && line->payer_unlowered)
+		return lowered_payer(line, context);
+	return line->tokens[kind];
+}
 
 static bool
 payable(const PaymentLine *line)
@@ -301,7 +209,6 @@ static bool
 load_rule(ReconcileState *state, int r, PaymentLine *lines, int n_lines)
 {
 	const Rule *rule = &rules[r];
-	char		token[TOKEN_MAX];
 	int64		waiting = 0,
 				quoting = 0;
 	int			i;
@@ -347,15 +254,18 @@ load_rule(ReconcileState *state, int r, PaymentLine *lines, int n_lines)
 		bool		found;
 
 		for (i = 0; i < n_lines; i++)
-			if (payable(&lines[i]) && lines[i].score < 0 && rule->token(&lines[i], token))
+		{
+			const char *token;
+
+			if (!payable(&lines[i]) || lines[i].score >= 0 ||
+				(token = token_of(&lines[i], rule->token, state->batch)) == NULL)
+				continue;
 			{
-				entry = tokens_insert(distinct, token, &found);
+				entry = tokens_insert_hash(distinct, token, lines[i].token_hashes[rule->token], &found);
 				if (!found)
-				{
-					entry->key = pstrdup(token);
 					quoting++;
-				}
 			}
+		}
 		state->table[r] = tokens_create(state->batch, 256, NULL);
 		if (quoting > 0)
 		{
@@ -385,14 +295,15 @@ static void
 match_line(ReconcileState *state, PaymentLine *line, int r)
 {
 	const Rule *rule = &rules[r];
-	char		token[TOKEN_MAX];
+	const char *token = token_of(line, rule->token, state->batch);
 	TokenEntry *entry;
 	Candidate  *candidate,
 			   *chosen = NULL;
 	bool		balance;
 	MemoryContext old;
 
-	if (!rule->token(line, token) || (entry = tokens_lookup(state->table[r], token)) == NULL)
+	if (token == NULL ||
+		(entry = tokens_lookup_hash(state->table[r], token, line->token_hashes[rule->token])) == NULL)
 		return;
 	for (candidate = entry->candidates; candidate; candidate = candidate->next)
 		if (strcmp(candidate->currency, line->currency) == 0 &&
@@ -452,10 +363,15 @@ reconcile_match(ReconcileState *state, PaymentLine *lines, int n_lines, int64 ca
 	if (case_id > 0)
 	{
 		const char *reference = MemoryContextStrdup(state->batch, case_reference(case_id));
+		const char *number = MemoryContextStrdup(state->batch, psprintf("%lld", (long long) case_id));
 
 		for (i = 0; i < n_lines; i++)
 			if (lines[i].reference == NULL)
+			{
 				lines[i].reference = reference;
+				lines[i].tokens[TOKEN_CASE] = number;
+				lines[i].token_hashes[TOKEN_CASE] = payment_token_hash(number);
+			}
 	}
 
 	SPI_connect();

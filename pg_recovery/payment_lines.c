@@ -149,9 +149,11 @@ payment_reader_new(const PaymentCurrency *currencies, int n_currencies,
 	reader->n_currencies = n_currencies;
 	reader->default_currency = default_currency;
 	reader->seen_size = 1024;
-	while (reader->seen_size < expected_lines * 2)
+	while (reader->seen_size * 3 < expected_lines * 4)
 		reader->seen_size *= 2;
-	reader->seen = calloc(reader->seen_size, sizeof(SeenSlot));
+	/* written now, not faulted in page by page while reading */
+	if ((reader->seen = malloc(reader->seen_size * sizeof(SeenSlot))) != NULL)
+		memset(reader->seen, 0, reader->seen_size * sizeof(SeenSlot));
 	/* fetched once: an implicit fetch per digest takes locks in OpenSSL 3 */
 	reader->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	reader->digest = EVP_MD_CTX_new();
@@ -179,10 +181,11 @@ seen_grow(PaymentReader *reader)
 {
 	size_t		size = reader->seen_size * 2,
 				i;
-	SeenSlot   *slots = calloc(size, sizeof(SeenSlot));
+	SeenSlot   *slots = malloc(size * sizeof(SeenSlot));
 
 	if (slots == NULL)
 		return false;
+	memset(slots, 0, size * sizeof(SeenSlot));
 	for (i = 0; i < reader->seen_size; i++)
 		if (reader->seen[i].key)
 		{
@@ -205,7 +208,7 @@ seen_count(PaymentReader *reader, const unsigned char *digest)
 	uint64_t	key;
 	size_t		at;
 
-	if (reader->seen_used * 2 >= reader->seen_size && !seen_grow(reader))
+	if (reader->seen_used * 4 >= reader->seen_size * 3 && !seen_grow(reader))
 		return 0;
 	memcpy(&key, digest, sizeof(key));
 	if (key == 0)

@@ -179,7 +179,7 @@ statement_reader_start(const char *input, size_t len, const CsvMapping *mapping,
 	reader->len = len;
 	reader->mapping = *mapping;
 	/* statements have lines of 60 to 200 bytes */
-	reader->payments = payment_reader_new(currencies, n_currencies, default_currency, len / 64);
+	reader->payments = payment_reader_new(currencies, n_currencies, default_currency, len / 80);
 	if (reader->payments == NULL)
 	{
 		free(reader);

@@ -136,6 +136,8 @@ DECLARE
     outcome jsonb;
     has_csv boolean := false;
     attachments jsonb;
+    size bigint;
+    digest bytea;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent') AND NOT recovery.caller_has_role('recovery_automation') THEN
         RAISE EXCEPTION 'permission denied to extract payments' USING ERRCODE = '42501';
@@ -160,8 +162,12 @@ BEGIN
         END IF;
     END IF;
 
+    -- content goes to functions only, never into a statement's plan: a
+    -- statement's custom plan would copy it as a constant, 100 MB each time
+    size := length(content);
+    digest := sha256(content);
     INSERT INTO recovery.extractions (source, document_id, case_id, mapping, size, sha256, created_by)
-    VALUES (source, document_id, case_id, mapping, length(content), sha256(content), recovery.task_worker())
+    VALUES (source, document_id, case_id, mapping, size, digest, recovery.task_worker())
     RETURNING * INTO ex;
 
     IF source = 'statement' THEN

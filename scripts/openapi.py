@@ -253,9 +253,9 @@ paths = {
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 404)}}},
  "/api/v1/reconciliation": {
    "get": {"summary": "The review queue: payments found that wait for a person, with the suggested case and why", "tags": ["reconciliation"],
-           "parameters": [qp("status", "string", "review or unmatched"),
+           "parameters": [qp("status", "string", "review (the default), or unmatched: the lines of an extraction that matched no case, with extraction_id"),
                           qp("extraction_id", "integer", "only the lines of one extraction"), cursor, limit],
-           "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401)}}},
+           "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 404)}}},
  "/api/v1/reconciliation/{line_id}/confirm": {
    "parameters": [pp("line_id", "payment line id")],
    "post": {"summary": "Apply the payment to the suggested case, or to case_id (agents)", "tags": ["reconciliation"], "parameters": [IDEM],

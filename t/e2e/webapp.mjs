@@ -232,7 +232,8 @@ try {
   // the review queue: a payment found by the payer's name is confirmed
   const payer = `Payer ${tag}`;
   const owed = await newCase(payer);
-  const statement = `Date,Description,Amount,Currency,Payer Name\n25/11/2026,transfer,100.00,EUR,${payer}\n`;
+  const statement = `Date,Description,Amount,Currency,Payer Name\n25/11/2026,transfer,100.00,EUR,${payer}\n`
+    + `25/11/2026,transfer,42.00,EUR,Nobody ${tag}\n`;
   const imported = await fetch(`${base}/api/v1/extractions/statements`, { method: 'POST', body: statement,
     headers: { Authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem('recovery.token'))}`,
       'Content-Type': 'text/csv' } }).then((r) => r.json());
@@ -243,6 +244,12 @@ try {
   await row.getByRole('button', { name: 'Confirm' }).click();
   await page.locator('#status', { hasText: 'The payment was applied.' }).waitFor();
   is((await agentApi('GET', `/recovery-cases/${owed.id}`)).json.state, 'resolved', 'confirmed in the queue, the money resolves the case');
+  await page.goto(`${base}/#/reconciliation?extraction_id=${imported.id}`);
+  await settled(page);
+  await page.getByRole('link', { name: 'matched no case' }).click();
+  await settled(page);
+  ok(await page.locator('tr', { hasText: `Nobody ${tag}` }).count() === 1,
+    'the statement\'s line that matched no case is listed with its extraction');
 
   // an auditor reads the trail of a case and verifies the chains
   const auditor = await signIn('auditor@demo.example', 'auditor-demo-pass');

@@ -245,4 +245,98 @@ is(value('SELECT count(*) FROM recovery.extractions'), $before, 'and nothing of 
 ok(!eval { extract('statement', "amount,reference\n1,2\n", 'no-such-bank'); 1 }, 'an unknown bank mapping is refused');
 is($db->state, 'PR003', 'as not found');
 
+# --- a large statement: read on a thread while the backend stores it -------------
+# (files from 1 MiB on are read on a thread of their own, in batches of 4096)
+my $big_case = new_case(amount => 4200);
+my $big_line = sub {
+    my ($i, $day) = @_;
+    return sprintf "%02d.11.2026;\"Kunde %d\";\"Rechnung %s-%07d\";%d,%02d;EUR\n", $day, $i, "INV-Z$tag", $i, 1 + $i % 900, $i % 100;
+};
+my $big = "Datum;Auftraggeber;Verwendungszweck;Betrag;Waehrung\n";
+$big .= $big_line->($_, 1 + $_ % 20) for 1 .. 20000;
+$big .= "21.11.2026;\"Somebody\";\"Paying $big_case->{ref}\";42,00;EUR\n";
+$big .= $big_line->(5, 6) for 1 .. 2;                 # the same line as line 5, twice more
+my $big_lines = 20000 + 1 + 2;
+ok(length($big) > 1024 * 1024, 'a statement of more than 1 MiB');
+$r = extract('statement', $big);
+is($r->{lines}, $big_lines, "all $big_lines lines are stored, batch after batch");
+is($r->{by_status}{applied}, 1, 'the one quoting a case reference is applied');
+is(balance($big_case), 0, 'and its case is paid');
+is(value('SELECT count(*) FROM recovery.extraction_lines WHERE extraction_id = $1 AND reference LIKE $2',
+         $r->{id}, "Rechnung INV-Z$tag-0000005"), 3, 'three equal lines stay three payments');
+is(value('SELECT count(DISTINCT id) FROM recovery.extraction_lines WHERE extraction_id = $1', $r->{id}), $big_lines,
+   'each with an id of its own');
+is(value('SELECT last_line_id - first_line_id + 1 FROM recovery.extractions WHERE id = $1', $r->{id}), $big_lines,
+   'in one range, which the extraction records');
+my $first = extract('statement', $big);
+is($first->{lines}, 0, 'the same large statement again adds nothing');
+is($first->{duplicates}, $big_lines, 'every line is recognised, the repeated ones too');
+
+# a later statement that overlaps: the old lines are skipped, the new ones added
+my $later = "Datum;Auftraggeber;Verwendungszweck;Betrag;Waehrung\n";
+$later .= $big_line->($_, 1 + $_ % 20) for 19001 .. 20000;
+$later .= $big_line->($_, 22) for 20001 .. 20100;
+$r = extract('statement', $later);
+is($r->{lines}, 100, 'an overlapping statement adds only its new lines');
+is($r->{duplicates}, 1000, 'and skips the thousand imported before');
+
+# a statement that turns out unreadable at its end writes nothing at all
+my $broken = $big;
+$broken =~ s/INV-Z$tag/INV-Y$tag/g;
+$broken .= "22.11.2026;\"Somebody\";\"unterminated;1,00;EUR\n";
+my $lines_before = value('SELECT count(*) FROM recovery.extraction_lines');
+ok(!eval { extract('statement', $broken); 1 }, 'a large statement with an unterminated quote on its last line is refused');
+like($db->errstr, qr/never closed/, 'saying why');
+is(value('SELECT count(*) FROM recovery.extraction_lines'), $lines_before, 'and none of the batches stored before it remains');
+
+# what the bulk import will not do
+$db->begin_work;
+$db->do('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+ok(!eval { extract('statement', $sparkasse, 'sparkasse'); 1 }, 'an import at REPEATABLE READ is refused');
+like($db->errstr, qr/READ COMMITTED/, 'because the lines imported before might not be seen');
+$db->rollback;
+$db->begin_work;
+$db->do(q{CREATE FUNCTION pg_temp.nothing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'});
+$db->do(q{CREATE TRIGGER spy BEFORE INSERT ON recovery.extraction_lines FOR EACH ROW EXECUTE FUNCTION pg_temp.nothing()});
+ok(!eval { extract('statement', "date,amount,reference,currency\n2026-11-01,1.00,new $tag,EUR\n"); 1 },
+   'a row trigger on INSERT, which bulk writes would not fire, stops the import');
+like($db->errstr, qr/row trigger on INSERT/, 'and says so');
+$db->rollback;
+
+# two imports of one statement at once: the second waits, then finds every line
+{
+    my $other = connect_db();
+    my $again = "Datum;Auftraggeber;Verwendungszweck;Betrag;Waehrung\n" . $big_line->(1, 23) . $big_line->(2, 23);
+    $db->begin_work;
+    my $mine = extract('statement', $again);
+    my $sth = $other->prepare('SELECT recovery.extract_payments($1, $2)', { pg_async => PG_ASYNC });
+    $sth->bind_param(1, 'statement');
+    $sth->bind_param(2, $again, { pg_type => PG_BYTEA });
+    $sth->execute;
+    select undef, undef, undef, 0.3;
+    ok(!$other->pg_ready, 'a second import of the same statement waits for the first');
+    $db->commit;
+    $other->pg_result;
+    my $theirs = JSON::PP->new->decode(($sth->fetchrow_array)[0]);
+    is($mine->{lines}, 2, 'the first adds the lines');
+    is($theirs->{lines}, 0, 'the second, once the first committed, adds none');
+    is($theirs->{duplicates}, 2, 'and finds both');
+}
+
+# a cancelled import leaves the backend as it was: no thread, nothing written
+{
+    my $huge = "Datum;Auftraggeber;Verwendungszweck;Betrag;Waehrung\n";
+    $huge .= $big_line->($_, 1 + $_ % 28) =~ s/INV-Z/INV-C/r for 1 .. 250000;
+    my $pid = value('SELECT pg_backend_pid()');
+    $db->do(q{SET statement_timeout = '300ms'});
+    ok(!eval { extract('statement', $huge); 1 }, 'an import longer than statement_timeout is cancelled');
+    is($db->state, '57014', 'as a cancelled query');
+    $db->do('RESET statement_timeout');
+    my @tasks = glob("/proc/$pid/task/*");
+    is(scalar @tasks, 1, 'the reader\'s thread is gone') if -d "/proc/$pid";
+    is(value(q{SELECT count(*) FROM recovery.extraction_lines WHERE reference LIKE 'Rechnung INV-C%'}), 0,
+       'and no line of it was kept');
+    is(value('SELECT 1'), 1, 'the session goes on');
+}
+
 done_testing();

@@ -4,17 +4,21 @@ import { api, session } from '../api.js';
 import { money, date } from '../format.js';
 import { say } from '../app.js';
 
+// Lines no rule matched are listed per extraction only: a bank statement
+// brings many that are none of ours.
 export async function render(main, { params }) {
-  const status = params.get('status') || 'review';
+  const extraction = params.get('extraction_id');
+  const status = extraction ? params.get('status') || 'review' : 'review';
   const query = new URLSearchParams({ status, limit: '50' });
   for (const name of ['extraction_id', 'cursor']) if (params.get(name)) query.set(name, params.get(name));
   const queue = await api('GET', `/reconciliation?${query}`);
   const canDecide = session.me.may.act;
   mount(main, h('h1', {}, 'Reconciliation'),
-    params.get('extraction_id') ? h('p', {}, `Only the lines of extraction #${params.get('extraction_id')}. `,
-      h('a', { href: `#/reconciliation?status=${status}` }, 'Show all')) : null,
-    h('nav', { class: 'pager' }, ['review', 'unmatched'].map((s) =>
-      h('a', { href: `#/reconciliation?status=${s}`, 'aria-current': s === status ? 'page' : null }, s))),
+    extraction ? h('p', {}, `Only the lines of extraction #${extraction}. `,
+      h('a', { href: '#/reconciliation' }, 'Show the whole queue')) : null,
+    extraction ? h('nav', { class: 'pager' }, ['review', 'unmatched'].map((s) =>
+      h('a', { href: `#/reconciliation?status=${s}&extraction_id=${extraction}`, 'aria-current': s === status ? 'page' : null },
+        s === 'review' ? 'waiting for review' : 'matched no case'))) : null,
     queue.items.length ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Found in'), h('th', {}, 'Booked'),
       h('th', { class: 'num' }, 'Amount'), h('th', {}, 'Reference'), h('th', {}, 'Payer'), h('th', {}, 'Suggested case'),
       h('th', {}, 'Why'), h('th', {}, ''))),
@@ -27,7 +31,7 @@ export async function render(main, { params }) {
         l.case_balance !== null && l.case_balance !== undefined ? ` (balance ${money(l.case_balance, l.currency)})` : ''),
       h('td', {}, l.reason || '', l.score ? ` (${l.score})` : ''),
       h('td', {}, canDecide ? decide(l) : null)))))
-      : h('p', {}, 'Nothing waits for review.'),
+      : h('p', {}, status === 'review' ? 'Nothing waits for review.' : 'Every line matched a case.'),
     nextPageLink('/reconciliation', params, queue.next_cursor));
 
   function decide(line) {

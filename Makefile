@@ -22,7 +22,7 @@ export PATH := $(shell dirname $(PG_CONFIG)):$(PATH)
 
 .PHONY: all extension module install deps run stop test bench clean fuzz
 
-all: extension module build/jwt-test
+all: extension module build/jwt-test build/statement-reader-test
 
 extension:
 	@test -x $(PG_CONFIG) || { echo "PostgreSQL 15 server headers missing: run 'make deps' as root" >&2; exit 1; }
@@ -36,6 +36,14 @@ build/jwt-test: t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c ngx_recov
 	@mkdir -p build
 	$(CC) $(JWT_CFLAGS) -o $@ t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c -ljson-c -lcrypto
 
+# the statement reader's thread, with ThreadSanitizer
+READER_SOURCES := pg_recovery/statement_reader.c pg_recovery/payment_lines.c \
+	pg_recovery/payment_tokens.c pg_recovery/extract_csv.c pg_recovery/extract_common.c
+build/statement-reader-test: t/unit/statement-reader-test.c $(READER_SOURCES) $(wildcard pg_recovery/*.h)
+	@mkdir -p build
+	$(CC) -g -O1 -Wall -Wextra -fsanitize=thread -Ipg_recovery -o $@ t/unit/statement-reader-test.c \
+		$(READER_SOURCES) -lcrypto -lpthread
+
 # libFuzzer targets of the parsers (clang, AddressSanitizer, UBSan), each
 # run for FUZZ_SECONDS on the seed corpus in t/fuzz/corpus after replaying
 # the inputs that once crashed it (t/fuzz/regressions)
@@ -44,12 +52,13 @@ FUZZ_CC := clang-14
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-Ipg_recovery $(shell pkg-config --cflags gmime-3.0 2>/dev/null)
 FUZZ_PARSERS := pg_recovery/extract_common.c pg_recovery/extract_csv.c \
-	pg_recovery/extract_text.c pg_recovery/extract_email.c t/fuzz/alloc.c
+	pg_recovery/extract_text.c pg_recovery/extract_email.c pg_recovery/statement_reader.c \
+	pg_recovery/payment_lines.c pg_recovery/payment_tokens.c t/fuzz/alloc.c
 FUZZ_TARGETS := build/fuzz-csv build/fuzz-text build/fuzz-email
 
-build/fuzz-%: t/fuzz/fuzz_%.c $(FUZZ_PARSERS) pg_recovery/extract.h
+build/fuzz-%: t/fuzz/fuzz_%.c $(FUZZ_PARSERS) $(wildcard pg_recovery/*.h)
 	@mkdir -p build
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PARSERS) $(shell pkg-config --libs gmime-3.0)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PARSERS) $(shell pkg-config --libs gmime-3.0) -lcrypto -lpthread
 
 fuzz: $(FUZZ_TARGETS)
 	@scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -297,7 +297,8 @@ void
 statement_reader_cancel(StatementReader *reader)
 {
 	pthread_mutex_lock(&reader->lock);
-	reader->cancelled = true;
+	/* atomic: on_line() reads it without the lock */
+	__atomic_store_n(&reader->cancelled, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&reader->changed);
 	pthread_mutex_unlock(&reader->lock);
 	if (reader->threaded)

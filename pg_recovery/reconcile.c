@@ -13,11 +13,14 @@
  * case_record_payment(), as money a person records is; the others with a
  * candidate wait for review, and so does a line the case cannot take.
  *
- * Each rule reads the smaller side: when the database has fewer rows for a
- * rule than the file has lines quoting it, it reads them all once;
- * otherwise it asks for the tokens of the file only.  A million-line
+ * Each rule reads the smaller side, decided at the first batch of lines
+ * that need it: when the database has fewer rows for the rule than the
+ * batch has lines waiting, it reads them all once for the whole import;
+ * otherwise it asks for each batch's distinct tokens.  A million-line
  * statement against a few cases, and a few lines against a million cases,
- * both cost what they should.
+ * both cost what they should.  Candidates read once are not read again
+ * after lines are applied: a case closed or paid meanwhile refuses the money
+ * in case_record_payment(), and the line waits for review.
  */
 #include "recovery.h"
 #include "payment_lines.h"
@@ -26,14 +29,13 @@
 #include "access/xact.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
-#include "utils/memutils.h"
 #include "utils/date.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 typedef struct Candidate
@@ -66,7 +68,6 @@ typedef struct TokenEntry
 #define SH_DECLARE
 #define SH_DEFINE
 #include "lib/simplehash.h"
-
 
 /* One rule: how a line's token is read, and how the database is asked. */
 typedef struct Rule
@@ -260,11 +261,9 @@ load_rule(ReconcileState *state, int r, PaymentLine *lines, int n_lines)
 			if (!payable(&lines[i]) || lines[i].score >= 0 ||
 				(token = token_of(&lines[i], rule->token, state->batch)) == NULL)
 				continue;
-			{
-				entry = tokens_insert_hash(distinct, token, lines[i].token_hashes[rule->token], &found);
-				if (!found)
-					quoting++;
-			}
+			entry = tokens_insert_hash(distinct, token, lines[i].token_hashes[rule->token], &found);
+			if (!found)
+				quoting++;
 		}
 		state->table[r] = tokens_create(state->batch, 256, NULL);
 		if (quoting > 0)
@@ -423,7 +422,8 @@ record_payment(const PaymentLine *line, int64 extraction_id, char **refused)
 								line->reference ? line->reference : (line->payer ? line->payer : ""));
 	int64		receipt = 0;
 
-	note[pg_mbcliplen(note, strlen(note), 200)] = '\0';
+	/* left(note, 200), as characters */
+	note[pg_mbcharcliplen(note, strlen(note), 200)] = '\0';
 	values[0] = Int64GetDatum(line->case_id);
 	values[1] = Int64GetDatum(line->amount);
 	values[2] = CStringGetTextDatum(line->currency);

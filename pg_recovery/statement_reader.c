@@ -199,11 +199,6 @@ statement_reader_start(const char *input, size_t len, const CsvMapping *mapping,
 		reader->threaded = pthread_create(&reader->thread, NULL, thread_main, reader) == 0;
 		pthread_sigmask(SIG_SETMASK, &before, NULL);
 	}
-	if (!reader->threaded)
-	{
-		read_all(reader);
-		reader->done = true;
-	}
 	return reader;
 }
 
@@ -212,6 +207,12 @@ statement_reader_next(StatementReader *reader, PaymentBatch **batch)
 {
 	StatementReaderStatus status;
 
+	if (!reader->threaded && !reader->done)
+	{
+		/* small files are read whole, here, at the first call */
+		read_all(reader);
+		reader->done = true;
+	}
 	pthread_mutex_lock(&reader->lock);
 	if (reader->head == NULL && !reader->done)
 	{

@@ -64,6 +64,11 @@ $res = http(GET => '/api/v1/reconciliation?status=review&limit=200', token => $v
 ok((grep { $_->{id} == $line->{id} } @{ $res->{json}{items} }), 'the review queue lists it');
 $res = http(GET => "/api/v1/reconciliation?extraction_id=$extraction", token => $viewer);
 is_deeply([map { $_->{extraction_id} } @{ $res->{json}{items} }], [$extraction], 'and lists one extraction\'s lines alone');
+$res = http(GET => '/api/v1/reconciliation?status=unmatched', token => $viewer);
+is($res->{status}, 400, 'lines that matched no case, of all extractions at once: 400');
+like($res->{json}{hint}, qr/extraction_id/, 'with a hint to name the extraction');
+is(http(GET => '/api/v1/reconciliation?status=unmatched&extraction_id=999999999', token => $viewer)->{status}, 404,
+   'of an extraction that does not exist: 404');
 is(http(POST => "/api/v1/reconciliation/$line->{id}/confirm", token => $viewer, json => {})->{status}, 403,
    'a viewer cannot confirm: 403');
 $res = http(POST => "/api/v1/reconciliation/$line->{id}/confirm", token => $agent, json => {});

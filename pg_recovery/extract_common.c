@@ -7,6 +7,7 @@
 #include "extract.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,6 +107,25 @@ xbuf_free(ExtractBuf *buf)
 	buf->len = buf->cap = 0;
 }
 
+/* how many bytes from s on are ASCII, eight at a time */
+static size_t
+ascii_run(const char *s, size_t len)
+{
+	size_t		i = 0;
+	uint64_t	word;
+
+	while (i + 8 <= len)
+	{
+		memcpy(&word, s + i, 8);
+		if (word & UINT64_C(0x8080808080808080))
+			break;
+		i += 8;
+	}
+	while (i < len && (unsigned char) s[i] < 0x80)
+		i++;
+	return i;
+}
+
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
 bool
 extract_valid_utf8(const char *text, size_t len)
@@ -122,7 +142,7 @@ extract_valid_utf8(const char *text, size_t len)
 
 		if (c < 0x80)
 		{
-			i++;
+			i += ascii_run(text + i, len - i);
 			continue;
 		}
 		if (c >= 0xC2 && c <= 0xDF)
@@ -185,12 +205,19 @@ extract_to_utf8(const char *input, size_t len, size_t *out_len,
 	out = extract_realloc(NULL, len * 3 + 1);
 	for (i = 0; i < len; i++)
 	{
-		unsigned char c = (unsigned char) input[i];
-		unsigned int cp = c >= 0x80 && c < 0xA0 ? cp1252_high[c - 0x80] : c;
+		size_t		ascii = ascii_run(input + i, len - i);
+		unsigned char c;
+		unsigned int cp;
 
-		if (cp < 0x80)
-			out[n++] = (char) cp;
-		else if (cp < 0x800)
+		/* most of a statement is ASCII, and stays as it is */
+		memcpy(out + n, input + i, ascii);
+		n += ascii;
+		i += ascii;
+		if (i == len)
+			break;
+		c = (unsigned char) input[i];
+		cp = c < 0xA0 ? cp1252_high[c - 0x80] : c;
+		if (cp < 0x800)
 		{
 			out[n++] = (char) (0xC0 | (cp >> 6));
 			out[n++] = (char) (0x80 | (cp & 0x3F));

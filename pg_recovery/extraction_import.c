@@ -90,6 +90,9 @@ typedef struct Import
 	ReconcileState *reconcile;
 	BulkInsert *bulk;			/* open from the first line stored */
 	Datum		status_names[PAYMENT_STATUS_COUNT];
+	char		currencies[8][4];	/* the currencies met, as text datums */
+	Datum		currency_datums[8];
+	int			n_currencies;
 	MemoryContext context;		/* the import's own */
 	Oid			relid;
 	AttrNumber	at[N_LINE_COLUMNS];
@@ -281,6 +284,25 @@ reserve_ids(int64 n)
 	return first;
 }
 
+/* a currency code as text: the few a statement has are made once */
+static Datum
+currency_datum(Import *import, const char *code)
+{
+	int			i;
+
+	for (i = 0; i < import->n_currencies; i++)
+		if (strcmp(import->currencies[i], code) == 0)
+			return import->currency_datums[i];
+	if (i == lengthof(import->currencies))
+		return CStringGetTextDatum(code);
+	strlcpy(import->currencies[i], code, sizeof(import->currencies[i]));
+	import->currency_datums[i] = PointerGetDatum(MemoryContextAlloc(import->context, VARHDRSZ + strlen(code)));
+	SET_VARSIZE(DatumGetPointer(import->currency_datums[i]), VARHDRSZ + strlen(code));
+	memcpy(VARDATA(DatumGetPointer(import->currency_datums[i])), code, strlen(code));
+	import->n_currencies++;
+	return import->currency_datums[i];
+}
+
 /* left(value, max_chars) as text, or NULL */
 static Datum
 text_datum(const char *value, int max_chars, bool *isnull)
@@ -333,7 +355,8 @@ store_lines(Import *import, PaymentLine *lines, int n)
 		v[at[4]] = Int32GetDatum(line->span_end), null[at[4]] = false;
 		v[at[5]] = DateADTGetDatum(line->booked_on), null[at[5]] = !line->has_date;
 		v[at[6]] = Int64GetDatum(line->amount), null[at[6]] = !line->has_amount;
-		v[at[7]] = text_datum(line->currency[0] ? line->currency : NULL, 3, &null[at[7]]);
+		v[at[7]] = line->currency[0] ? currency_datum(import, line->currency) : (Datum) 0;
+		null[at[7]] = line->currency[0] == '\0';
 		v[at[8]] = text_datum(line->reference, 1000, &null[at[8]]);
 		v[at[9]] = text_datum(line->payer, 500, &null[at[9]]);
 		v[at[10]] = text_datum(line->iban, 64, &null[at[10]]);

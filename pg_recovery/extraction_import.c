@@ -7,10 +7,11 @@
  *
  * Imports take one transaction-level advisory lock, keyed by the OID of
  * extraction_lines, so that two imports of one statement cannot both find
- * its lines new.  The fingerprints a batch is compared with are those of
- * the earlier extractions whose dates overlap the batch's
- * (extractions.booked_from, booked_to, has_undated), each read once through
- * its id range (first_line_id, last_line_id) and the BRIN index on id.  No
+ * its lines new.  A fingerprint includes the line's date, so a batch is
+ * compared with the earlier lines of its dates only: those of the
+ * extractions whose dates overlap (extractions.booked_from, booked_to,
+ * has_undated), read through each one's id range (first_line_id,
+ * last_line_id) and the BRIN index on id, each date once per import.  No
  * btree is kept that every line enters: each cost more than the import.
  */
 #include "recovery.h"
@@ -81,7 +82,6 @@ typedef struct Import
 
 	/* duplicates: the earlier lines of the dates seen so far */
 	fingerprints_hash *existing;
-	List	   *read_extractions;	/* ids whose lines are in existing */
 	bool		compared_dated;
 	DateADT		compared_from;
 	DateADT		compared_to;
@@ -177,89 +177,103 @@ date_range(PaymentLine *lines, int n, bool *dated, DateADT *from, DateADT *to, b
 }
 
 /*
- * Reads into existing the fingerprints of every earlier extraction whose
- * dates overlap those compared so far, once each.
+ * The fingerprints of the earlier lines dated from..to (undated: those
+ * without a date), into existing: the extractions whose dates overlap are
+ * found first, then their lines through their id ranges.
+ */
+static void
+read_earlier_dates(Import *import, bool undated, DateADT from, DateADT to)
+{
+	static const char *dated_sql =
+		"SELECT first_line_id, last_line_id FROM recovery.extractions"
+		" WHERE first_line_id IS NOT NULL AND booked_from <= $2 AND booked_to >= $1";
+	static const char *undated_sql =
+		"SELECT first_line_id, last_line_id FROM recovery.extractions"
+		" WHERE first_line_id IS NOT NULL AND has_undated";
+	static const char *dated_lines_sql =
+		"SELECT fingerprint FROM recovery.extraction_lines"
+		" WHERE id BETWEEN $1 AND $2 AND booked_on BETWEEN $3 AND $4";
+	static const char *undated_lines_sql =
+		"SELECT fingerprint FROM recovery.extraction_lines"
+		" WHERE id BETWEEN $1 AND $2 AND booked_on IS NULL";
+	Oid			types[4] = {INT8OID, INT8OID, DATEOID, DATEOID};
+	Datum		values[4];
+	SPITupleTable *ranges;
+	uint64		e,
+				n_ranges;
+
+	SPI_connect();
+	values[0] = DateADTGetDatum(from);
+	values[1] = DateADTGetDatum(to);
+	if (undated)
+		recovery_spi_exec(undated_sql, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	else
+		recovery_spi_exec(dated_sql, 2, types + 2, values, NULL, SPI_OK_SELECT);
+	ranges = SPI_tuptable;
+	n_ranges = SPI_processed;
+	for (e = 0; e < n_ranges; e++)
+	{
+		bool		isnull;
+		uint64		f;
+
+		values[0] = SPI_getbinval(ranges->vals[e], ranges->tupdesc, 1, &isnull);
+		values[1] = SPI_getbinval(ranges->vals[e], ranges->tupdesc, 2, &isnull);
+		values[2] = DateADTGetDatum(from);
+		values[3] = DateADTGetDatum(to);
+		if (undated)
+			recovery_spi_exec(undated_lines_sql, 2, types, values, NULL, SPI_OK_SELECT);
+		else
+			recovery_spi_exec(dated_lines_sql, 4, types, values, NULL, SPI_OK_SELECT);
+		for (f = 0; f < SPI_processed; f++)
+		{
+			bytea	   *fp = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[f],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+			Fingerprint key;
+			bool		was;
+
+			if (isnull || VARSIZE_ANY_EXHDR(fp) != FINGERPRINT_LENGTH)
+				continue;
+			memcpy(key.bytes, VARDATA_ANY(fp), FINGERPRINT_LENGTH);
+			(void) fingerprints_insert(import->existing, key, &was);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_finish();
+}
+
+/*
+ * Reads the earlier lines of the batch's dates that no batch before it
+ * had: each date is read once an import, and only the dates it has.
  */
 static void
 read_earlier_lines(Import *import, PaymentLine *lines, int n)
 {
-	static const char *extractions_sql =
-		"SELECT id, first_line_id, last_line_id FROM recovery.extractions"
-		" WHERE first_line_id IS NOT NULL AND NOT id = ANY ($4)"
-		"   AND ((booked_from <= $2 AND booked_to >= $1) OR (has_undated AND $3))";
-	static const char *fingerprints_sql =
-		"SELECT fingerprint FROM recovery.extraction_lines WHERE id BETWEEN $1 AND $2";
-	Oid			extraction_types[4] = {DATEOID, DATEOID, BOOLOID, INT8ARRAYOID};
-	Oid			line_types[2] = {INT8OID, INT8OID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
-	bool		dated = import->compared_dated,
-				undated = import->compared_undated;
-	DateADT		from = import->compared_from,
-				to = import->compared_to;
-	Datum	   *read;
-	ListCell   *cell;
-	int			k = 0;
-	uint64		e,
-				n_extractions;
+	bool		dated = false,
+				undated = false;
+	DateADT		from = 0,
+				to = 0;
 
 	date_range(lines, n, &dated, &from, &to, &undated);
-	if (dated == import->compared_dated && from == import->compared_from &&
-		to == import->compared_to && undated == import->compared_undated)
-		return;					/* these dates were compared already */
-	import->compared_dated = dated;
-	import->compared_from = from;
-	import->compared_to = to;
-	import->compared_undated = undated;
-
-	read = palloc(sizeof(Datum) * (list_length(import->read_extractions) + 1));
-	foreach(cell, import->read_extractions)
-		read[k++] = Int64GetDatum(*(int64 *) lfirst(cell));
-	values[0] = DateADTGetDatum(from);
-	values[1] = DateADTGetDatum(to);
-	values[2] = BoolGetDatum(undated);
-	values[3] = PointerGetDatum(construct_array(read, k, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	if (!dated)
-		nulls[0] = nulls[1] = 'n';
-
-	SPI_connect();
-	recovery_spi_exec(extractions_sql, 4, extraction_types, values, nulls, SPI_OK_SELECT);
-	n_extractions = SPI_processed;
+	if (dated && !import->compared_dated)
+		read_earlier_dates(import, false, from, to);
+	else if (dated)
 	{
-		SPITupleTable *found = SPI_tuptable;
-
-		for (e = 0; e < n_extractions; e++)
-		{
-			MemoryContext old;
-			int64	   *id;
-			uint64		f;
-			bool		isnull;
-
-			old = MemoryContextSwitchTo(import->context);
-			id = palloc(sizeof(int64));
-			*id = DatumGetInt64(SPI_getbinval(found->vals[e], found->tupdesc, 1, &isnull));
-			import->read_extractions = lappend(import->read_extractions, id);
-			MemoryContextSwitchTo(old);
-
-			values[0] = SPI_getbinval(found->vals[e], found->tupdesc, 2, &isnull);
-			values[1] = SPI_getbinval(found->vals[e], found->tupdesc, 3, &isnull);
-			recovery_spi_exec(fingerprints_sql, 2, line_types, values, NULL, SPI_OK_SELECT);
-			for (f = 0; f < SPI_processed; f++)
-			{
-				bytea	   *fp = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[f],
-															   SPI_tuptable->tupdesc, 1, &isnull));
-				Fingerprint key;
-				bool		was;
-
-				if (isnull || VARSIZE_ANY_EXHDR(fp) != FINGERPRINT_LENGTH)
-					continue;
-				memcpy(key.bytes, VARDATA_ANY(fp), FINGERPRINT_LENGTH);
-				(void) fingerprints_insert(import->existing, key, &was);
-			}
-			SPI_freetuptable(SPI_tuptable);
-		}
+		if (from < import->compared_from)
+			read_earlier_dates(import, false, from, import->compared_from - 1);
+		if (to > import->compared_to)
+			read_earlier_dates(import, false, import->compared_to + 1, to);
 	}
-	SPI_finish();
+	if (dated)
+	{
+		import->compared_from = import->compared_dated ? Min(from, import->compared_from) : from;
+		import->compared_to = import->compared_dated ? Max(to, import->compared_to) : to;
+		import->compared_dated = true;
+	}
+	if (undated && !import->compared_undated)
+	{
+		read_earlier_dates(import, true, 0, 0);
+		import->compared_undated = true;
+	}
 }
 
 /* Ids for n lines, in one range: nextval() and setval() under the lock. */

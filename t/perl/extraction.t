@@ -211,6 +211,9 @@ is_deeply([map { $_->{value} } grep { $_->{kind} eq 'intent' } @{ $r->{parsed}{i
 $r = extract('sms', encode('UTF-8', "Hi, I have paid 25.00 GBP today for rc $f->{id}"));
 is($r->{lines}, 1, 'a payment by SMS is one line');
 is(balance($f), 0, 'applied to the case it names');
+$r = extract('sms', encode('UTF-8', "Hi, I have paid 25.00 GBP today for rc $f->{id}"));
+is($r->{lines}, 0, 'the same SMS again adds nothing');
+is($r->{duplicates}, 1, 'it is recognised');
 $r = extract('sms', encode('UTF-8', "This is not mine, I dispute it"));
 is($r->{lines}, 0, 'a dispute applies nothing');
 

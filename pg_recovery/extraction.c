@@ -17,6 +17,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/guc.h"
@@ -173,6 +174,17 @@ cancel_reading(void *arg)
 	reading->reader = NULL;
 }
 
+/*
+ * For PG_ENSURE_ERROR_CLEANUP around the reading: on ERROR or FATAL the
+ * thread is stopped before anything it reads (the statement, the mapping)
+ * can be freed.
+ */
+void
+recovery_statement_reading_cancel(int code, Datum arg)
+{
+	cancel_reading(DatumGetPointer(arg));
+}
+
 StatementReading *
 recovery_statement_reading_start(bytea *content, Jsonb *mapping)
 {
@@ -313,9 +325,13 @@ recovery_parse_csv(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	reading = recovery_statement_reading_start(PG_GETARG_BYTEA_PP(0), mapping);
-	while ((batch = recovery_statement_reading_next(reading)) != NULL)
-		for (i = 0; i < batch->count; i++)
-			put_csv_row(rsinfo, &batch->lines[i]);
+	PG_ENSURE_ERROR_CLEANUP(recovery_statement_reading_cancel, PointerGetDatum(reading));
+	{
+		while ((batch = recovery_statement_reading_next(reading)) != NULL)
+			for (i = 0; i < batch->count; i++)
+				put_csv_row(rsinfo, &batch->lines[i]);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(recovery_statement_reading_cancel, PointerGetDatum(reading));
 	recovery_statement_reading_finish(reading, NULL);
 	return (Datum) 0;
 }

@@ -26,6 +26,7 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "portability/instr_time.h"
+#include "storage/ipc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -516,8 +517,12 @@ recovery_extraction_import_csv(PG_FUNCTION_ARGS)
 	INSTR_TIME_SET_CURRENT(started);
 	import_begin(&import, extraction_id, case_id);
 	reading = recovery_statement_reading_start(content, mapping);
-	while ((batch = recovery_statement_reading_next(reading)) != NULL)
-		import_batch(&import, batch->lines, batch->count);
+	PG_ENSURE_ERROR_CLEANUP(recovery_statement_reading_cancel, PointerGetDatum(reading));
+	{
+		while ((batch = recovery_statement_reading_next(reading)) != NULL)
+			import_batch(&import, batch->lines, batch->count);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(recovery_statement_reading_cancel, PointerGetDatum(reading));
 	initStringInfo(&file);
 	recovery_statement_reading_finish(reading, &file);
 

@@ -340,6 +340,25 @@ $db->rollback;
     is(value(q{SELECT count(*) FROM recovery.extraction_lines WHERE reference LIKE 'Rechnung INV-C%'}), 0,
        'and no line of it was kept');
     is(value('SELECT 1'), 1, 'the session goes on');
+
+    # a backend terminated in the middle of an import ends cleanly (FATAL):
+    # a crash would restart the server and end every session, this one too
+    my $other = connect_db();
+    my $victim = $other->selectrow_array('SELECT pg_backend_pid()');
+    my $started = value('SELECT pg_postmaster_start_time()');
+    my ($header, $body) = split /\n/, $huge, 2;
+    my $sth = $other->prepare('SELECT recovery.extract_payments($1, $2)', { pg_async => PG_ASYNC });
+    $sth->bind_param(1, 'statement');
+    $sth->bind_param(2, "$header\n" . ($body x 4), { pg_type => PG_BYTEA });   # 60 MB: about a second
+    $sth->execute;
+    select undef, undef, undef, 0.05
+        until value(q{SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'}, $victim);
+    select undef, undef, undef, 0.3;
+    ok(value('SELECT pg_terminate_backend($1)', $victim), 'a backend importing a statement is terminated');
+    ok(!eval { $other->pg_result; 1 }, 'its import ends with the session');
+    select undef, undef, undef, 0.3;
+    is(value('SELECT pg_postmaster_start_time()'), $started, 'without a crash: the server did not restart');
+    is(value('SELECT count(*) FROM pg_stat_activity WHERE pid = $1', $victim), 0, 'and the backend is gone');
 }
 
 done_testing();

@@ -72,7 +72,7 @@ typedef struct TokenEntry
 /* One rule: how a line's token is read, and how the database is asked. */
 typedef struct Rule
 {
-	const char *name;
+	const char *name;			/* how a match's reason begins */
 	int			score;			/* hundredths; with the balance */
 	int			score_without_balance;	/* -1: the rule needs no balance */
 	MatchToken	token;			/* what it looks up */
@@ -299,6 +299,7 @@ match_line(ReconcileState *state, PaymentLine *line, int r)
 	Candidate  *candidate,
 			   *chosen = NULL;
 	bool		balance;
+	const char *named;
 	MemoryContext old;
 
 	if (token == NULL ||
@@ -316,21 +317,12 @@ match_line(ReconcileState *state, PaymentLine *line, int r)
 	line->customer_id = chosen->customer_id;
 	line->score = rule->score_without_balance < 0 || balance ? rule->score : rule->score_without_balance;
 
+	/* "<rule> <what it found>[ and the balance]": the payer's name is not repeated */
+	named = rule->token == TOKEN_CASE ? case_reference(chosen->case_id)
+		: rule->token == TOKEN_PAYER ? NULL : token;
 	old = MemoryContextSwitchTo(state->batch);
-	switch (r)
-	{
-		case 0:
-			line->reason = psprintf("case reference %s", case_reference(chosen->case_id));
-			break;
-		case 1:
-			line->reason = psprintf("invoice %s", token);
-			break;
-		case 2:
-			line->reason = psprintf("customer %s%s", token, balance ? " and the balance" : "");
-			break;
-		default:
-			line->reason = psprintf("payer name%s", balance ? " and the balance" : "");
-	}
+	line->reason = psprintf("%s%s%s%s", rule->name, named ? " " : "", named ? named : "",
+							balance ? " and the balance" : "");
 	MemoryContextSwitchTo(old);
 }
 

@@ -14,7 +14,7 @@ NGINX_PORT ?= 8080
 TLS_PORT  ?= 8443
 RUN_DIR   := $(CURDIR)/.pgdata
 NGINX_DIR := $(CURDIR)/tmp/nginx-run
-JWT_CFLAGS := -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer \
+JWT_CFLAGS = -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-Ingx_recovery $(shell pkg-config --cflags json-c 2>/dev/null)
 
 export PG_CONFIG
@@ -49,7 +49,7 @@ build/statement-reader-test: t/unit/statement-reader-test.c $(READER_SOURCES) $(
 # the inputs that once crashed it (t/fuzz/regressions)
 FUZZ_SECONDS ?= 20
 FUZZ_CC := clang-14
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-Ipg_recovery $(shell pkg-config --cflags gmime-3.0 2>/dev/null)
 FUZZ_PARSERS := pg_recovery/extract_common.c pg_recovery/extract_csv.c \
 	pg_recovery/extract_text.c pg_recovery/extract_email.c pg_recovery/statement_reader.c \

@@ -7,6 +7,7 @@
 #   make test       the same on a throwaway cluster, then every test
 #   make bench      benchmarks (prints ratios)
 #   make fuzz       the parsers under libFuzzer (FUZZ_SECONDS each)
+#   make soak       make test's prove stage N times (N=10), STRESS=1 with both cores busy
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PG_PORT   ?= 5499
@@ -20,7 +21,7 @@ JWT_CFLAGS = -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-p
 export PG_CONFIG
 export PATH := $(shell dirname $(PG_CONFIG)):$(PATH)
 
-.PHONY: all extension module install deps run stop test bench clean fuzz
+.PHONY: all extension module install deps run stop test soak bench clean fuzz
 
 all: extension module build/jwt-test build/statement-reader-test
 
@@ -84,6 +85,10 @@ stop:
 
 test: deps install
 	@scripts/test.sh
+
+N ?= 10
+soak: deps install
+	@scripts/soak-tests.sh $(N)
 
 bench: deps install
 	@bench/audit-overhead.sh

@@ -4,8 +4,17 @@
 # parsers' fuzz targets for a bounded time; then the HTTP tests again against
 # nginx with the module built with AddressSanitizer.
 # Everything is stopped whatever the outcome.
+#
+#   test.sh                        all three stages
+#   test.sh --prove-only [TESTS]   the set-up and the prove stage, over t/ or
+#                                  the files or folders given (soak-tests.sh
+#                                  repeats it; t/e2e/ alone, say, while fixing)
 set -eu
 cd "$(dirname "$0")/.."
+
+stages=all
+if [ "${1:-}" = --prove-only ]; then stages=prove; shift; fi
+[ $# -gt 0 ] || set -- t/
 
 port=$(scripts/cluster.sh free-port)
 http_port=$(scripts/cluster.sh free-port)
@@ -44,7 +53,8 @@ prove --recurse --timer --ext .t --ext .pg --source Perl --source pgTAP \
     --pgtap-option dbname=recovery --pgtap-option host="$PGHOST" \
     --pgtap-option port="$PGPORT" --pgtap-option username=postgres \
     --pgtap-option set=ON_ERROR_STOP=1 \
-    t/ "$@"
+    "$@"
+[ "$stages" = prove ] && exit 0
 
 echo "test: the parsers under libFuzzer with AddressSanitizer and UBSan, ${FUZZ_SECONDS:-15} s each"
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-15}"

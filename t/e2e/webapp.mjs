@@ -27,6 +27,25 @@ function ok(condition, name, diag) {
 }
 const is = (got, want, name) => ok(got === want, name, { got, want });
 
+// An assertion on the page waits for it: probe() is read again every 100 ms
+// until check(value) holds, and fails only at the deadline, saying what it
+// waited for and what it saw last.  Nothing is read once right after an action.
+const DEADLINE_MS = 20000;
+async function eventually(name, probe, check, waitingFor) {
+  const deadline = Date.now() + DEADLINE_MS;
+  let last;
+  for (;;) {
+    try { last = await probe(); } catch (error) { last = `error: ${error.message.split('\n')[0]}`; }
+    if (check(last)) { ok(true, name); return last; }
+    if (Date.now() > deadline) {
+      ok(false, name, { waited_ms: DEADLINE_MS, for: waitingFor, last });
+      return last;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+const eventuallyIs = (name, probe, want) => eventually(name, probe, (v) => v === want, want);
+
 async function apiAs(email, password) {
   const login = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ email, password }) });
@@ -72,12 +91,12 @@ try {
   ok(true, 'an agent signs in and lands on the dashboard');
   const summary = (await agentApi('GET', '/analytics/summary')).json;
   for (const c of summary.by_currency) {
-    const shown = await page.locator(`[data-currency="${c.currency}"] [data-kpi="open_cases"]`).textContent();
-    is(shown, String(c.open_cases), `the dashboard shows the API's open cases in ${c.currency}`);
+    await eventuallyIs(`the dashboard shows the API's open cases in ${c.currency}`,
+      () => page.locator(`[data-currency="${c.currency}"] [data-kpi="open_cases"]`).textContent(), String(c.open_cases));
   }
   await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
-  ok(await page.evaluate(() => !!sessionStorage.getItem('recovery.token')) &&
-     !(await page.context().cookies()).length, 'the token is kept in session storage, not in a cookie');
+  await eventuallyIs('the token is kept in session storage, not in a cookie', async () =>
+    !!(await page.evaluate(() => sessionStorage.getItem('recovery.token'))) && !(await page.context().cookies()).length, true);
 
   // the case list: filter and page, the place kept in the URL
   await page.getByRole('link', { name: 'Cases' }).click();
@@ -85,17 +104,19 @@ try {
   await page.getByRole('button', { name: 'Filter' }).click();
   await page.waitForURL(/state=open/);
   await settled(page);
-  const states = await page.locator('table[aria-label="Cases"] tbody .badge').allTextContents();
-  ok(states.length > 0 && states.every((s) => s === 'open'), 'filtering by state shows only open cases', states.slice(0, 5));
+  await eventually('filtering by state shows only open cases',
+    () => page.locator('table[aria-label="Cases"] tbody .badge').allTextContents(),
+    (states) => states.length > 0 && states.every((s) => s === 'open'), 'rows, every one open');
   const firstPage = await page.locator('tbody tr').first().getAttribute('data-case');
   await page.getByRole('link', { name: 'Next page' }).click();
   await page.waitForURL(/cursor=/);
   await settled(page);
-  const secondPage = await page.locator('tbody tr').first().getAttribute('data-case');
-  ok(secondPage && secondPage !== firstPage, 'the next page shows other cases, with the cursor in the URL');
+  const secondPage = await eventually('the next page shows other cases, with the cursor in the URL',
+    () => page.locator('tbody tr').first().getAttribute('data-case'), (id) => id && id !== firstPage,
+    `a first row other than case ${firstPage}`);
   await page.reload();
   await settled(page);
-  is(await page.locator('tbody tr').first().getAttribute('data-case'), secondPage, 'reloading keeps the place');
+  await eventuallyIs('reloading keeps the place', () => page.locator('tbody tr').first().getAttribute('data-case'), secondPage);
   await page.screenshot({ path: `${shots}/cases.png`, fullPage: true });
 
   // a case: a promise, then money until it resolves, each in the timeline
@@ -107,17 +128,20 @@ try {
   await promise.getByLabel('By').fill('2026-12-24');
   await promise.getByRole('button').click();
   await page.locator('[data-field="state"]', { hasText: 'promised' }).waitFor();
-  ok(await page.locator('.timeline li[data-kind="promise"]').count() === 1, 'a promise is recorded and shown in the timeline');
+  await eventuallyIs('a promise is recorded and shown in the timeline',
+    () => page.locator('.timeline li[data-kind="promise"]').count(), 1);
   const money = page.locator('form[data-action="payment"]');
   await money.getByLabel('Money received (EUR)').fill('40');
   await money.getByRole('button').click();
-  await page.locator('.timeline li[data-kind="receipt"]').first().waitFor();
-  ok((await page.locator('[data-field="balance"]').textContent()).includes('60'), 'money received lowers the balance');
+  await eventually('money received lowers the balance', () => page.locator('[data-field="balance"]').textContent(),
+    (balance) => balance.includes('60'), 'a balance of 60.00');
   await money.getByLabel('Money received (EUR)').fill('60.00');
   await money.getByRole('button').click();
   await page.locator('[data-field="state"]', { hasText: 'resolved' }).waitFor();
-  is(await page.locator('.timeline li[data-kind="receipt"]').count(), 2, 'paid in full, the case resolves, both receipts in the timeline');
-  ok(await page.locator('.timeline li[data-kind="event"]', { hasText: 'resolve' }).count() >= 1, 'and the resolution too');
+  await eventuallyIs('paid in full, the case resolves, both receipts in the timeline',
+    () => page.locator('.timeline li[data-kind="receipt"]').count(), 2);
+  await eventually('and the resolution too', () => page.locator('.timeline li[data-kind="event"]', { hasText: 'resolve' }).count(),
+    (count) => count >= 1, 'a resolve event in the timeline');
   await page.screenshot({ path: `${shots}/case.png`, fullPage: true });
 
   // an expired token: back to sign in, and what was typed is still there
@@ -132,8 +156,8 @@ try {
   await page.getByLabel('Password').fill('agent-demo-pass');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: `Case #${mine.id}` }).waitFor();
-  is(await page.locator('form[data-action="note"] textarea').inputValue(), `Called twice (${tag}), will try Friday.`,
-     'an expired token brings the user back to sign in, then to the case with the note still typed');
+  await eventuallyIs('an expired token brings the user back to sign in, then to the case with the note still typed',
+    () => page.locator('form[data-action="note"] textarea').inputValue(), `Called twice (${tag}), will try Friday.`);
   await page.locator('form[data-action="note"]').getByRole('button').click();
   await page.locator('.timeline li[data-kind="note"]').waitFor();
   ok(true, 'and the note is added');
@@ -151,8 +175,8 @@ try {
   await page.locator('[data-field="state"]', { hasText: 'disputed' }).waitFor();
   await second.locator('form[data-event="escalate"]').getByRole('button').click();
   await second.locator('#status', { hasText: 'Someone else changed this case' }).waitFor();
-  is(await second.locator('[data-field="state"]').textContent(), 'disputed',
-     'the second browser is told that someone else changed the case, and sees its new state');
+  await eventuallyIs('the second browser is told that someone else changed the case, and sees its new state',
+    () => second.locator('[data-field="state"]').textContent(), 'disputed');
 
   // documents: upload with progress, download the same bytes
   const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000' +
@@ -170,8 +194,8 @@ try {
   await page.getByRole('button', { name: 'Preview' }).click();
   await page.locator('.preview img').waitFor();
   await page.waitForFunction(() => document.querySelector('.preview img').complete);
-  is(await page.locator('.preview img').evaluate((img) => img.naturalWidth), 1,
-     'an image can be previewed (a blob: URL the Content-Security-Policy allows)');
+  await eventuallyIs('an image can be previewed (a blob: URL the Content-Security-Policy allows)',
+    () => page.locator('.preview img').evaluate((img) => img.naturalWidth), 1);
 
   // a role without the permission
   const viewer = await signIn('viewer@demo.example', 'viewer-demo-pass');
@@ -191,11 +215,11 @@ try {
   const payload = '<img src=x onerror=alert(1)>';
   const victim = await newCase(payload);
   await page.goto(`${base}/#/customers/${victim.customer.id}`);
-  await page.locator('main h1').waitFor();
-  is(await page.locator('main h1').textContent(), payload, 'a customer named like HTML shows as exactly that text');
+  await settled(page);
+  await eventuallyIs('a customer named like HTML shows as exactly that text', () => page.locator('main h1').textContent(), payload);
   await page.goto(`${base}/#/cases/${victim.id}`);
-  await page.locator('[data-field="customer"]').waitFor();
-  is(await page.locator('[data-field="customer"]').textContent(), payload, 'on the case too');
+  await settled(page);
+  await eventuallyIs('on the case too', () => page.locator('[data-field="customer"]').textContent(), payload);
   is(await page.locator('main img').count(), 0, 'and no element is made of it');
   is(dialogs.length, 0, 'no script ran');
 
@@ -212,14 +236,17 @@ try {
   await editor.getByLabel('Body').fill('Pay {{amount}} by {{due_date}}');
   await editor.getByRole('button').click();
   await second.locator('#status', { hasText: `Template t-${tag} saved.` }).waitFor();
-  ok(await second.locator('td', { hasText: `t-${tag}` }).count() === 1, 'and saved once it is right');
-  is(await page.locator('form[data-editor="template"]').count(), 0, 'an agent has no template editor');
+  await eventuallyIs('and saved once it is right', () => second.locator('td', { hasText: `t-${tag}` }).count(), 1);
+  await page.goto(`${base}/#/reminders`);
+  await settled(page);
+  await page.getByRole('heading', { name: 'Templates' }).waitFor();
+  is(await page.locator('form[data-editor="template"]').count(), 0, 'an agent sees the templates but has no template editor');
 
   // payments by status
   await page.goto(`${base}/#/payments?status=overdue`);
   await settled(page);
-  const paymentStates = await page.locator('table[aria-label="Payments"] tbody .badge').allTextContents();
-  ok(paymentStates.length > 0 && paymentStates.every((s) => s === 'overdue'), 'payments filtered by status', paymentStates.slice(0, 5));
+  await eventually('payments filtered by status', () => page.locator('table[aria-label="Payments"] tbody .badge').allTextContents(),
+    (states) => states.length > 0 && states.every((s) => s === 'overdue'), 'rows, every one overdue');
 
   // finding a case by its reference
   await page.goto(`${base}/#/cases`);
@@ -248,17 +275,18 @@ try {
   await settled(page);
   await page.getByRole('link', { name: 'matched no case' }).click();
   await settled(page);
-  ok(await page.locator('tr', { hasText: `Nobody ${tag}` }).count() === 1,
-    'the statement\'s line that matched no case is listed with its extraction');
+  await eventuallyIs('the statement\'s line that matched no case is listed with its extraction',
+    () => page.locator('tr', { hasText: `Nobody ${tag}` }).count(), 1);
 
   // an auditor reads the trail of a case and verifies the chains
   const auditor = await signIn('auditor@demo.example', 'auditor-demo-pass');
   await auditor.goto(`${base}/#/audit?table=recovery_cases&row=${owed.id}`);
   await settled(auditor);
-  ok(await auditor.locator('main tbody tr').count() >= 2, 'an auditor sees the trail of a case');
+  await eventually('an auditor sees the trail of a case', () => auditor.locator('main tbody tr').count(),
+    (rows) => rows >= 2, 'two rows of audit trail or more');
   await auditor.getByRole('link', { name: 'Verify the hash chains' }).click();
   await settled(auditor);
-  is(await auditor.locator('[data-verify]').getAttribute('data-verify'), 'true', 'and the chains verify');
+  await eventuallyIs('and the chains verify', () => auditor.locator('[data-verify]').getAttribute('data-verify'), 'true');
   await auditor.screenshot({ path: `${shots}/audit.png`, fullPage: true });
   is(await page.getByRole('link', { name: 'Audit' }).count(), 0, 'an agent has no audit page in the menu');
 

@@ -94,12 +94,13 @@ function actions(c) {
     try {
       await run(fields(form));
       form.forgetDraft?.();
-      say('Saved.');
+      // redrawn first, then said: the status never describes a page not yet drawn
       await render(document.getElementById('main'), { match: [null, String(c.id)] });
+      say('Saved.');
     } catch (error) {
       if (error.status === 409) {
-        say('Someone else changed this case meanwhile. This is how it is now; check it, then try again.');
         await render(document.getElementById('main'), { match: [null, String(c.id)] });
+        say('Someone else changed this case meanwhile. This is how it is now; check it, then try again.');
       } else {
         message.className = 'notice';
         message.textContent = [error.message, error.hint].filter(Boolean).join(' ');
@@ -174,8 +175,8 @@ function documents(c, canAct) {
     message.textContent = '';
     try {
       await upload(`/recovery-cases/${c.id}/documents`, file, (share) => { progress.value = share; });
-      say(`Uploaded ${file.name}.`);
       await render(document.getElementById('main'), { match: [null, String(c.id)] });
+      say(`Uploaded ${file.name}.`);
     } catch (error) {
       message.className = 'notice';
       message.textContent = error.message;

@@ -28,8 +28,8 @@ export async function render(main, { match }) {
     if (!window.confirm(`Erase the personal data of ${c.name}? This cannot be undone.`)) return;
     try {
       await api('POST', `/customers/${id}/erase`);
-      say('The customer\'s personal data was erased.');
       await render(main, { match });
+      say('The customer\'s personal data was erased.');
     } catch (error) {
       message.className = 'notice';
       message.textContent = error.message;

@@ -47,8 +47,8 @@ export async function render(main, { params }) {
     async function act(what, body) {
       try {
         await api('POST', `/reconciliation/${line.id}/${what}`, body);
-        say(what === 'confirm' ? 'The payment was applied.' : 'The payment was rejected.');
         await render(main, { params });
+        say(what === 'confirm' ? 'The payment was applied.' : 'The payment was rejected.');
       } catch (error) {
         say(error.message);
       }

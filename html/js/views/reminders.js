@@ -49,8 +49,9 @@ export async function render(main, { params }) {
       try {
         await api('POST', '/templates', { name: v.name, channel: v.channel, locale: v.locale,
           subject: v.subject || null, body: v.body });
-        say(`Template ${v.name} saved.`);
+        // redrawn first, then said: the status never describes a page not yet drawn
         await render(main, { params });
+        say(`Template ${v.name} saved.`);
       } catch (error) {
         message.className = 'notice';
         message.textContent = [error.message, error.detail].filter(Boolean).join(' ');
@@ -79,8 +80,8 @@ export async function render(main, { params }) {
       }
       try {
         await api('POST', '/dunning-policies', { name: v.name, steps, description: v.description || null });
-        say(`Dunning policy ${v.name} saved.`);
         await render(main, { params });
+        say(`Dunning policy ${v.name} saved.`);
       } catch (error) {
         message.className = 'notice';
         message.textContent = error.message;
@@ -97,8 +98,8 @@ export async function render(main, { params }) {
   async function retry(n) {
     try {
       await api('POST', `/notifications/${n.id}/retry`);
-      say(`Notification ${n.id} is queued again.`);
       await render(main, { params });
+      say(`Notification ${n.id} is queued again.`);
     } catch (error) {
       say(error.message);
     }

@@ -55,13 +55,26 @@ static char *message_id_domain = NULL;
 int			delivery_connect_timeout = 5000;
 int			delivery_timeout = 15000;
 
+/*
+ * Set in the postmaster when the library is loaded from
+ * shared_preload_libraries; every backend it forks inherits it.
+ */
+static bool delivery_worker_registered = false;
+
 void
 recovery_define_delivery_gucs(void)
 {
-	DefineCustomStringVariable("recovery.delivery_database",
-							   "The database whose outbox the delivery worker sends.",
-							   NULL, &delivery_database, "recovery", PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+	/*
+	 * Only the postmaster may define a PGC_POSTMASTER setting: defining it
+	 * when a session loads the library (CREATE EXTENSION without the
+	 * preload) is a FATAL error.  Without the preload there is no worker
+	 * to read it anyway.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("recovery.delivery_database",
+								   "The database whose outbox the delivery worker sends.",
+								   NULL, &delivery_database, "recovery", PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
 	DefineCustomStringVariable("recovery.smtp_url",
 							   "SMTP server for email, as smtp://host:port or smtps://user:password@host:port.",
 							   "Empty: email stays in the outbox until it is set.",
@@ -143,6 +156,20 @@ recovery_register_delivery_worker(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_recovery delivery worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_recovery delivery");
 	RegisterBackgroundWorker(&worker);
+	delivery_worker_registered = true;
+}
+
+/*
+ * recovery.delivery_worker_preloaded(): whether this server started with
+ * pg_recovery in shared_preload_libraries, and so runs the delivery worker.
+ * Without it everything works but delivery: reminders wait in the outbox.
+ */
+PG_FUNCTION_INFO_V1(recovery_delivery_worker_preloaded);
+
+Datum
+recovery_delivery_worker_preloaded(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(delivery_worker_registered);
 }
 
 /* The channels that have somewhere to go; the others wait in the outbox. */

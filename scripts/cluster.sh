@@ -8,6 +8,9 @@
 #   cluster.sh destroy DIR      stop and remove the cluster and its folder
 #   cluster.sh psql DIR ...     psql as the superuser into "recovery"
 #   cluster.sh free-port        print a free TCP port on 127.0.0.1
+#
+# PRELOAD sets shared_preload_libraries (default pg_cron,pg_recovery): the
+# tests start a cluster with PRELOAD=pg_cron, as a DBA's existing server.
 set -eu
 
 PGBIN=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
@@ -65,7 +68,7 @@ HBA
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sock'
-shared_preload_libraries = 'pg_cron,pg_recovery'
+shared_preload_libraries = '${PRELOAD:-pg_cron,pg_recovery}'
 cron.use_background_workers = on
 max_worker_processes = 16
 cron.database_name = '$DB'

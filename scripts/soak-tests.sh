@@ -15,17 +15,23 @@ logs=tmp/soak
 rm -rf "$logs"
 mkdir -p "$logs"
 
+if [ ! -f build/ngx_http_recovery_module.so ]; then
+    echo "soak: the module is not built: run make soak (it builds and installs first)" >&2
+    exit 2
+fi
+
 stress_pid=
 trap '[ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null; wait 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 if [ "${STRESS:-0}" = 1 ]; then
+    command -v stress-ng >/dev/null || { echo "soak: stress-ng is missing: run make deps (as root)" >&2; exit 2; }
     stress-ng --cpu "$(nproc)" --quiet &
     stress_pid=$!
     echo "soak: stress-ng --cpu $(nproc) keeps every core busy (pid $stress_pid)"
 fi
 
 green=0
-failures=
+: >"$logs/failed-files"
 i=1
 while [ "$i" -le "$runs" ]; do
     start=$(date +%s)
@@ -34,10 +40,10 @@ while [ "$i" -le "$runs" ]; do
         green=$((green + 1))
     else
         # the files prove reports as failed, or the set-up's last line
-        failed=$(sed -n 's/^\(t\/[^ ]*\) *(Wstat.*/\1/p' "$logs/run-$i.log" | tr '\n' ' ')
+        failed=$(sed -n 's/^\(t\/[^ ]*\) *(Wstat.*/\1/p' "$logs/run-$i.log")
         [ -n "$failed" ] || failed="set-up: $(tail -n 1 "$logs/run-$i.log")"
-        result="RED: $failed"
-        failures="$failures$failed "
+        echo "$failed" >>"$logs/failed-files"
+        result="RED: $(echo "$failed" | tr '\n' ' ')"
         # which tests of those files, as prove's summary lists them
         sed -n 's/^ *\(Failed tests\?: .*\)/\1/p' "$logs/run-$i.log" | sed 's/^/soak:     /' >"$logs/failed-$i"
     fi
@@ -49,8 +55,7 @@ done
 
 echo "soak: $green of $runs runs green${STRESS:+ (STRESS=$STRESS)}"
 if [ "$green" -ne "$runs" ]; then
-    echo "soak: failed files (one word per failed run):"
-    # shellcheck disable=SC2086
-    printf '%s\n' $failures | sort | uniq -c | sed 's/^/soak:   /'
+    echo "soak: what failed, and in how many runs:"
+    sort "$logs/failed-files" | uniq -c | sed 's/^/soak:   /'
     exit 1
 fi

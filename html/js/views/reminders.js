@@ -16,6 +16,8 @@ export async function render(main, { params }) {
   mount(main, h('h1', {}, 'Reminders'),
     h('section', { class: 'card' }, h('h2', {}, 'Delivery'),
       h('p', {}, delivery.worker ? 'The delivery worker is running.' : 'The delivery worker is not running.'),
+      delivery.problem ? h('p', { class: 'notice', role: 'alert', dataset: { problem: 'delivery' } },
+        `${delivery.problem.message} ${delivery.problem.hint}`) : null,
       h('ul', {}, delivery.circuits.map((c) => h('li', {}, `${c.channel}: circuit ${c.state}`,
         c.consecutive_failures ? `, ${c.consecutive_failures} failures in a row` : '')))),
     h('section', { class: 'card' }, h('h2', {}, 'Notifications'),

@@ -22,11 +22,13 @@ sub free_port {
 }
 
 # new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms', ...): nginx
-# settings; NGINX => 0 for PostgreSQL alone
+# settings; NGINX => 0 for PostgreSQL alone; PRELOAD => 'pg_cron' for a
+# server whose shared_preload_libraries lacks pg_recovery
 sub new {
     my ($class, %nginx) = @_;
     my $with_nginx = delete($nginx{NGINX}) // 1;
-    my $self = bless { pg_port => free_port(), http_port => free_port(), owner => $$ }, $class;
+    my $self = bless { pg_port => free_port(), http_port => free_port(), owner => $$,
+                       preload => delete($nginx{PRELOAD}) }, $class;
     $self->{pg_dir} = "$root/tmp/stack-$self->{pg_port}";
     $self->{nginx_dir} = "$root/tmp/stack-nginx-$self->{http_port}";
     $self->start_db;
@@ -47,6 +49,7 @@ sub nginx_dir { $_[0]{nginx_dir} }
 
 sub start_db {
     my ($self) = @_;
+    local $ENV{PRELOAD} = $self->{preload} if defined $self->{preload};
     run("$root/scripts/cluster.sh start $self->{pg_dir} $self->{pg_port} >/dev/null");
 }
 

@@ -52,12 +52,14 @@ sub collect {
 is(get_case()->{status}, 200, 'the stack answers');
 
 # --- PostgreSQL stops while requests run --------------------------------
+# the clients run until this file exists: however long the stop and start take
+my $stop_clients = $stack->nginx_dir . '/stop-clients';
 my $t_start = time;
 my @children;
 for my $client (1 .. 3) {
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if (!$pid) {
-        while (time - $t_start < 9) {
+        until (-e $stop_clients) {
             my $res = get_case();
             printf "%.3f %d %.3f %s %s\n", time - $t_start, $res->{status}, $res->{took},
                 $res->{headers}{'retry-after'} // '-', $res->{json} ? $res->{json}{error} // 'ok' : '-';
@@ -75,8 +77,13 @@ my $ready_down = http(GET => '/readyz', base => $base);
 sleep 1.5;
 $stack->start_db;
 my $t_up = time - $t_start;
+# 3 s to reconnect, then 3 s of requests that must all succeed
+sleep 0.1 while time - $t_start < $t_up + 6;
+open my $stop, '>', $stop_clients or die "cannot create $stop_clients: $!";
+close $stop;
 my @lines = map { my $fh = $_; map { [split ' '] } <$fh> } @children;
 close $_ for @children;
+unlink $stop_clients;
 
 my @unexpected = grep { $_->[1] != 200 && $_->[1] != 503 } @lines;
 is(scalar @unexpected, 0, 'while PostgreSQL stopped and started, every answer was 200 or 503')
@@ -107,7 +114,19 @@ my @blocked = spawn(2, sub {
     print http(POST => "/api/v1/recovery-cases/$locked/transitions", token => $agent,
                base => $base, json => { event => 'contact', expected_version => $version })->{status};
 });
-sleep 0.5;
+# both connections are busy once both transitions wait on the lock
+my $monitor = $stack->dbh;
+my $deadline = time + 20;
+my $waiting = 0;
+while (time < $deadline) {
+    ($waiting) = $monitor->selectrow_array(q{SELECT count(*) FROM pg_stat_activity
+        WHERE usename = 'recovery_authenticator' AND wait_event_type = 'Lock'});
+    last if $waiting == 2;
+    sleep 0.05;
+}
+is($waiting, 2, 'both transitions wait on the row lock, holding both connections')
+    or diag 'waited 20 s for two sessions of recovery_authenticator to wait on a lock';
+$monitor->disconnect;
 
 my @queued = collect(spawn(4, sub {
     my $res = get_case();
@@ -122,7 +141,12 @@ is(scalar(grep { my ($s, $t) = split; $t >= 0.6 && $t < 2 } @queued), 4,
 get_case(timeout => 0.3) for 1 .. 3;
 
 my @waiting = spawn(2, sub { print get_case()->{status} });
-sleep 0.2;
+# the lock goes as soon as both wait in the queue (they would get 503 after 700 ms)
+my $queued_deadline = time + 5;
+until (http(GET => '/metrics', base => $base)->{content} =~ /^recovery_pool_queue_length\{worker="0"\} 2$/m) {
+    if (time > $queued_deadline) { diag 'waited 5 s for two requests in the queue (/metrics)'; last }
+    sleep 0.01;
+}
 $dbh->commit;
 my @served = collect(@waiting);
 my @results = sort(collect(@blocked));

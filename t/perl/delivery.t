@@ -22,13 +22,27 @@ my $db = $stack->dbh;
 my $smtp = Recovery::Sink->new('smtp');
 my $http = Recovery::Sink->new('http');
 
+# the settings, once the delivery worker has read them (it logs each reload):
+# the contact rules and the circuit run in its session
+sub worker_reloads {
+    my @lines = $stack->server_log =~ /pg_recovery delivery worker reloaded its settings/g;
+    return scalar @lines;
+}
+
 sub configure {
     my (%settings) = @_;
+    # a worker that is not running yet (it starts again 5 s after a failed start) reads them when it starts
+    wait_for('the delivery worker to run', sub {
+        value(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_recovery delivery'}) }, 30)
+        or BAIL_OUT('the delivery worker does not run');
+    my $before = worker_reloads();
     for my $name (sort keys %settings) {
         $db->do("ALTER SYSTEM SET recovery.$name = " . $db->quote($settings{$name}));
     }
     $db->do('SELECT pg_reload_conf()');
-    sleep 0.5;
+    wait_for('the delivery worker to reload its settings (' . join(', ', sort keys %settings) . ')',
+             sub { worker_reloads() > $before }, 30)
+        or BAIL_OUT('the delivery worker did not reload its settings');
 }
 
 sub wait_for {

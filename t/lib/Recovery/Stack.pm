@@ -74,6 +74,14 @@ sub error_log {
     return <$fh>;
 }
 
+# what PostgreSQL has logged so far
+sub server_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{pg_dir}/postgresql.log" or return '';
+    local $/;
+    return <$fh>;
+}
+
 sub DESTROY {
     my ($self) = @_;
     return if $$ != $self->{owner};    # forked children leave it alone

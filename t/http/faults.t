@@ -11,7 +11,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Recovery::HTTP qw(http jwt claims);
 use Recovery::Stack;
-use Recovery::Test qw(new_case case_version);
+use Recovery::Test qw(new_case case_version wait_for);
 
 my $stack = Recovery::Stack->new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms');
 my $base = $stack->base;
@@ -116,16 +116,10 @@ my @blocked = spawn(2, sub {
 });
 # both connections are busy once both transitions wait on the lock
 my $monitor = $stack->dbh;
-my $deadline = time + 20;
-my $waiting = 0;
-while (time < $deadline) {
-    ($waiting) = $monitor->selectrow_array(q{SELECT count(*) FROM pg_stat_activity
-        WHERE usename = 'recovery_authenticator' AND wait_event_type = 'Lock'});
-    last if $waiting == 2;
-    sleep 0.05;
-}
-is($waiting, 2, 'both transitions wait on the row lock, holding both connections')
-    or diag 'waited 20 s for two sessions of recovery_authenticator to wait on a lock';
+ok(wait_for('two sessions of recovery_authenticator waiting on a lock', sub {
+       $monitor->selectrow_array(q{SELECT count(*) = 2 FROM pg_stat_activity
+           WHERE usename = 'recovery_authenticator' AND wait_event_type = 'Lock'}) }),
+   'both transitions wait on the row lock, holding both connections');
 $monitor->disconnect;
 
 my @queued = collect(spawn(4, sub {
@@ -142,11 +136,8 @@ get_case(timeout => 0.3) for 1 .. 3;
 
 my @waiting = spawn(2, sub { print get_case()->{status} });
 # the lock goes as soon as both wait in the queue (they would get 503 after 700 ms)
-my $queued_deadline = time + 5;
-until (http(GET => '/metrics', base => $base)->{content} =~ /^recovery_pool_queue_length\{worker="0"\} 2$/m) {
-    if (time > $queued_deadline) { diag 'waited 5 s for two requests in the queue (/metrics)'; last }
-    sleep 0.01;
-}
+wait_for('two requests in the queue (/metrics)', sub {
+    http(GET => '/metrics', base => $base)->{content} =~ /^recovery_pool_queue_length\{worker="0"\} 2$/m }, 5);
 $dbh->commit;
 my @served = collect(@waiting);
 my @results = sort(collect(@blocked));

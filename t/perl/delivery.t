@@ -15,6 +15,7 @@ use Time::HiRes qw(sleep time);
 use MIME::Base64 qw(decode_base64);
 use Digest::SHA qw(hmac_sha256_hex);
 use Recovery::Stack;
+use Recovery::Test qw(wait_for);
 use Recovery::Sink;
 
 my $stack = Recovery::Stack->new(NGINX => 0);
@@ -43,18 +44,6 @@ sub configure {
     wait_for('the delivery worker to reload its settings (' . join(', ', sort keys %settings) . ')',
              sub { worker_reloads() > $before }, 30)
         or BAIL_OUT('the delivery worker did not reload its settings');
-}
-
-sub wait_for {
-    my ($what, $condition, $seconds) = @_;
-    my $deadline = time + ($seconds // 20);
-    while (time < $deadline) {
-        my $value = $condition->();
-        return $value if $value;
-        sleep 0.2;
-    }
-    diag "timed out waiting for $what";
-    return undef;
 }
 
 sub value {

@@ -13,7 +13,7 @@ use Test::More;
 use Encode qw(encode);
 use MIME::Base64 qw(encode_base64);
 use DBD::Pg qw(:pg_types);
-use Recovery::Test qw(connect_db);
+use Recovery::Test qw(connect_db wait_for);
 
 my $db = connect_db();
 my $tag = "x$$" . time;
@@ -316,8 +316,10 @@ $db->rollback;
     $sth->bind_param(1, 'statement');
     $sth->bind_param(2, $again, { pg_type => PG_BYTEA });
     $sth->execute;
-    select undef, undef, undef, 0.3;
-    ok(!$other->pg_ready, 'a second import of the same statement waits for the first');
+    my $their_pid = $other->{pg_pid};
+    ok(wait_for('the second import to wait on a lock',
+                sub { value(q{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1}, $their_pid) })
+       && !$other->pg_ready, 'a second import of the same statement waits for the first');
     $db->commit;
     $other->pg_result;
     my $theirs = JSON::PP->new->decode(($sth->fetchrow_array)[0]);
@@ -350,14 +352,15 @@ $db->rollback;
     $sth->bind_param(1, 'statement');
     $sth->bind_param(2, $huge, { pg_type => PG_BYTEA });
     $sth->execute;
-    select undef, undef, undef, 0.05
-        until value(q{SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'}, $victim);
-    select undef, undef, undef, 0.2;
+    wait_for('the import to be running', sub {
+        value(q{SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'}, $victim) });
+    select undef, undef, undef, 0.2;    # into the middle of it
     ok(value('SELECT pg_terminate_backend($1)', $victim), 'a backend importing a statement is terminated');
     ok(!eval { $other->pg_result; 1 }, 'its import ends with the session');
-    select undef, undef, undef, 0.3;
+    ok(wait_for('the terminated backend to exit',
+                sub { value('SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1', $victim) }),
+       'and the backend is gone');
     is(value('SELECT pg_postmaster_start_time()'), $started, 'without a crash: the server did not restart');
-    is(value('SELECT count(*) FROM pg_stat_activity WHERE pid = $1', $victim), 0, 'and the backend is gone');
 }
 
 done_testing();

@@ -6,9 +6,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
-use Time::HiRes qw(sleep);
 use DBD::Pg qw(:async);
-use Recovery::Test qw(connect_db new_case case_version);
+use Recovery::Test qw(connect_db new_case case_version wait_for);
 
 my $setup = connect_db();
 
@@ -25,8 +24,10 @@ my $setup = connect_db();
     my $late = $b->prepare(q{SELECT recovery.case_transition($1, 'escalate', $2)},
                            { pg_async => PG_ASYNC });
     $late->execute($case, $v);
-    sleep 0.3;
-    ok(!$b->pg_ready, 'the second writer waits while the first holds the case');
+    ok(wait_for('the second writer to wait on a lock', sub {
+           $setup->selectrow_array(q{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1},
+                                   undef, $b->{pg_pid}) })
+       && !$b->pg_ready, 'the second writer waits while the first holds the case');
 
     $a->commit;
     my $result = eval { $b->pg_result; 1 };
@@ -72,13 +73,9 @@ for my $round (1 .. $rounds) {
         push @kids, [$pid, $reader];
     }
     # Release once both are waiting on the lock.
-    for (1 .. 100) {
-        my ($waiting) = $setup->selectrow_array(q{
-            SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-              AND objid = 4242 AND NOT granted});
-        last if $waiting == 2;
-        sleep 0.02;
-    }
+    wait_for("round $round: both writers waiting on the advisory lock", sub {
+        $setup->selectrow_array(q{SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory'
+                                     AND objid = 4242 AND NOT granted}) });
     $setup->do('SELECT pg_advisory_unlock(4242)');
 
     my @outcomes;

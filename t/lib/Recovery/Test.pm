@@ -1,12 +1,15 @@
 package Recovery::Test;
 # Shared helpers of the Perl tests: connections to the test cluster that
-# scripts/test.sh started (PGHOST, PGPORT, PGDATABASE) and fixtures.
+# scripts/test.sh started (PGHOST, PGPORT, PGDATABASE), fixtures, and
+# waiting for a condition with a deadline.
 use strict;
 use warnings;
 use DBI;
+use Time::HiRes ();
+use Test::More ();
 use Exporter 'import';
 
-our @EXPORT_OK = qw(connect_db new_case case_version);
+our @EXPORT_OK = qw(connect_db new_case case_version wait_for);
 
 sub connect_db {
     my (%opt) = @_;
@@ -34,6 +37,23 @@ sub new_case {
     my ($case) = $dbh->selectrow_array(
         'SELECT (recovery.payment_fail($1, $2)).id', undef, $payment, 'insufficient funds');
     return $case;
+}
+
+# wait_for('what it waits for', sub { condition }, seconds): polls the
+# condition every 50 ms and returns its first true value; at the deadline
+# (20 s by default) says what it waited for and returns undef.  A test
+# asserts on what this returns, never on a state read once after an action.
+sub wait_for {
+    my ($what, $condition, $seconds) = @_;
+    my $deadline = Time::HiRes::time() + ($seconds // 20);
+    while (1) {
+        my $value = $condition->();
+        return $value if $value;
+        last if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+    Test::More::diag("waited " . ($seconds // 20) . " s for $what, in vain");
+    return undef;
 }
 
 sub case_version {

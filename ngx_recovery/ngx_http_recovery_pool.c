@@ -951,7 +951,25 @@ ngx_http_recovery_conn_close_socket(ngx_http_recovery_conn_t *conn)
         return;
     }
 
-    ngx_http_recovery_conn_watch(conn, 0, 0);
+    if (conn->pg && PQsocket(conn->pg) == c->fd) {
+        ngx_http_recovery_conn_watch(conn, 0, 0);
+
+    } else {
+        /*
+         * libpq has closed the socket itself: it does when it reads the end
+         * of the stream (PQconsumeInput after a restart, a kill or
+         * pg_terminate_backend).  Closing took it out of epoll; deleting its
+         * events now would fail with EBADF, or reach another connection
+         * that got the same number meanwhile.
+         */
+        if (c->read->active) {
+            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->write->active) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+    }
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);

@@ -151,5 +151,8 @@ like($metrics, qr/^recovery_pool_connections\{worker="0",state="idle"\} 2$/m,
      'both connections are idle again');
 like($metrics, qr/^recovery_pool_queue_length\{worker="0"\} 0$/m, 'and nothing waits');
 unlike($stack->error_log, qr/exited on signal/, 'no worker crashed');
+my @alarms = $stack->error_log =~ /^(.*\[(?:alert|crit|emerg)\].*)$/mg;
+is(scalar @alarms, 0, 'losing its database connections logs no alert, crit or emerg line')
+    or diag join "\n", @alarms[0 .. ($#alarms < 4 ? $#alarms : 4)];
 
 done_testing();

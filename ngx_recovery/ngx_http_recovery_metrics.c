@@ -20,13 +20,27 @@ static ngx_uint_t  ngx_http_recovery_statuses[] = {
 #define NGX_HTTP_RECOVERY_NSTATUSES                                           \
     (sizeof(ngx_http_recovery_statuses) / sizeof(ngx_uint_t))
 
-/* upper bounds of the latency buckets, in milliseconds */
-static ngx_msec_t  ngx_http_recovery_buckets[] = {
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+/*
+ * Upper bounds of the latency buckets, in milliseconds, and their "le"
+ * labels in seconds, written as Prometheus' client libraries write them.
+ */
+typedef struct {
+    ngx_msec_t   ms;
+    ngx_str_t    le;
+} ngx_http_recovery_bucket_t;
+
+static ngx_http_recovery_bucket_t  ngx_http_recovery_buckets[] = {
+    { 1, ngx_string("0.001") },    { 2, ngx_string("0.002") },
+    { 5, ngx_string("0.005") },    { 10, ngx_string("0.01") },
+    { 25, ngx_string("0.025") },   { 50, ngx_string("0.05") },
+    { 100, ngx_string("0.1") },    { 250, ngx_string("0.25") },
+    { 500, ngx_string("0.5") },    { 1000, ngx_string("1.0") },
+    { 2500, ngx_string("2.5") },   { 5000, ngx_string("5.0") },
+    { 10000, ngx_string("10.0") }
 };
 
 #define NGX_HTTP_RECOVERY_NBUCKETS                                            \
-    (sizeof(ngx_http_recovery_buckets) / sizeof(ngx_msec_t))
+    (sizeof(ngx_http_recovery_buckets) / sizeof(ngx_http_recovery_bucket_t))
 
 
 typedef struct {
@@ -166,7 +180,7 @@ ngx_http_recovery_metrics_request(ngx_http_request_t *r,
     ms = ngx_current_msec - start;
 
     for (i = 0; i < NGX_HTTP_RECOVERY_NBUCKETS; i++) {
-        if (ms <= ngx_http_recovery_buckets[i]) {
+        if (ms <= ngx_http_recovery_buckets[i].ms) {
             break;
         }
     }
@@ -299,9 +313,8 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
         for (j = 0; j < NGX_HTTP_RECOVERY_NBUCKETS; j++) {
             cumulative += row->latency[j];
             p = ngx_sprintf(p, "recovery_http_request_duration_seconds_bucket"
-                            "{route=\"%V\",le=\"%.3f\"} %ui\n", &label,
-                            (double) ngx_http_recovery_buckets[j] / 1000,
-                            cumulative);
+                            "{route=\"%V\",le=\"%V\"} %ui\n", &label,
+                            &ngx_http_recovery_buckets[j].le, cumulative);
         }
 
         cumulative += row->latency[j];

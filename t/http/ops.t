@@ -53,6 +53,9 @@ cmp_ok(metric($after, 'recovery_http_requests_total', 'route="none",status="405"
        'a request that matched no route is counted as route "none"');
 cmp_ok(metric($after, 'recovery_http_request_duration_seconds_count', $route), '>=', 23,
        'the latency histogram counts them');
+my @le = $after =~ /^recovery_http_request_duration_seconds_bucket\{\Q$route\E,le="([^"]+)"\}/mg;
+is("@le", '0.001 0.002 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1.0 2.5 5.0 10.0 +Inf',
+   'its buckets are labelled as Prometheus\' client libraries label them');
 is(metric($after, 'recovery_http_request_duration_seconds_bucket', "$route,le=\"+Inf\""),
    metric($after, 'recovery_http_request_duration_seconds_count', $route),
    'its +Inf bucket holds every request');

@@ -6,6 +6,7 @@
  * ("alg": "none", or HS256 keyed with an RSA public key, both fail).
  */
 
+#include <math.h>
 #include <string.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -22,7 +23,9 @@
 #define RECOVERY_ES256_SIZE     32
 
 
-static json_object *recovery_jwt_decode_json(const char *in, size_t len);
+static json_object *recovery_jwt_decode_json(const char *in, size_t len,
+    int *nul);
+static int recovery_jwt_escapes_nul(const unsigned char *json, size_t n);
 static int recovery_jwt_check_signature(const recovery_jwt_verifier_t *v,
     unsigned alg, const char *input, size_t input_len,
     const unsigned char *sig, size_t sig_len);
@@ -150,6 +153,7 @@ recovery_jwt_verify(const recovery_jwt_verifier_t *v, const char *token,
     unsigned        alg;
     json_object    *header, *claims, *field;
     const char     *typ;
+    int             nul;
 
     header = NULL;
     claims = NULL;
@@ -168,9 +172,10 @@ recovery_jwt_verify(const recovery_jwt_verifier_t *v, const char *token,
         return NULL;
     }
 
-    header = recovery_jwt_decode_json(token, dot1 - token);
+    header = recovery_jwt_decode_json(token, dot1 - token, &nul);
     if (header == NULL) {
-        *error = "token header is not base64url JSON";
+        *error = nul ? "token header holds a NUL character"
+                     : "token header is not base64url JSON";
         goto failed;
     }
 
@@ -220,9 +225,10 @@ recovery_jwt_verify(const recovery_jwt_verifier_t *v, const char *token,
         goto failed;
     }
 
-    claims = recovery_jwt_decode_json(dot1 + 1, dot2 - dot1 - 1);
+    claims = recovery_jwt_decode_json(dot1 + 1, dot2 - dot1 - 1, &nul);
     if (claims == NULL) {
-        *error = "token claims are not a base64url JSON object";
+        *error = nul ? "token claims hold a NUL character"
+                     : "token claims are not a base64url JSON object";
         goto failed;
     }
 
@@ -244,7 +250,7 @@ failed:
 
 
 static json_object *
-recovery_jwt_decode_json(const char *in, size_t len)
+recovery_jwt_decode_json(const char *in, size_t len, int *nul)
 {
     unsigned char  *decoded;
     long            n;
@@ -259,8 +265,15 @@ recovery_jwt_decode_json(const char *in, size_t len)
     obj = NULL;
     tok = NULL;
 
+    *nul = 0;
+
     n = recovery_base64url_decode(in, len, decoded);
     if (n <= 0) {
+        goto done;
+    }
+
+    if (recovery_jwt_escapes_nul(decoded, (size_t) n)) {
+        *nul = 1;
         goto done;
     }
 
@@ -289,6 +302,40 @@ done:
     free(decoded);
 
     return obj;
+}
+
+
+/*
+ * Whether the JSON text escapes a NUL (\u0000) in a string or a key.  Claims
+ * are used as C strings, and json-c keeps keys as C strings:
+ * "recovery_admin\u0000-readonly" would be read as "recovery_admin", "5\u00001"
+ * as user 5, and a key "role\u0000" would replace "role".  A backslash
+ * escapes a NUL only when it is not itself escaped.
+ */
+static int
+recovery_jwt_escapes_nul(const unsigned char *json, size_t n)
+{
+    size_t  i, backslashes;
+
+    backslashes = 0;
+
+    for (i = 0; i < n; i++) {
+        if (json[i] == '\\') {
+            backslashes++;
+            continue;
+        }
+
+        if (backslashes % 2 == 1 && json[i] == 'u' && i + 4 < n
+            && json[i + 1] == '0' && json[i + 2] == '0'
+            && json[i + 3] == '0' && json[i + 4] == '0')
+        {
+            return 1;
+        }
+
+        backslashes = 0;
+    }
+
+    return 0;
 }
 
 
@@ -469,9 +516,10 @@ recovery_jwt_number(json_object *claims, const char *name, double *value)
         return 0;
     }
 
+    /* json-c reads NaN, Infinity and 1e400, which JSON has not: never expiring */
     if (json_object_is_type(field, json_type_double)) {
         *value = json_object_get_double(field);
-        return 0;
+        return isfinite(*value) ? 0 : -1;
     }
 
     return -1;

@@ -8,7 +8,7 @@ use lib "$FindBin::Bin/../lib";
 use File::Temp qw(tempdir);
 use JSON::PP ();
 use Test::More;
-use Recovery::HTTP qw(http login jwt claims);
+use Recovery::HTTP qw(http login jwt claims json_text);
 use Recovery::Test qw(connect_db);
 
 my $me = '/api/v1/auth/me';
@@ -95,6 +95,17 @@ is(http(GET => $me, token => jwt(claims(aud => ['another-api', 'payment-recovery
    200, 'an audience list that holds ours: 200');
 refused(http(GET => $me, token => jwt(claims(iss => 'someone-else'))), 'wrong issuer',
         'token issuer is not accepted');
+# json-c reads numbers JSON has not: a token that would never expire
+for my $exp ('NaN', 'Infinity', '1e400') {
+    my $payload = json_text(claims(exp => undef)) =~ s/^\{/{"exp":$exp,/r;
+    refused(http(GET => $me, token => jwt(undef, payload => $payload)), "exp $exp", 'token has no numeric exp claim');
+}
+refused(http(GET => $me, token => jwt(undef, payload => json_text(claims()) =~ s/^\{/{"nbf":NaN,/r)), 'nbf NaN',
+        'token nbf claim is not a number');
+# claims are C strings: a NUL would cut them to another role, user or actor
+for my $claim ([role => "recovery_admin\0-readonly"], [sub => "3\x{0}1"], [email => "admin\@demo.example\0\@evil"]) {
+    refused(http(GET => $me, token => jwt(claims(@$claim))), "a NUL in $claim->[0]", 'token claims hold a NUL character');
+}
 for my $role ('postgres', 'recovery_authenticator', 'pg_read_server_files', 'recovery_agent; DROP') {
     refused(http(GET => $me, token => jwt(claims(role => $role))), "role \"$role\"",
             'token role is not accepted');

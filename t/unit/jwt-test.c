@@ -301,6 +301,56 @@ test_attacks(void)
        "a token whose exp is a string is refused");
     free(token);
 
+    {
+        /* numbers JSON has not, which json-c reads: tokens that never expire */
+        static const char *never[][2] = {
+            { "{\"exp\":NaN}", "token has no numeric exp claim" },
+            { "{\"exp\":Infinity}", "token has no numeric exp claim" },
+            { "{\"exp\":1e400}", "token has no numeric exp claim" },
+            { "{\"exp\":2000000000,\"nbf\":NaN}", "token nbf claim is not a number" },
+        };
+        size_t  i;
+
+        for (i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+            token = signed_hs256("{\"alg\":\"HS256\"}", never[i][0], secret);
+            ok(verifies(&v, token, 1700000000, never[i][1]),
+               "a claim of NaN, Infinity or 1e400 is refused");
+            free(token);
+        }
+    }
+
+    {
+        /* claims are C strings: a NUL would cut them short */
+        static const char *cut[] = {
+            "{\"exp\":2000000000,\"role\":\"recovery_admin\\u0000-readonly\"}",
+            "{\"exp\":2000000000,\"sub\":\"5\\u00001\"}",
+            "{\"exp\":2000000000,\"email\":\"admin@demo.example\\u0000@evil\"}",
+            "{\"exp\":2000000000,\"role\":\"recovery_viewer\",\"role\\u0000\":\"recovery_admin\"}",
+        };
+        size_t  i;
+
+        for (i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+            token = signed_hs256("{\"alg\":\"HS256\"}", cut[i], secret);
+            ok(verifies(&v, token, 1700000000,
+                        "token claims hold a NUL character"),
+               "a claim or key with a NUL character is refused");
+            free(token);
+        }
+
+        token = signed_hs256("{\"alg\":\"HS256\\u0000x\"}",
+                             "{\"exp\":2000000000}", secret);
+        ok(verifies(&v, token, 1700000000,
+                    "token header holds a NUL character"),
+           "so is a header with one");
+        free(token);
+
+        token = signed_hs256("{\"alg\":\"HS256\"}",
+                             "{\"exp\":2000000000,\"note\":\"a \\\\u0000 is text\"}", secret);
+        ok(verifies(&v, token, 1700000000, NULL),
+           "an escaped backslash before u0000 is text, not a NUL");
+        free(token);
+    }
+
     token = signed_hs256("{\"alg\":\"HS256\"}",
                          "{\"exp\":2000000000,\"nbf\":1700000100}", secret);
     ok(verifies(&v, token, 1700000000, "token is not valid yet"),

@@ -104,6 +104,13 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       offsetof(ngx_http_recovery_main_conf_t, pool_size),
       NULL },
 
+    { ngx_string("recovery_pool_read_reserve"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_recovery_main_conf_t, read_reserve),
+      NULL },
+
     { ngx_string("recovery_queue_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -130,6 +137,13 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_recovery_main_conf_t, statement_timeout),
+      NULL },
+
+    { ngx_string("recovery_lock_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_recovery_main_conf_t, lock_timeout),
       NULL },
 
     { ngx_string("recovery_reconnect_max_delay"),
@@ -347,6 +361,8 @@ ngx_http_recovery_create_main_conf(ngx_conf_t *cf)
     }
 
     rmcf->pool_size = NGX_CONF_UNSET_UINT;
+    rmcf->read_reserve = NGX_CONF_UNSET_UINT;
+    rmcf->lock_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->queue_size = NGX_CONF_UNSET_UINT;
     rmcf->queue_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
@@ -370,6 +386,7 @@ ngx_http_recovery_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(rmcf->queue_timeout, 2000);
     ngx_conf_init_msec_value(rmcf->connect_timeout, 2000);
     ngx_conf_init_msec_value(rmcf->statement_timeout, 5000);
+    ngx_conf_init_msec_value(rmcf->lock_timeout, 1000);
     ngx_conf_init_msec_value(rmcf->reconnect_max_delay, 2000);
 
     rmcf->request_id_index = ngx_http_get_variable_index(cf,
@@ -393,6 +410,17 @@ ngx_http_recovery_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"recovery_pool_size\" must be between 1 and 256 "
                            "(on 2 cores, about 4 per worker is plenty)");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a write that waits on a row lock must not make reads wait too */
+    ngx_conf_init_uint_value(rmcf->read_reserve, rmcf->pool_size > 1 ? 1 : 0);
+
+    if (rmcf->read_reserve >= rmcf->pool_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"recovery_pool_read_reserve\" must be less than "
+                           "\"recovery_pool_size\" (%ui), or writes could "
+                           "never run", rmcf->pool_size);
         return NGX_CONF_ERROR;
     }
 

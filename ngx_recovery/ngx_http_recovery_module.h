@@ -76,10 +76,12 @@ typedef struct {
 typedef struct {
     ngx_str_t                   conninfo;
     ngx_uint_t                  pool_size;
+    ngx_uint_t                  read_reserve;   /* connections for GETs only */
     ngx_uint_t                  queue_size;
     ngx_msec_t                  queue_timeout;
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  statement_timeout;
+    ngx_msec_t                  lock_timeout;
     ngx_msec_t                  reconnect_max_delay;
     ngx_array_t                 routes;     /* ngx_http_recovery_route_t * */
     ngx_shm_zone_t             *metrics_zone;

@@ -48,6 +48,7 @@ struct ngx_http_recovery_conn_s {
     ngx_uint_t                      step;
     ngx_uint_t                      context;    /* statement index */
     ngx_uint_t                      call;       /* statement index */
+    unsigned                        writes:1;   /* its request is no GET */
 };
 
 
@@ -128,6 +129,8 @@ static int ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
     const char **context);
 static ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_ctx_t *ctx);
+static ngx_uint_t ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_ctx_t *ctx);
 static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_pool_fail_waiting(
     ngx_http_recovery_pool_t *pool);
@@ -171,14 +174,18 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
     pool->nstatements = 2 * rmcf->routes.nelts + 4;
     ngx_queue_init(&pool->waiting);
 
-    /* the statement timeout bounds every call on the server side */
-    options = ngx_pnalloc(cycle->pool, 64);
+    /*
+     * The statement timeout bounds every call on the server side; the lock
+     * timeout makes a write to a row someone holds fail fast (503, retry)
+     * instead of keeping a connection until the statement timeout.
+     */
+    options = ngx_pnalloc(cycle->pool, 96);
     if (options == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(options, "-c statement_timeout=%M%Z",
-                rmcf->statement_timeout);
+    ngx_sprintf(options, "-c statement_timeout=%M -c lock_timeout=%M%Z",
+                rmcf->statement_timeout, rmcf->lock_timeout);
 
     pool->keywords[0] = "dbname";
     pool->values[0] = (const char *) rmcf->conninfo.data;
@@ -247,7 +254,9 @@ ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx)
 
     pool = ngx_http_recovery_pool_of(ctx);
 
-    for (i = 0; i < pool->nconns; i++) {
+    for (i = 0; i < pool->nconns && ngx_http_recovery_pool_may_run(pool, ctx);
+         i++)
+    {
         conn = &pool->conns[i];
 
         /* a connection that fails to send is closed: try the next one */
@@ -660,6 +669,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     conn->ctx = ctx;
     ctx->conn = conn;
     conn->state = NGX_HTTP_RECOVERY_CONN_BUSY;
+    conn->writes = !ctx->read_only;
     conn->nsteps = 0;
     conn->step = 0;
     conn->context = ngx_http_recovery_context_index(conn->pool, ctx->auth);
@@ -1060,7 +1070,39 @@ ngx_http_recovery_reconnect_handler(ngx_event_t *ev)
 }
 
 
-/* hands idle connections to the requests that wait, oldest first */
+/*
+ * Whether the request may take an idle connection now: a read always, a
+ * write while fewer than pool size − recovery_pool_read_reserve connections
+ * carry writes.  Writes can wait on row locks; reads never wait behind them.
+ */
+static ngx_uint_t
+ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_ctx_t *ctx)
+{
+    ngx_uint_t  i, writing;
+
+    if (ctx->read_only) {
+        return 1;
+    }
+
+    writing = 0;
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].state == NGX_HTTP_RECOVERY_CONN_BUSY
+            && pool->conns[i].writes)
+        {
+            writing++;
+        }
+    }
+
+    return writing < pool->nconns - pool->rmcf->read_reserve;
+}
+
+
+/*
+ * Hands idle connections to the requests that wait, oldest first; a write
+ * that may not run yet keeps its place, and the reads behind it go first.
+ */
 static void
 ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
 {
@@ -1076,8 +1118,20 @@ ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
             continue;
         }
 
-        q = ngx_queue_head(&pool->waiting);
-        ctx = ngx_queue_data(q, ngx_http_recovery_ctx_t, queue);
+        for (q = ngx_queue_head(&pool->waiting);
+             q != ngx_queue_sentinel(&pool->waiting);
+             q = ngx_queue_next(q))
+        {
+            ctx = ngx_queue_data(q, ngx_http_recovery_ctx_t, queue);
+
+            if (ngx_http_recovery_pool_may_run(pool, ctx)) {
+                break;
+            }
+        }
+
+        if (q == ngx_queue_sentinel(&pool->waiting)) {
+            return;     /* only writes wait, and they may not run yet */
+        }
 
         ngx_http_recovery_unqueue(pool, ctx);
 

@@ -36,6 +36,7 @@ static ngx_http_recovery_sqlstate_t  ngx_http_recovery_sqlstates[] = {
     { "40001", 503, "serialization_failure" },    /* transient: retry */
     { "40P01", 503, "deadlock_detected" },
     { "57014", 503, "statement_timeout" },
+    { "55P03", 503, "lock_timeout" },             /* a row someone holds */
     { "22", 400, "invalid_value" },
     { "08", 503, "database_unavailable" },
     { "53", 503, "database_unavailable" },

@@ -6,7 +6,7 @@
 #                                    written to DIR/tls-port) with a
 #                                    self-signed certificate made in DIR/tls
 #   nginx.sh stop DIR                stop it (graceful, then forced)
-# Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s
+# Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s LOCK_TIMEOUT=1s READ_RESERVE=1
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 API_RATE=100r/s API_BURST=200
 #   LOG_LEVEL=notice MODULE=build/...so
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
@@ -40,11 +40,15 @@ start() {
     [ "$(id -u)" -eq 0 ] && [ -z "${NGINX_PRELOAD:-}" ] && user="user nobody nogroup;"
     [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
 
+    # one connection of each worker's pool for GETs only, when there are two
+    reserve=0
+    [ "${POOL_SIZE:-2}" -gt 1 ] && reserve=1
     sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
         -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \
+        -e "s|@LOCK_TIMEOUT@|${LOCK_TIMEOUT:-1s}|" -e "s|@READ_RESERVE@|${READ_RESERVE:-$reserve}|" \
         -e "s|@LOGIN_RATE@|${LOGIN_RATE:-10r/s}|" -e "s|@LOGIN_BURST@|${LOGIN_BURST:-20}|" \
         -e "s|@API_RATE@|${API_RATE:-100r/s}|" -e "s|@API_BURST@|${API_BURST:-200}|" \
         -e "s|@LOG_LEVEL@|${LOG_LEVEL:-notice}|" \

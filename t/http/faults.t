@@ -13,7 +13,10 @@ use Recovery::HTTP qw(http jwt claims);
 use Recovery::Stack;
 use Recovery::Test qw(new_case case_version wait_for);
 
-my $stack = Recovery::Stack->new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms');
+# writes may hold both connections and wait on a lock as long as the test
+# holds it: the pool exhausted on purpose (t/http/locks.t has the defaults)
+my $stack = Recovery::Stack->new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms',
+                                 READ_RESERVE => 0, LOCK_TIMEOUT => '30s');
 my $base = $stack->base;
 my $dbh = $stack->dbh;
 my $case = new_case($dbh, 10_000);

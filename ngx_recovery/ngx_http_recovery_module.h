@@ -64,6 +64,7 @@ typedef struct {
     u_char                      idempotent_statement[16];
     ngx_uint_t                  index;      /* in main conf routes */
     ngx_uint_t                  status;     /* 200, or 201 for creation */
+    ngx_msec_t                  timeout;    /* 0: recovery_statement_timeout */
     ngx_str_t                   fields;     /* "a, b, c": the body's fields */
     ngx_str_t                   parameters; /* "a, b": the query's */
     unsigned                    needs_body:1;
@@ -138,6 +139,7 @@ typedef struct {
     PGresult                   *replay;     /* a retry's first response */
     PGresult                   *error;      /* the first error */
     ngx_str_t                   failure;    /* a connection-level failure */
+    u_char                      timeout_text[NGX_INT64_LEN + 1];
     unsigned                    queued:1;
     unsigned                    read_only:1;
 } ngx_http_recovery_ctx_t;

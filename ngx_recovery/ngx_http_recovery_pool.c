@@ -82,10 +82,15 @@ struct ngx_http_recovery_pool_s {
  * authenticator.  An API key is checked by the extension in the same
  * statement, which returns the key's role or fails with PR007.
  */
+/*
+ * The last parameter of each is the call's statement_timeout, in ms: the
+ * route's timeout= or recovery_statement_timeout (the connection's default).
+ */
 static const char  *ngx_http_recovery_context_sql[] = {
     /* NGX_HTTP_RECOVERY_AUTH_NONE */
     "SELECT set_config('recovery.request_id', $1, true),"
-    " set_config('transaction_read_only', $2, true)",
+    " set_config('transaction_read_only', $2, true),"
+    " set_config('statement_timeout', $3, true)",
 
     /* NGX_HTTP_RECOVERY_AUTH_JWT */
     "SELECT set_config('recovery.user_id', $2, true),"
@@ -93,11 +98,13 @@ static const char  *ngx_http_recovery_context_sql[] = {
     " set_config('recovery.request_id', $4, true),"
     " set_config('recovery.claims', $5, true),"
     " set_config('transaction_read_only', $6, true),"
+    " set_config('statement_timeout', $7, true),"
     " set_config('role', $1, true)",
 
     /* NGX_HTTP_RECOVERY_AUTH_KEY */
     "SELECT set_config('role', recovery.api_key_context($1, $2), true),"
-    " set_config('transaction_read_only', $3, true)"
+    " set_config('transaction_read_only', $3, true),"
+    " set_config('statement_timeout', $4, true)"
 };
 
 static const char  *ngx_http_recovery_context_name[] = {
@@ -131,6 +138,7 @@ static ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_ctx_t *ctx);
 static ngx_uint_t ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
     ngx_http_recovery_ctx_t *ctx);
+static ngx_msec_t ngx_http_recovery_call_timeout(ngx_http_recovery_ctx_t *ctx);
 static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_pool_fail_waiting(
     ngx_http_recovery_pool_t *pool);
@@ -485,6 +493,12 @@ ngx_http_recovery_conn_handler(ngx_event_t *ev)
 
     if (ev->timedout) {
         ev->timedout = 0;
+
+        if (conn->ctx) {
+            ngx_str_set(&conn->ctx->failure,
+                        "the database did not answer in time");
+        }
+
         ngx_http_recovery_conn_lost(conn,
             conn->state == NGX_HTTP_RECOVERY_CONN_CONNECTING
             ? "connecting to the database timed out"
@@ -623,9 +637,12 @@ static int
 ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
     const char **context)
 {
-    const char  *read_only;
+    const char  *read_only, *timeout;
 
     read_only = ctx->read_only ? "on" : "off";
+
+    ngx_sprintf(ctx->timeout_text, "%M%Z", ngx_http_recovery_call_timeout(ctx));
+    timeout = (const char *) ctx->timeout_text;
 
     switch (ctx->auth) {
 
@@ -636,18 +653,21 @@ ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
         context[3] = (const char *) ctx->request_id.data;
         context[4] = (const char *) ctx->claims.data;
         context[5] = read_only;
-        return 6;
+        context[6] = timeout;
+        return 7;
 
     case NGX_HTTP_RECOVERY_AUTH_KEY:
         context[0] = (const char *) ctx->api_key.data;
         context[1] = (const char *) ctx->request_id.data;
         context[2] = read_only;
-        return 3;
+        context[3] = timeout;
+        return 4;
 
     default:
         context[0] = (const char *) ctx->request_id.data;
         context[1] = read_only;
-        return 2;
+        context[2] = timeout;
+        return 3;
     }
 }
 
@@ -660,7 +680,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     char                       *statement, *sql;
     PGconn                     *pg;
     ngx_uint_t                  idempotent;
-    const char                 *context[6], *begin[3], **params;
+    const char                 *context[7], *begin[3], **params;
     ngx_http_recovery_route_t  *route;
 
     pg = conn->pg;
@@ -749,8 +769,12 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
 
     conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_CALL;
 
-    /* a safety net behind statement_timeout: the network can hang too */
-    ngx_add_timer(conn->c->read, conn->pool->rmcf->statement_timeout
+    /*
+     * A safety net behind statement_timeout: the network can hang too.  It
+     * is armed again once the whole call is sent (a large upload takes a
+     * while), since the server counts from there.
+     */
+    ngx_add_timer(conn->c->read, ngx_http_recovery_call_timeout(ctx)
                                  + NGX_HTTP_RECOVERY_ANSWER_GRACE);
 
     rc = PQflush(pg);
@@ -789,7 +813,22 @@ ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn)
         return;
     }
 
+    if (rc == 0 && conn->ctx) {
+        ngx_add_timer(conn->c->read, ngx_http_recovery_call_timeout(conn->ctx)
+                                     + NGX_HTTP_RECOVERY_ANSWER_GRACE);
+    }
+
     ngx_http_recovery_conn_watch(conn, 1, rc == 1);
+}
+
+
+/* how long the call may run on the server: its route's, or the default */
+static ngx_msec_t
+ngx_http_recovery_call_timeout(ngx_http_recovery_ctx_t *ctx)
+{
+    return ctx->route->timeout ? ctx->route->timeout
+                               : ngx_http_recovery_pool_of(ctx)->rmcf
+                                     ->statement_timeout;
 }
 
 
@@ -940,7 +979,11 @@ ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
 
     if (ctx) {
         ctx->conn = NULL;
-        ngx_str_set(&ctx->failure, "the database connection was lost");
+
+        if (ctx->failure.len == 0) {
+            ngx_str_set(&ctx->failure, "the database connection was lost");
+        }
+
         ngx_http_recovery_finish(ctx);
     }
 

@@ -35,7 +35,8 @@ static ngx_int_t ngx_http_recovery_text(ngx_http_recovery_ctx_t *ctx,
 
 
 /*
- * recovery_call METHOD schema.function [name=source ...] [status=201];
+ * recovery_call METHOD schema.function [name=source ...] [status=201]
+ *               [timeout=60s];
  * recovery_login schema.function [name=source ...];
  */
 char *
@@ -160,6 +161,21 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                    "invalid \"%V\": the status of a "
                                    "successful call is between 200 and 299",
                                    &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        /* a long call (a statement import) outlasts recovery_statement_timeout */
+        if (name.len == 7 && ngx_strncmp(name.data, "timeout", 7) == 0) {
+            route->timeout = ngx_parse_time(&source, 0);
+            if (route->timeout == (ngx_msec_t) NGX_ERROR
+                || route->timeout == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\": write a time such as "
+                                   "timeout=60s", &value[i]);
                 return NGX_CONF_ERROR;
             }
 

@@ -93,7 +93,7 @@ static const char  *ngx_http_recovery_context_sql[] = {
     " set_config('statement_timeout', $3, true)",
 
     /* NGX_HTTP_RECOVERY_AUTH_JWT */
-    "SELECT set_config('recovery.user_id', $2, true),"
+    "SELECT set_config('recovery.user_id', recovery.token_user($2), true),"
     " set_config('recovery.actor', $3, true),"
     " set_config('recovery.request_id', $4, true),"
     " set_config('recovery.claims', $5, true),"

@@ -10,6 +10,7 @@
  */
 #include "recovery.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -20,6 +21,33 @@ static char *context_user_id = NULL;
 static char *context_request_id = NULL;
 static char *context_claims = NULL;
 
+/*
+ * Who is acting may be said only by the gateway's login role (or a
+ * superuser): a viewer who logs in itself must not record its changes under
+ * someone else's name.  The check looks at the session's login, which
+ * SET ROLE and SECURITY DEFINER do not change.  Clearing is always allowed,
+ * and so is the configuration file, read outside any transaction.
+ */
+static bool
+check_context_setting(char **newval, void **extra, GucSource source)
+{
+	Oid			login = GetSessionUserId();
+	Oid			gateway;
+
+	if (*newval == NULL || (*newval)[0] == '\0' || !IsTransactionState()
+		|| !OidIsValid(login) || superuser_arg(login))
+		return true;
+	gateway = get_role_oid("recovery_authenticator", true);
+	if (OidIsValid(gateway) && has_privs_of_role(login, gateway))
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("only the gateway's login role may say who is acting");
+	GUC_check_errdetail("Role \"%s\" logged in itself; its changes are recorded as its own.",
+						GetUserNameFromId(login, false));
+	GUC_check_errhint("Leave recovery.user_id, recovery.actor and recovery.claims unset, or connect as a superuser.");
+	return false;
+}
+
 void
 recovery_define_context_gucs(void)
 {
@@ -27,12 +55,12 @@ recovery_define_context_gucs(void)
 							   "Application user recorded as the actor of changes.",
 							   "Set per transaction by the REST gateway; empty means session_user.",
 							   &context_actor, "", PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   check_context_setting, NULL, NULL);
 	DefineCustomStringVariable("recovery.user_id",
 							   "Id of the application user (recovery.users.id) making the request.",
 							   NULL,
 							   &context_user_id, "", PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   check_context_setting, NULL, NULL);
 	DefineCustomStringVariable("recovery.request_id",
 							   "Request id recorded in case events and the audit trail.",
 							   NULL,
@@ -42,7 +70,7 @@ recovery_define_context_gucs(void)
 							   "Claims of the token that authenticated the request, as JSON.",
 							   "Set per transaction by the REST gateway; empty for API keys and psql.",
 							   &context_claims, "", PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   check_context_setting, NULL, NULL);
 }
 
 void

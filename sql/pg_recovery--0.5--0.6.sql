@@ -3,6 +3,9 @@
 -- outbox and wait until pg_recovery is added to shared_preload_libraries,
 -- which starts the delivery worker.  CREATE EXTENSION (and this update)
 -- says so in a WARNING, and GET /api/v1/delivery says so too.
+-- And two holes that tokens and keys opened: a token's sub must name an
+-- enabled user (token_user), and a stored Idempotency-Key response never
+-- keeps the secret it showed (an API key).
 \echo Use "ALTER EXTENSION pg_recovery UPDATE TO '0.6'" to load this file. \quit
 
 CREATE FUNCTION delivery_worker_preloaded() RETURNS boolean
@@ -48,3 +51,52 @@ BEGIN
     END IF;
 END
 $$;
+
+-------------------------------------------------------------------------------
+-- A token's user: the gateway sets recovery.user_id through this in every
+-- request's context, so a token whose user was deleted or disabled, or that
+-- names a user who never was, stops working at once.
+-------------------------------------------------------------------------------
+CREATE FUNCTION token_user(user_id text) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF user_id !~ '^[0-9]{1,18}$' OR NOT EXISTS (
+           SELECT 1 FROM recovery.users u WHERE u.id = user_id::bigint AND NOT u.disabled) THEN
+        RAISE EXCEPTION 'the token names no enabled user'
+            USING ERRCODE = 'PR007',
+                  DETAIL = format('User %s does not exist or is disabled.', user_id),
+                  HINT = 'Sign in again; an administrator can enable the user.';
+    END IF;
+    RETURN user_id;
+END
+$$;
+COMMENT ON FUNCTION token_user(text) IS
+    'The user id a token names (its sub), once it is known to be an enabled user; PR007 (401) otherwise.';
+REVOKE ALL ON FUNCTION token_user(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION token_user(text) TO recovery_authenticator;
+
+-------------------------------------------------------------------------------
+-- A retry with the same Idempotency-Key replays the first response, which is
+-- kept for a day where auditors can read it: a secret it showed once (the
+-- key of POST /api-keys) is not kept, and the replay says so.
+-------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION idempotency_store(key text, status integer, response jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    kept jsonb := response;
+BEGIN
+    IF jsonb_typeof(response) = 'object' AND response ? 'key' THEN
+        kept := (response - 'key') || jsonb_build_object('key_withheld', true,
+            'note', 'This is a replay: the key was issued by the first request and is shown only once.');
+    END IF;
+    UPDATE recovery.idempotency_keys k
+       SET status = idempotency_store.status, response = kept
+     WHERE k.owner = coalesce(nullif(current_setting('recovery.actor'), ''), session_user)
+       AND k.key = idempotency_store.key;
+    RETURN response;
+END
+$$;
+COMMENT ON FUNCTION idempotency_store(text, integer, jsonb) IS
+    'Keeps the response of the request that claimed the key, without a secret it showed (an API key), and returns it whole.';

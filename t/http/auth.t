@@ -102,6 +102,12 @@ for my $exp ('NaN', 'Infinity', '1e400') {
 }
 refused(http(GET => $me, token => jwt(undef, payload => json_text(claims()) =~ s/^\{/{"nbf":NaN,/r)), 'nbf NaN',
         'token nbf claim is not a number');
+# sub must name a user that exists and is enabled
+$res = http(GET => $me, token => jwt(claims(sub => '987654321')));
+is($res->{status}, 401, 'a token for a user who does not exist: 401');
+is($res->{json}{message}, 'the token names no enabled user', 'saying why');
+is(http(POST => '/api/v1/customers', token => jwt(claims(sub => '987654321')),
+        json => { external_ref => "ghost-$$", name => 'Ghost' })->{status}, 401, 'and it writes nothing');
 # claims are C strings: a NUL would cut them to another role, user or actor
 for my $claim ([role => "recovery_admin\0-readonly"], [sub => "3\x{0}1"], [email => "admin\@demo.example\0\@evil"]) {
     refused(http(GET => $me, token => jwt(claims(@$claim))), "a NUL in $claim->[0]", 'token claims hold a NUL character');

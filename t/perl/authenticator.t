@@ -51,4 +51,22 @@ is($event_actor, $email, 'the case history names the application user too');
 ok(!eval { $auth->do('SELECT count(*) FROM recovery.recovery_cases'); 1 },
    'after the transaction the role switch is gone');
 
+# A role that logs in itself cannot say that someone else is acting: its
+# changes are recorded as its own.
+my $login = "viewer_login_$$";
+$setup->do("CREATE ROLE $login LOGIN PASSWORD 'viewer-login-pass' IN ROLE recovery_viewer");
+my $viewer = connect_db(host => '127.0.0.1', user => $login, password => 'viewer-login-pass');
+for my $attempt ([q{SELECT set_config('recovery.actor', 'admin@demo.example', true)}, 'recovery.actor'],
+                 [q{SELECT set_config('recovery.user_id', '1', false)}, 'recovery.user_id'],
+                 [q{SELECT recovery.set_request_context(1, 'req-fake')}, 'set_request_context']) {
+    my ($sql, $what) = @$attempt;
+    ok(!eval { $viewer->do($sql); 1 }, "a viewer that logs in itself cannot set $what");
+    is($viewer->state, '42501', "$what: permission denied");
+}
+like($viewer->errstr, qr/only the gateway's login role may say who is acting/, 'and it is told why');
+ok(eval { $viewer->do(q{SELECT set_config('recovery.request_id', 'its-own-request', true)}); 1 },
+   'it may still name its own request id');
+$viewer->disconnect;
+$setup->do("DROP ROLE $login");
+
 done_testing();

@@ -139,7 +139,6 @@ typedef struct {
     PGresult                   *replay;     /* a retry's first response */
     PGresult                   *error;      /* the first error */
     ngx_str_t                   failure;    /* a connection-level failure */
-    u_char                      timeout_text[NGX_INT64_LEN + 1];
     unsigned                    queued:1;
     unsigned                    read_only:1;
 } ngx_http_recovery_ctx_t;

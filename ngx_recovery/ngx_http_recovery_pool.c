@@ -133,7 +133,7 @@ static void ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_retry(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_reconnect_handler(ngx_event_t *ev);
 static int ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
-    const char **context);
+    const char **context, u_char *timeout);
 static ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_ctx_t *ctx);
 static ngx_uint_t ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
@@ -256,15 +256,16 @@ ngx_http_recovery_pool_done(ngx_http_recovery_main_conf_t *rmcf)
 ngx_int_t
 ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, n;
     ngx_http_recovery_pool_t  *pool;
     ngx_http_recovery_conn_t  *conn;
 
     pool = ngx_http_recovery_pool_of(ctx);
 
-    for (i = 0; i < pool->nconns && ngx_http_recovery_pool_may_run(pool, ctx);
-         i++)
-    {
+    /* a write beyond its share of the pool waits, even with a connection idle */
+    n = ngx_http_recovery_pool_may_run(pool, ctx) ? pool->nconns : 0;
+
+    for (i = 0; i < n; i++) {
         conn = &pool->conns[i];
 
         /* a connection that fails to send is closed: try the next one */
@@ -632,17 +633,21 @@ ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn)
 }
 
 
-/* the values of the request context statement, by how the caller came in */
+/*
+ * The values of the request context statement, by how the caller came in;
+ * timeout_text (NGX_INT64_LEN + 1 bytes) receives the call's statement_timeout.
+ */
 static int
 ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
-    const char **context)
+    const char **context, u_char *timeout_text)
 {
     const char  *read_only, *timeout;
 
     read_only = ctx->read_only ? "on" : "off";
 
-    ngx_sprintf(ctx->timeout_text, "%M%Z", ngx_http_recovery_call_timeout(ctx));
-    timeout = (const char *) ctx->timeout_text;
+    /* libpq copies the values as it sends them: the caller's buffer will do */
+    ngx_sprintf(timeout_text, "%M%Z", ngx_http_recovery_call_timeout(ctx));
+    timeout = (const char *) timeout_text;
 
     switch (ctx->auth) {
 
@@ -680,6 +685,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     char                       *statement, *sql;
     PGconn                     *pg;
     ngx_uint_t                  idempotent;
+    u_char                      timeout[NGX_INT64_LEN + 1];
     const char                 *context[7], *begin[3], **params;
     ngx_http_recovery_route_t  *route;
 
@@ -697,7 +703,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     conn->call = idempotent ? conn->pool->rmcf->routes.nelts + route->index
                             : route->index;
 
-    ncontext = ngx_http_recovery_context_params(ctx, context);
+    ncontext = ngx_http_recovery_context_params(ctx, context, timeout);
 
     if (!conn->prepared[conn->context]) {
         if (!PQsendPrepare(pg, ngx_http_recovery_context_name[ctx->auth],

@@ -1,0 +1,112 @@
+-- GDPR erasure of a customer's personal data, the audit trail included.
+
+-- the fields of audited rows that hold personal data, at any depth
+CREATE FUNCTION erase_personal(data jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    personal CONSTANT text[] := ARRAY['name', 'email', 'phone', 'body', 'reason',
+                                      'contact_preferences', 'display_name', 'filename'];
+    erased jsonb;
+BEGIN
+    CASE jsonb_typeof(data)
+    WHEN 'object' THEN
+        SELECT coalesce(jsonb_object_agg(key,
+                   CASE WHEN key = ANY (personal) AND value <> 'null'::jsonb
+                        THEN to_jsonb('[erased]'::text)
+                        ELSE recovery.erase_personal(value) END), '{}')
+          INTO erased FROM jsonb_each(data);
+        RETURN erased;
+    WHEN 'array' THEN
+        SELECT coalesce(jsonb_agg(recovery.erase_personal(value) ORDER BY n), '[]')
+          INTO erased FROM jsonb_array_elements(data) WITH ORDINALITY AS e(value, n);
+        RETURN erased;
+    ELSE
+        RETURN data;
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION erase_personal(jsonb) IS
+    'A row (or event details) with its personal fields, at any depth (name, email, phone, notes, reasons, contact preferences), replaced by "[erased]".';
+
+CREATE FUNCTION customer_erase(customer_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.customers;
+    notes bigint;
+    events bigint;
+    documents bigint;
+    audit_rows bigint;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_admin') THEN
+        RAISE EXCEPTION 'permission denied to erase customers' USING ERRCODE = '42501',
+            HINT = 'Erasure is for administrators.';
+    END IF;
+    SELECT * INTO target FROM recovery.customers c WHERE c.id = customer_erase.customer_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', customer_id USING ERRCODE = 'PR003';
+    END IF;
+
+    -- the business rows, audited as any change
+    UPDATE recovery.customers c
+       SET name = 'erased customer ' || c.id, email = NULL, phone = NULL,
+           contact_preferences = '{"email": false, "sms": false, "letter": false}',
+           erased_at = coalesce(c.erased_at, now()), updated_at = now(), version = c.version + 1
+     WHERE c.id = customer_erase.customer_id;
+    UPDATE recovery.case_notes n SET body = '[erased]'
+     WHERE n.customer_id = customer_erase.customer_id AND n.body <> '[erased]';
+    GET DIAGNOSTICS notes = ROW_COUNT;
+    UPDATE recovery.case_events e
+       SET reason = CASE WHEN e.reason IS NOT NULL THEN '[erased]' END,
+           details = recovery.erase_personal(e.details)
+     WHERE e.customer_id = customer_erase.customer_id
+       AND (e.reason IS DISTINCT FROM CASE WHEN e.reason IS NOT NULL THEN '[erased]' END
+            OR e.details IS DISTINCT FROM recovery.erase_personal(e.details));
+    GET DIAGNOSTICS events = ROW_COUNT;
+    UPDATE recovery.documents d
+       SET content = NULL, filename = 'erased', erased_at = now()
+     WHERE d.customer_id = customer_erase.customer_id AND d.erased_at IS NULL;
+    GET DIAGNOSTICS documents = ROW_COUNT;
+
+    -- then the trail, including the rows the updates above just wrote
+    PERFORM set_config('session_replication_role', 'replica', true);
+    UPDATE recovery.audit_log a
+       SET old_digest = sha256(convert_to(a.old_row::text, 'UTF8')),
+           new_digest = sha256(convert_to(a.new_row::text, 'UTF8')),
+           old_row = recovery.erase_personal(a.old_row::jsonb)::json,
+           new_row = recovery.erase_personal(a.new_row::jsonb)::json,
+           erased_at = now()
+     WHERE a.customer_id = customer_erase.customer_id AND a.erased_at IS NULL;
+    GET DIAGNOSTICS audit_rows = ROW_COUNT;
+    PERFORM set_config('session_replication_role', 'origin', true);
+
+    RETURN jsonb_build_object('customer_id', customer_id, 'erased_at', now(),
+                              'notes_erased', notes, 'events_erased', events,
+                              'documents_erased', documents,
+                              'audit_rows_erased', audit_rows);
+END
+$$;
+COMMENT ON FUNCTION customer_erase(bigint) IS
+    'GDPR erasure of a customer (admins): personal data removed from customers, notes, event reasons and the audit trail; amounts and history kept; the audit chains still verify.';
+GRANT EXECUTE ON FUNCTION customer_erase(bigint) TO recovery_admin;
+
+-- erasure reaches what was read about the customer
+CREATE FUNCTION customer_erased() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    UPDATE recovery.dunning_holds h SET reason = '[erased]'
+     WHERE h.customer_id = NEW.id AND h.reason <> '[erased]';
+    -- nothing queued reaches an erased customer
+    UPDATE recovery.notifications n SET status = 'cancelled', cancel_reason = 'the customer was erased'
+     WHERE n.customer_id = NEW.id AND n.status IN ('queued', 'failed');
+    UPDATE recovery.extraction_lines l SET payer = '[erased]', iban = NULL, reference = '[erased]'
+     WHERE l.customer_id = NEW.id AND l.payer IS DISTINCT FROM '[erased]';
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER erased AFTER UPDATE OF erased_at ON customers
+    FOR EACH ROW WHEN (OLD.erased_at IS NULL AND NEW.erased_at IS NOT NULL)
+    EXECUTE FUNCTION customer_erased();

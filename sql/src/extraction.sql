@@ -1,0 +1,453 @@
+-- Payment data read from statements, emails and SMS, matched to cases.
+
+-- The parsers
+CREATE FUNCTION parse_csv(content bytea, mapping jsonb DEFAULT NULL,
+                          OUT line integer, OUT span_start integer, OUT span_end integer,
+                          OUT booked_on date, OUT amount numeric, OUT amount_minor bigint,
+                          OUT currency text, OUT reference text, OUT payer text, OUT iban text,
+                          OUT confidence real, OUT fingerprint bytea, OUT problem text)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_parse_csv';
+COMMENT ON FUNCTION parse_csv(bytea, jsonb) IS
+    'A CSV statement (RFC 4180; comma, semicolon or tab; UTF-8 or Windows-1252) as one row per record: the amount as read and exactly in minor units of its currency, the record''s fingerprint, and problem saying why a record is not a payment.';
+GRANT EXECUTE ON FUNCTION parse_csv(bytea, jsonb) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION parse_csv_summary() RETURNS jsonb
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_parse_csv_summary';
+COMMENT ON FUNCTION parse_csv_summary() IS
+    'What the last parse_csv() of this session read: records, encoding, delimiter.';
+GRANT EXECUTE ON FUNCTION parse_csv_summary() TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION parse_text(content text) RETURNS jsonb
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'recovery_parse_text';
+COMMENT ON FUNCTION parse_text(text) IS
+    'Amounts with currency, case and invoice references, dates and intents (paid, promise, dispute) in a text or SMS, each with its byte span and a confidence.';
+GRANT EXECUTE ON FUNCTION parse_text(text) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION parse_email(content bytea) RETURNS jsonb
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'recovery_parse_email';
+COMMENT ON FUNCTION parse_email(bytea) IS
+    'An email (RFC 5322, MIME, through GMime): subject, from, date, text (text/plain, else text/html without tags), the text''s items, attachments in base64.';
+GRANT EXECUTE ON FUNCTION parse_email(bytea) TO recovery_viewer, recovery_auditor;
+
+-- Column mappings, saved once per bank
+CREATE TABLE bank_mappings (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name       text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    mapping    jsonb NOT NULL CHECK (jsonb_typeof(mapping) = 'object'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    version    integer NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE bank_mappings IS
+    'How a bank''s CSV statements are read: the header names of date, amount, currency, reference, payer and iban, the delimiter, the decimal mark, the date order and a default currency.';
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON bank_mappings
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON bank_mappings TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION bank_mapping_save(name text, mapping jsonb) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    keys CONSTANT text[] := ARRAY['date', 'amount', 'currency', 'reference', 'payer', 'iban',
+                                  'delimiter', 'decimal', 'date_order', 'default_currency'];
+    bad text;
+    saved recovery.bank_mappings;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_manager') THEN
+        RAISE EXCEPTION 'permission denied to change bank mappings' USING ERRCODE = '42501';
+    END IF;
+    IF jsonb_typeof(mapping) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'a mapping is a JSON object' USING ERRCODE = 'PR004';
+    END IF;
+    SELECT string_agg(k, ', ') INTO bad FROM jsonb_each(mapping) AS e(k, v)
+     WHERE NOT k = ANY (keys) OR jsonb_typeof(v) <> 'string';
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'the mapping has unknown keys or values that are not text: %', bad USING ERRCODE = 'PR004',
+            HINT = 'The keys are ' || array_to_string(keys, ', ') || '; every value is text.';
+    END IF;
+    IF NOT mapping ? 'amount' OR NOT (mapping ? 'reference' OR mapping ? 'payer') THEN
+        RAISE EXCEPTION 'a mapping names the amount column and the reference or payer column' USING ERRCODE = 'PR004';
+    END IF;
+    IF coalesce(mapping ->> 'decimal', '.') NOT IN ('.', ',')
+       OR coalesce(mapping ->> 'date_order', 'DMY') NOT IN ('DMY', 'MDY', 'YMD')
+       OR coalesce(mapping ->> 'delimiter', ',') NOT IN (',', ';', 'tab', '|') THEN
+        RAISE EXCEPTION 'decimal is "." or ","; date_order DMY, MDY or YMD; delimiter ",", ";", "tab" or "|"'
+            USING ERRCODE = 'PR004';
+    END IF;
+    IF mapping ? 'default_currency' AND NOT EXISTS (
+           SELECT 1 FROM recovery.currencies c WHERE c.code = mapping ->> 'default_currency') THEN
+        RAISE EXCEPTION 'unknown currency "%"', mapping ->> 'default_currency' USING ERRCODE = 'PR004';
+    END IF;
+    INSERT INTO recovery.bank_mappings AS m (name, mapping) VALUES (name, mapping)
+    ON CONFLICT ON CONSTRAINT bank_mappings_name_key DO UPDATE
+       SET mapping = excluded.mapping, updated_at = now(), version = m.version + 1
+    RETURNING * INTO saved;
+    RETURN to_jsonb(saved);
+EXCEPTION
+    WHEN check_violation THEN
+        RAISE EXCEPTION 'a mapping''s name is lower case letters, digits and . _ -' USING ERRCODE = 'PR004';
+END
+$$;
+COMMENT ON FUNCTION bank_mapping_save(text, jsonb) IS 'Creates or replaces the column mapping of a bank (managers).';
+GRANT EXECUTE ON FUNCTION bank_mapping_save(text, jsonb) TO recovery_manager;
+
+-- Extractions and the payments found in them
+CREATE TABLE extractions (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source      text NOT NULL CHECK (source IN ('statement', 'email', 'sms', 'text')),
+    document_id bigint REFERENCES documents,
+    case_id     bigint REFERENCES recovery_cases,
+    mapping     text,
+    size        bigint NOT NULL,
+    sha256      bytea NOT NULL,
+    summary     jsonb NOT NULL DEFAULT '{}',
+    result      jsonb,
+    created_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    first_line_id bigint,
+    last_line_id  bigint,
+    booked_from   date,
+    booked_to     date,
+    has_undated   boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE extractions IS
+    'Each statement, email, SMS or text read: its source, what was parsed (result), and what became of its payments (summary).';
+COMMENT ON COLUMN extractions.first_line_id IS
+    'Its lines have ids from first_line_id to last_line_id: WHERE l.id BETWEEN x.first_line_id AND x.last_line_id AND l.extraction_id = x.id finds them through the BRIN index.';
+COMMENT ON COLUMN extractions.booked_from IS
+    'The dates of its lines (booked_from to booked_to, has_undated): a later import compares its lines with those of the extractions its dates overlap.';
+-- the parsed result holds names and message text: kept out of the trail
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON extractions
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger('result');
+GRANT SELECT ON extractions TO recovery_viewer, recovery_auditor;
+
+-- No foreign keys: a statement brings a million lines at once, and a
+-- foreign key check per line cost more than the import itself (see
+-- bench/extraction.sh).  Only the extension's functions write here, and
+-- they take every id from the row it refers to; nothing is ever deleted
+-- from extractions, cases, customers or receipts.
+CREATE TABLE extraction_lines (
+    id            bigint GENERATED ALWAYS AS IDENTITY,
+    extraction_id bigint NOT NULL,
+    line_no       integer,
+    span_start    integer,
+    span_end      integer,
+    booked_on     date,
+    amount        bigint,
+    currency      char(3),
+    reference     text,
+    payer         text,
+    iban          text,
+    confidence    real,
+    fingerprint   bytea NOT NULL,
+    status        text NOT NULL CHECK (status IN ('applied', 'review', 'unmatched', 'confirmed',
+                                                 'rejected', 'ignored')),
+    case_id       bigint,
+    customer_id   bigint,
+    score         numeric(3, 2),
+    reason        text,
+    receipt_id    bigint,
+    decided_by    text,
+    decided_at    timestamptz
+);
+CREATE INDEX extraction_lines_id ON extraction_lines USING brin (id) WITH (pages_per_range = 16);
+CREATE INDEX extraction_lines_review ON extraction_lines (id) WHERE status = 'review';
+CREATE INDEX extraction_lines_customer ON extraction_lines (customer_id) WHERE customer_id IS NOT NULL;
+COMMENT ON TABLE extraction_lines IS
+    'Payments found in extractions: matched to a case with a score and its reason, then applied, queued for review, or ignored (debits, unreadable lines); a fingerprint keeps a line from being imported twice.';
+COMMENT ON COLUMN extraction_lines.fingerprint IS
+    'SHA-256 of date, amount, currency, reference, payer, IBAN and the count of identical lines before it: a line whose fingerprint an earlier line of the same dates has is not imported again.';
+COMMENT ON COLUMN extraction_lines.id IS
+    'Unique: taken from the identity, in one range per import, only by the extension''s import; found through a BRIN index.';
+-- imports are bulk and derived from their source; decisions are audited
+CREATE TRIGGER audit AFTER UPDATE OR DELETE ON extraction_lines
+    FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+GRANT SELECT ON extraction_lines TO recovery_viewer, recovery_auditor;
+
+-- Money recorded against the line's case as any payment is; a line the
+-- case cannot take (closed, overpaid, another currency) goes to review.
+CREATE FUNCTION reconcile_record(l extraction_lines, outcome text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    receipt recovery.receipts;
+BEGIN
+    BEGIN
+        receipt := recovery.case_record_payment(l.case_id, l.amount, l.currency,
+                       left(format('extraction %s line %s: %s', l.extraction_id, coalesce(l.line_no, 1),
+                                   coalesce(l.reference, l.payer, '')), 200),
+                       coalesce(l.booked_on::timestamptz, now()));
+    EXCEPTION WHEN sqlstate 'PR001' OR sqlstate 'PR005' OR sqlstate 'PR006' OR sqlstate 'PR004' THEN
+        UPDATE recovery.extraction_lines x
+           SET status = 'review', reason = x.reason || '; not applied: ' || SQLERRM
+         WHERE x.id = l.id;
+        RETURN false;
+    END;
+    UPDATE recovery.extraction_lines x
+       SET status = outcome, receipt_id = receipt.id,
+           decided_by = CASE WHEN outcome = 'confirmed' THEN recovery.task_worker() END,
+           decided_at = CASE WHEN outcome = 'confirmed' THEN now() END
+     WHERE x.id = l.id;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION extraction_import_csv(extraction_id bigint, content bytea, mapping jsonb, case_id bigint)
+    RETURNS jsonb
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_extraction_import_csv';
+COMMENT ON FUNCTION extraction_import_csv(bigint, bytea, jsonb, bigint) IS
+    'The payments of a CSV statement into extraction_lines: lines imported before skipped, the others matched, applied or queued, written in bulk. Called by extract_payments().';
+
+CREATE FUNCTION extraction_import_line(extraction_id bigint, case_id bigint, booked_on date, amount bigint,
+                                       currency text, reference text, span_start integer, span_end integer,
+                                       confidence real, fingerprint bytea, problem text)
+    RETURNS jsonb
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_extraction_import_line';
+COMMENT ON FUNCTION extraction_import_line(bigint, bigint, date, bigint, text, text, integer, integer, real, bytea, text) IS
+    'One payment read from a text, imported as extraction_import_csv() imports a statement''s.';
+
+-- One line from what a text says: its first amount, its references.
+CREATE FUNCTION extraction_add_text(extraction_id bigint, items jsonb, source_digest bytea,
+                                    case_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    amount jsonb := (SELECT i FROM jsonb_array_elements(items) i WHERE i ->> 'kind' = 'amount' LIMIT 1);
+    refs text := (SELECT string_agg(i ->> 'value', ' ') FROM jsonb_array_elements(items) i
+                   WHERE i ->> 'kind' IN ('case_reference', 'invoice_reference'));
+    intent text := (SELECT i ->> 'value' FROM jsonb_array_elements(items) i WHERE i ->> 'kind' = 'intent' LIMIT 1);
+    booked date := (SELECT (i ->> 'value')::date FROM jsonb_array_elements(items) i WHERE i ->> 'kind' = 'date' LIMIT 1);
+    minor_units integer;
+    minor numeric;
+BEGIN
+    IF amount IS NULL OR intent IN ('promise', 'dispute') THEN
+        -- not money received; the result keeps what was said
+        RETURN jsonb_build_object('records', 0, 'added', 0, 'duplicates', 0, 'by_status', '{}'::jsonb);
+    END IF;
+    SELECT c.minor_units INTO minor_units FROM recovery.currencies c WHERE c.code = amount ->> 'currency';
+    minor := (amount ->> 'value')::numeric * (10::numeric ^ coalesce(minor_units, 0));
+    RETURN recovery.extraction_import_line(
+        extraction_id, case_id, coalesce(booked, current_date),
+        CASE WHEN minor = trunc(minor) AND abs(minor) < 1e15 THEN minor::bigint END,
+        amount ->> 'currency', refs, (amount ->> 'start')::integer, (amount ->> 'end')::integer,
+        (amount ->> 'confidence')::real,
+        sha256(source_digest || convert_to(concat_ws('|', amount ->> 'value', amount ->> 'currency', refs), 'UTF8')),
+        CASE WHEN minor_units IS NULL THEN 'unknown currency'
+             WHEN minor <> trunc(minor) THEN 'more decimals than the currency has'
+             WHEN minor <= 0 THEN 'not money received' END);
+END
+$$;
+
+-- what two imports into one extraction came to
+CREATE FUNCTION extraction_outcome_add(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE
+        jsonb_build_object(
+            'records', (a ->> 'records')::bigint + (b ->> 'records')::bigint,
+            'added', (a ->> 'added')::bigint + (b ->> 'added')::bigint,
+            'duplicates', (a ->> 'duplicates')::bigint + (b ->> 'duplicates')::bigint,
+            'by_status', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                            FROM (SELECT e.key AS status, sum(e.value::bigint) AS n
+                                    FROM (SELECT * FROM jsonb_each_text(a -> 'by_status')
+                                          UNION ALL SELECT * FROM jsonb_each_text(b -> 'by_status')) e
+                                   GROUP BY e.key) s))
+        || jsonb_strip_nulls(jsonb_build_object('case_id', coalesce(a -> 'case_id', b -> 'case_id'),
+                                                'file', coalesce(a -> 'file', b -> 'file')))
+    END $$;
+
+CREATE FUNCTION extract_payments(source text, content bytea, mapping text DEFAULT NULL,
+                        case_id bigint DEFAULT NULL, document_id bigint DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    map jsonb;
+    ex recovery.extractions;
+    parsed jsonb;
+    imported jsonb;
+    att jsonb;
+    kept jsonb := '[]';
+    target recovery.recovery_cases;
+    outcome jsonb;
+    has_csv boolean := false;
+    attachments jsonb;
+    size bigint;
+    digest bytea;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_agent') AND NOT recovery.caller_has_role('recovery_automation') THEN
+        RAISE EXCEPTION 'permission denied to extract payments' USING ERRCODE = '42501';
+    END IF;
+    IF source IS NULL OR source NOT IN ('statement', 'email', 'sms', 'text') THEN
+        RAISE EXCEPTION 'source is statement, email, sms or text' USING ERRCODE = 'PR004';
+    END IF;
+    IF content IS NULL OR length(content) = 0 THEN
+        RAISE EXCEPTION 'there is nothing to read' USING ERRCODE = 'PR004';
+    END IF;
+    IF mapping IS NOT NULL THEN
+        SELECT m.mapping INTO map FROM recovery.bank_mappings m WHERE m.name = extract_payments.mapping;
+        IF map IS NULL THEN
+            RAISE EXCEPTION 'there is no bank mapping named "%"', mapping USING ERRCODE = 'PR003',
+                HINT = 'GET /api/v1/bank-mappings lists them; without one the usual header names are tried.';
+        END IF;
+    END IF;
+    IF case_id IS NOT NULL THEN
+        SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = extract_payments.case_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+        END IF;
+    END IF;
+
+    -- content goes to functions only, never into a statement's plan: a
+    -- statement's custom plan would copy it as a constant, 100 MB each time
+    size := length(content);
+    digest := sha256(content);
+    INSERT INTO recovery.extractions (source, document_id, case_id, mapping, size, sha256, created_by)
+    VALUES (source, document_id, case_id, mapping, size, digest, recovery.task_worker())
+    RETURNING * INTO ex;
+
+    IF source = 'statement' THEN
+        imported := recovery.extraction_import_csv(ex.id, content, map, case_id);
+    ELSIF source = 'email' THEN
+        parsed := recovery.parse_email(content);
+        -- a remittance file without a currency is in the currency its email
+        -- or its case names
+        IF NOT coalesce(map ? 'default_currency', false) THEN
+            map := coalesce(map, '{}') || jsonb_strip_nulls(jsonb_build_object('default_currency',
+                coalesce(target.currency::text,
+                         (SELECT i ->> 'currency' FROM jsonb_array_elements(parsed -> 'items') i
+                           WHERE i ->> 'kind' = 'amount' LIMIT 1))));
+        END IF;
+        -- a CSV attachment is the remittance itself; the text only speaks of it
+        FOR att IN SELECT a FROM jsonb_array_elements(parsed -> 'attachments') a LOOP
+            IF att ->> 'content_type' IN ('text/csv', 'text/comma-separated-values', 'application/vnd.ms-excel')
+               OR att ->> 'filename' ILIKE '%.csv' THEN
+                imported := recovery.extraction_outcome_add(imported,
+                    recovery.extraction_import_csv(ex.id, decode(att ->> 'content_base64', 'base64'), map, case_id));
+                has_csv := true;
+            END IF;
+        END LOOP;
+        IF NOT has_csv THEN
+            imported := recovery.extraction_add_text(ex.id, parsed -> 'items', ex.sha256, case_id);
+        END IF;
+        -- the result keeps what the attachments were, not their bytes
+        attachments := parsed -> 'attachments';
+        parsed := jsonb_set(parsed, '{attachments}', coalesce((
+            SELECT jsonb_agg(a - 'content_base64') FROM jsonb_array_elements(attachments) a), '[]'));
+    ELSE
+        BEGIN
+            parsed := recovery.parse_text(convert_from(content, 'UTF8'));
+        EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+            RAISE EXCEPTION 'cannot read the text: it is not valid UTF-8' USING ERRCODE = 'PR004';
+        END;
+        imported := recovery.extraction_add_text(ex.id, parsed -> 'items', ex.sha256, case_id);
+    END IF;
+
+    -- an email's attachments are kept with the case its money went to
+    IF source = 'email' THEN
+        SELECT c.* INTO target FROM recovery.recovery_cases c
+         WHERE c.id = coalesce(extract_payments.case_id, (imported ->> 'case_id')::bigint);
+        IF target.id IS NOT NULL THEN
+            FOR att IN SELECT a FROM jsonb_array_elements(attachments) a LOOP
+                BEGIN
+                    kept := kept || jsonb_build_object('filename', att ->> 'filename', 'document_id',
+                        (recovery.api_document_upload(target.id, att ->> 'filename', att ->> 'content_type',
+                                                      decode(att ->> 'content_base64', 'base64')) ->> 'id')::bigint);
+                EXCEPTION WHEN sqlstate 'PR004' THEN
+                    kept := kept || jsonb_build_object('filename', att ->> 'filename', 'not_kept', SQLERRM);
+                END;
+            END LOOP;
+        END IF;
+    END IF;
+
+    outcome := jsonb_build_object(
+        'lines', (imported ->> 'added')::bigint,
+        'by_status', (SELECT coalesce(jsonb_object_agg(s.key, s.value), '{}')
+                        FROM jsonb_each(imported -> 'by_status') s WHERE s.value::bigint > 0),
+        'duplicates', (imported ->> 'duplicates')::bigint,
+        'file', imported -> 'file',
+        'documents', kept);
+    UPDATE recovery.extractions x SET summary = outcome,
+           result = CASE WHEN extract_payments.source = 'statement' THEN NULL ELSE parsed END
+     WHERE x.id = ex.id;
+    RETURN jsonb_build_object('id', ex.id, 'source', source) || outcome
+           || jsonb_build_object('parsed', CASE WHEN source = 'statement' THEN NULL ELSE parsed END);
+END
+$$;
+COMMENT ON FUNCTION extract_payments(text, bytea, text, bigint, bigint) IS
+    'Reads a statement (CSV, with a bank mapping or the usual header names), an email, an SMS or a text; matches each payment found to a case and applies it above recovery.reconcile_auto_apply, else queues it for review; a line imported before is skipped.';
+GRANT EXECUTE ON FUNCTION extract_payments(text, bytea, text, bigint, bigint) TO recovery_agent, recovery_automation;
+
+-- A line as the queue shows it: the suggested case's balance and state.
+CREATE VIEW reconciliation_lines AS
+    SELECT l.id, l.extraction_id, x.source, l.line_no, l.booked_on, l.amount, l.currency,
+           l.reference, l.payer, l.status, l.case_id, l.score, l.reason,
+           c.balance AS case_balance, c.state AS case_state
+      FROM extraction_lines l
+      JOIN extractions x ON x.id = l.extraction_id
+      LEFT JOIN recovery_cases c ON c.id = l.case_id;
+GRANT SELECT ON reconciliation_lines TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION reconciliation_line_for_decision(line_id bigint) RETURNS extraction_lines
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    l recovery.extraction_lines;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_agent') THEN
+        RAISE EXCEPTION 'permission denied to decide on payments found' USING ERRCODE = '42501';
+    END IF;
+    SELECT * INTO l FROM recovery.extraction_lines x WHERE x.id = line_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'payment line % does not exist', line_id USING ERRCODE = 'PR003';
+    END IF;
+    IF l.status NOT IN ('review', 'unmatched') THEN
+        RAISE EXCEPTION 'payment line % is % already', line_id, l.status USING ERRCODE = 'PR009',
+            HINT = 'Only lines waiting for review are confirmed or rejected.';
+    END IF;
+    RETURN l;
+END
+$$;
+
+-- The automation contract's extraction tasks, and their pg_cron job
+CREATE FUNCTION perform_extraction_tasks() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+    doc recovery.documents;
+    outcome jsonb;
+    done integer := 0;
+BEGIN
+    FOR task IN SELECT * FROM recovery.tasks t
+                 WHERE t.kind = 'extraction' AND t.state = 'scheduled' AND t.run_at <= now()
+                 ORDER BY t.run_at, t.id LIMIT 100 FOR UPDATE SKIP LOCKED LOOP
+        BEGIN
+            IF task.payload ->> 'source' = 'document' THEN
+                SELECT * INTO doc FROM recovery.documents d WHERE d.id = (task.payload ->> 'document_id')::bigint;
+                outcome := recovery.extract_payments(CASE WHEN doc.content_type IN ('message/rfc822') THEN 'email'
+                                                WHEN doc.content_type LIKE 'text/plain%' THEN 'text'
+                                                ELSE 'statement' END,
+                                           doc.content, task.payload ->> 'mapping',
+                                           coalesce((task.payload ->> 'case_id')::bigint, doc.case_id), doc.id);
+            ELSE
+                outcome := recovery.extract_payments(task.payload ->> 'source', convert_to(task.payload ->> 'content', 'UTF8'),
+                                           task.payload ->> 'mapping', (task.payload ->> 'case_id')::bigint);
+            END IF;
+            UPDATE recovery.tasks t
+               SET state = 'done', attempts = t.attempts + 1, completed_at = now(), updated_at = now(),
+                   result = outcome - 'parsed'
+             WHERE t.id = task.id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE recovery.tasks t
+               SET state = 'dead', attempts = t.attempts + 1, last_error = SQLERRM, updated_at = now()
+             WHERE t.id = task.id;
+        END;
+        done := done + 1;
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION perform_extraction_tasks() IS
+    'Performs due tasks of kind extraction (POST /api/v1/automation/extractions); pg_cron runs it every minute.';
+GRANT EXECUTE ON FUNCTION perform_extraction_tasks() TO recovery_automation, recovery_admin;

@@ -105,7 +105,6 @@ CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON promises
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON promises TO recovery_viewer, recovery_auditor;
 
--- Recovery cases: the list, notes, assignment, the timeline
 CREATE TABLE case_notes (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     case_id        bigint NOT NULL REFERENCES recovery_cases,
@@ -121,7 +120,7 @@ CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON case_notes
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON case_notes TO recovery_viewer, recovery_auditor;
 
--- Business functions (C)
+-- The state machine applied to a case (C, state_machine.c)
 CREATE FUNCTION case_transitions(case_id bigint, OUT event text, OUT from_state text,
                                  OUT to_state text, OUT required_role text,
                                  OUT required_details text[])
@@ -235,7 +234,7 @@ COMMENT ON FUNCTION case_assign(bigint, integer, bigint, integer) IS
     'Assigns a case to a user (0: to nobody) and/or sets its priority, if its version is still expected_version.';
 GRANT EXECUTE ON FUNCTION case_assign(bigint, integer, bigint, integer) TO recovery_agent;
 
--- Formatting and contact rules (C)
+-- how a case is named to its customer and in payment references
 CREATE FUNCTION case_reference(case_id bigint) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
     AS $$ SELECT 'RC-' || lpad(case_id::text, 6, '0') $$;

@@ -1,7 +1,6 @@
 -- The scheduled jobs pg_cron runs.
 
--- pg_cron jobs
--- the jobs; later versions add theirs by replacing this one function
+-- every job of the extension: a concern that needs one adds it here
 CREATE FUNCTION job_definitions(OUT name text, OUT schedule text, OUT command text)
     RETURNS SETOF record
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp

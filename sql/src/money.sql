@@ -1,6 +1,5 @@
 -- Currencies and how amounts are written.
 
--- Tables
 CREATE TABLE currencies (
     code        char(3) PRIMARY KEY CHECK (code ~ '^[A-Z]{3}$'),
     minor_units smallint NOT NULL CHECK (minor_units BETWEEN 0 AND 4),

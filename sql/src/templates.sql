@@ -1,7 +1,5 @@
 -- Message templates for reminders and their rendering.
 
--- Templates, dunning policies and notifications: their storage and API.
--- What they do (rendering, scheduling, delivery) is the reminders' work.
 CREATE TABLE templates (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name       text NOT NULL CHECK (name ~ '^[a-z][a-z0-9_.-]{0,63}$'),

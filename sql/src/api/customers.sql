@@ -1,6 +1,5 @@
 -- REST: customers.
 
--- Customers
 CREATE FUNCTION api_customer_create(external_ref text, name text, email text DEFAULT NULL,
                                     phone text DEFAULT NULL, locale text DEFAULT NULL,
                                     time_zone text DEFAULT NULL) RETURNS jsonb
@@ -14,7 +13,6 @@ COMMENT ON FUNCTION api_customer_create(text, text, text, text, text, text) IS
     'Creates a customer (POST /api/v1/customers); an external_ref already in use is 23505, HTTP 409.';
 GRANT EXECUTE ON FUNCTION api_customer_create(text, text, text, text, text, text) TO recovery_agent, recovery_automation;
 
--- Customers
 CREATE FUNCTION api_customers_list(q text DEFAULT NULL, cursor text DEFAULT NULL,
                                    "limit" integer DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp

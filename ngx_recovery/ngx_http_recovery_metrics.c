@@ -7,6 +7,8 @@
  */
 
 #include "ngx_http_recovery_module.h"
+#include "ngx_http_recovery_metrics.h"
+#include "ngx_http_recovery_response.h"
 
 
 #define NGX_HTTP_RECOVERY_WORKERS   64
@@ -71,6 +73,10 @@ static ngx_int_t ngx_http_recovery_metrics_init(ngx_shm_zone_t *zone,
     void *data);
 static ngx_http_recovery_metrics_t *ngx_http_recovery_metrics(
     ngx_http_request_t *r);
+static void ngx_http_recovery_metrics_request(ngx_http_request_t *r,
+    ngx_http_recovery_route_t *route, ngx_uint_t status, ngx_msec_t start);
+static void ngx_http_recovery_metrics_pool(
+    ngx_http_recovery_main_conf_t *rmcf);
 
 
 ngx_int_t
@@ -153,7 +159,7 @@ ngx_http_recovery_metrics(ngx_http_request_t *r)
 }
 
 
-void
+static void
 ngx_http_recovery_metrics_request(ngx_http_request_t *r,
     ngx_http_recovery_route_t *route, ngx_uint_t status, ngx_msec_t start)
 {
@@ -190,6 +196,28 @@ ngx_http_recovery_metrics_request(ngx_http_request_t *r,
 }
 
 
+/* the log phase: each request of the gateway is counted once, when done */
+ngx_int_t
+ngx_http_recovery_metrics_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_recovery_ctx_t        *ctx;
+    ngx_http_recovery_main_conf_t  *rmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_recovery_module);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_http_recovery_module);
+
+    ngx_http_recovery_metrics_request(r, ctx->route, r->headers_out.status,
+                                      ctx->start);
+    ngx_http_recovery_metrics_pool(rmcf);
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_recovery_metrics_db_error(ngx_http_request_t *r)
 {
@@ -204,7 +232,7 @@ ngx_http_recovery_metrics_db_error(ngx_http_request_t *r)
 
 
 /* publishes this worker's pool state for /metrics served by any worker */
-void
+static void
 ngx_http_recovery_metrics_pool(ngx_http_recovery_main_conf_t *rmcf)
 {
     ngx_uint_t                           busy, idle, queued;

@@ -4,6 +4,10 @@
  * request into one call of a SQL function of the pg_recovery extension, over
  * a per-worker pool of non-blocking libpq connections, and the function's
  * JSON into the response.  It holds no business rule.
+ *
+ * This header has what every file of the gateway shares: the configuration,
+ * a route, and the context of a request on its way.  Each concern declares
+ * its functions in a header of its own (docs/ARCHITECTURE.md has the map).
  */
 
 #ifndef _NGX_HTTP_RECOVERY_MODULE_H_INCLUDED_
@@ -17,6 +21,7 @@
 #include <json.h>
 
 #include "ngx_http_recovery_jwt.h"
+#include "ngx_http_recovery_pool.h"
 
 
 #define NGX_HTTP_RECOVERY_CALL       1    /* recovery_call: a SQL function */
@@ -31,10 +36,6 @@
 /* JSON as clients expect it: compact, and "/" not escaped */
 #define NGX_HTTP_RECOVERY_JSON                                                \
     (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-
-typedef struct ngx_http_recovery_pool_s  ngx_http_recovery_pool_t;
-typedef struct ngx_http_recovery_conn_s  ngx_http_recovery_conn_t;
 
 
 /* where one argument of a routed SQL function comes from */
@@ -75,15 +76,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                   conninfo;
-    ngx_uint_t                  pool_size;
-    ngx_uint_t                  read_reserve;   /* connections for GETs only */
-    ngx_uint_t                  queue_size;
-    ngx_msec_t                  queue_timeout;
-    ngx_msec_t                  connect_timeout;
-    ngx_msec_t                  statement_timeout;
-    ngx_msec_t                  lock_timeout;
-    ngx_msec_t                  reconnect_max_delay;
+    ngx_http_recovery_pool_conf_t  pool_conf;
     ngx_array_t                 routes;     /* ngx_http_recovery_route_t * */
     ngx_shm_zone_t             *metrics_zone;
     ngx_http_recovery_pool_t   *pool;       /* this worker's */
@@ -132,14 +125,10 @@ typedef struct {
     ngx_str_t                   idempotency_key;
     u_char                      request_hash[65];   /* body SHA-256, hex */
     ngx_msec_t                  start;
-    ngx_http_recovery_conn_t   *conn;       /* while the database works */
-    ngx_queue_t                 queue;      /* while waiting for it */
-    ngx_event_t                 wait;       /* queue timeout */
-    PGresult                   *result;     /* the routed call's */
-    PGresult                   *replay;     /* a retry's first response */
-    PGresult                   *error;      /* the first error */
-    ngx_str_t                   failure;    /* a connection-level failure */
-    unsigned                    queued:1;
+    ngx_http_recovery_call_t    call;       /* its round trip (_call.c) */
+    const char                 *context[7]; /* the call's parameters */
+    const char                 *begin[3];
+    u_char                      timeout[NGX_INT64_LEN + 1];
     unsigned                    read_only:1;
 } ngx_http_recovery_ctx_t;
 
@@ -147,64 +136,54 @@ typedef struct {
 extern ngx_module_t  ngx_http_recovery_module;
 
 
-/* pool: libpq connections as nginx connections */
-ngx_int_t ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
-    ngx_http_recovery_main_conf_t *rmcf);
-void ngx_http_recovery_pool_done(ngx_http_recovery_main_conf_t *rmcf);
-ngx_int_t ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx);
-void ngx_http_recovery_pool_detach(ngx_http_recovery_ctx_t *ctx);
-ngx_uint_t ngx_http_recovery_pool_connected(ngx_http_recovery_pool_t *pool);
-void ngx_http_recovery_pool_stats(ngx_http_recovery_pool_t *pool,
-    ngx_uint_t *busy, ngx_uint_t *idle, ngx_uint_t *queued);
-time_t ngx_http_recovery_pool_retry_after(ngx_http_recovery_pool_t *pool);
+/* the first request header of that name */
+static ngx_inline ngx_table_elt_t *
+ngx_http_recovery_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *header;
 
-/* the module */
-ngx_int_t ngx_http_recovery_handler(ngx_http_request_t *r);
-void ngx_http_recovery_finish(ngx_http_recovery_ctx_t *ctx);
+    part = &r->headers_in.headers.part;
+    header = part->elts;
 
-/* routes */
-char *ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_http_recovery_route_t *ngx_http_recovery_route_find(
-    ngx_http_recovery_loc_conf_t *rlcf, ngx_uint_t method);
-ngx_int_t ngx_http_recovery_route_allow(ngx_http_request_t *r,
-    ngx_http_recovery_loc_conf_t *rlcf);
-ngx_int_t ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx,
-    ngx_str_t *error);
-ngx_int_t ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx,
-    ngx_str_t *error);
-ngx_int_t ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx,
-    ngx_str_t *error);
-ngx_int_t ngx_http_recovery_query_arg(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *decoded);
+    for (i = 0; /* void */; i++) {
 
-/* multipart/form-data uploads */
-ngx_int_t ngx_http_recovery_is_multipart(ngx_str_t *type);
-ngx_int_t ngx_http_recovery_multipart_file(ngx_pool_t *pool,
-    ngx_str_t *content_type, u_char *body, size_t len, ngx_str_t *file,
-    ngx_str_t *type, ngx_str_t *filename, const char **error);
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
 
-/* responses: JSON bodies and the SQLSTATE to HTTP status table */
-ngx_int_t ngx_http_recovery_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *json, size_t len);
-ngx_int_t ngx_http_recovery_send_body(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *body, size_t len);
-ngx_int_t ngx_http_recovery_send_object(ngx_http_request_t *r,
-    ngx_uint_t status, json_object *obj);
-ngx_int_t ngx_http_recovery_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, ngx_str_t *message,
-    ngx_str_t *detail);
-ngx_int_t ngx_http_recovery_send_sql_error(ngx_http_request_t *r,
-    PGresult *error);
-ngx_str_t *ngx_http_recovery_request_id(ngx_http_request_t *r);
+            part = part->next;
+            header = part->elts;
+            i = 0;
+        }
 
-/* metrics in shared memory */
-ngx_int_t ngx_http_recovery_metrics_init_zone(ngx_conf_t *cf,
-    ngx_http_recovery_main_conf_t *rmcf);
-void ngx_http_recovery_metrics_request(ngx_http_request_t *r,
-    ngx_http_recovery_route_t *route, ngx_uint_t status, ngx_msec_t start);
-void ngx_http_recovery_metrics_db_error(ngx_http_request_t *r);
-void ngx_http_recovery_metrics_pool(ngx_http_recovery_main_conf_t *rmcf);
-ngx_int_t ngx_http_recovery_metrics_handler(ngx_http_request_t *r);
+        if (header[i].key.len == name->len
+            && ngx_strncasecmp(header[i].key.data, name->data, name->len) == 0)
+        {
+            return &header[i];
+        }
+    }
+}
+
+
+/* a NUL-terminated copy, as libpq takes text parameters */
+static ngx_inline ngx_int_t
+ngx_http_recovery_copy(ngx_pool_t *pool, ngx_str_t *dst, const char *src,
+    size_t len)
+{
+    dst->data = ngx_pnalloc(pool, len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src, len);
+    dst->data[len] = '\0';
+    dst->len = len;
+
+    return NGX_OK;
+}
 
 
 #endif /* _NGX_HTTP_RECOVERY_MODULE_H_INCLUDED_ */

@@ -6,7 +6,7 @@
  * bounded by the body's length; binary content may hold any byte.
  */
 
-#include "ngx_http_recovery_module.h"
+#include "ngx_http_recovery_multipart.h"
 
 
 #define NGX_HTTP_RECOVERY_MAX_BOUNDARY      70

@@ -3,11 +3,11 @@
  * The per-worker pool of non-blocking libpq connections.  Each connection's
  * socket is an nginx connection, so connecting, sending and reading are
  * driven by the event loop and no worker ever waits on the database.  A
- * request is one pipeline: [prepare] request context, [prepare] routed call,
- * sync: one round trip and one implicit transaction.
+ * call is one pipeline: each statement (prepared first, once per
+ * connection), then a sync: one round trip and one implicit transaction.
  */
 
-#include "ngx_http_recovery_module.h"
+#include "ngx_http_recovery_pool.h"
 
 
 typedef enum {
@@ -18,18 +18,12 @@ typedef enum {
 } ngx_http_recovery_conn_state_e;
 
 
-/* what each result of a pipeline belongs to */
-typedef enum {
-    NGX_HTTP_RECOVERY_STEP_PREPARE_CONTEXT = 0,
-    NGX_HTTP_RECOVERY_STEP_CONTEXT,
-    NGX_HTTP_RECOVERY_STEP_PREPARE_BEGIN,
-    NGX_HTTP_RECOVERY_STEP_BEGIN,
-    NGX_HTTP_RECOVERY_STEP_PREPARE_CALL,
-    NGX_HTTP_RECOVERY_STEP_CALL
-} ngx_http_recovery_step_e;
-
-
-#define NGX_HTTP_RECOVERY_MAX_STEPS      6
+/*
+ * What each result of a pipeline belongs to: statement i of the call, its
+ * preparation (PREPARE) or its execution.
+ */
+#define NGX_HTTP_RECOVERY_PREPARE        0x100
+#define NGX_HTTP_RECOVERY_MAX_STEPS      (2 * NGX_HTTP_RECOVERY_CALL_STATEMENTS)
 #define NGX_HTTP_RECOVERY_MIN_DELAY      100
 #define NGX_HTTP_RECOVERY_ANSWER_GRACE   1000
 
@@ -39,32 +33,19 @@ struct ngx_http_recovery_conn_s {
     ngx_connection_t               *c;
     ngx_http_recovery_pool_t       *pool;
     ngx_uint_t                      state;
-    ngx_http_recovery_ctx_t        *ctx;        /* NULL: none, or gone */
+    ngx_http_recovery_call_t       *call;       /* NULL: none, or gone */
     u_char                         *prepared;   /* per statement */
     ngx_event_t                     reconnect;
     ngx_msec_t                      delay;
     ngx_uint_t                      steps[NGX_HTTP_RECOVERY_MAX_STEPS];
     ngx_uint_t                      nsteps;
     ngx_uint_t                      step;
-    ngx_uint_t                      context;    /* statement index */
-    ngx_uint_t                      call;       /* statement index */
-    unsigned                        writes:1;   /* its request is no GET */
+    unsigned                        writes:1;   /* its call may wait on locks */
 };
 
 
-/*
- * Prepared statements of a connection, by index: the routes' calls
- * [0, n), their idempotent forms [n, 2n), the three request contexts, and
- * idempotency_begin.
- */
-#define ngx_http_recovery_context_index(pool, auth)                           \
-    (2 * (pool)->rmcf->routes.nelts + (auth))
-#define ngx_http_recovery_begin_index(pool)                                   \
-    (2 * (pool)->rmcf->routes.nelts + 3)
-
-
 struct ngx_http_recovery_pool_s {
-    ngx_http_recovery_main_conf_t  *rmcf;
+    ngx_http_recovery_pool_conf_t  *conf;
     ngx_http_recovery_conn_t       *conns;
     ngx_uint_t                      nconns;
     ngx_uint_t                      nstatements;
@@ -74,47 +55,6 @@ struct ngx_http_recovery_pool_s {
     const char                     *keywords[6];
     const char                     *values[6];
 };
-
-
-/*
- * The request context, set with set_config(..., true) so that it ends with
- * the transaction.  The role comes last: every other value is set by the
- * authenticator.  An API key is checked by the extension in the same
- * statement, which returns the key's role or fails with PR007.
- */
-/*
- * The last parameter of each is the call's statement_timeout, in ms: the
- * route's timeout= or recovery_statement_timeout (the connection's default).
- */
-static const char  *ngx_http_recovery_context_sql[] = {
-    /* NGX_HTTP_RECOVERY_AUTH_NONE */
-    "SELECT set_config('recovery.request_id', $1, true),"
-    " set_config('transaction_read_only', $2, true),"
-    " set_config('statement_timeout', $3, true)",
-
-    /* NGX_HTTP_RECOVERY_AUTH_JWT */
-    "SELECT set_config('recovery.user_id', recovery.token_user($2), true),"
-    " set_config('recovery.actor', $3, true),"
-    " set_config('recovery.request_id', $4, true),"
-    " set_config('recovery.claims', $5, true),"
-    " set_config('transaction_read_only', $6, true),"
-    " set_config('statement_timeout', $7, true),"
-    " set_config('role', $1, true)",
-
-    /* NGX_HTTP_RECOVERY_AUTH_KEY */
-    "SELECT set_config('role', recovery.api_key_context($1, $2), true),"
-    " set_config('transaction_read_only', $3, true),"
-    " set_config('statement_timeout', $4, true)"
-};
-
-static const char  *ngx_http_recovery_context_name[] = {
-    "ctx_anon", "ctx_jwt", "ctx_key"
-};
-
-/* claims the Idempotency-Key, or returns the first response of a retry */
-static const char  ngx_http_recovery_begin_sql[] =
-    "SELECT recovery.idempotency_begin($1, $2, $3)";
-static const char  ngx_http_recovery_begin_name[] = "idem_begin";
 
 
 static void ngx_http_recovery_conn_connect(ngx_http_recovery_conn_t *conn);
@@ -132,39 +72,24 @@ static void ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
 static void ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_retry(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_reconnect_handler(ngx_event_t *ev);
-static int ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
-    const char **context, u_char *timeout);
 static ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
-    ngx_http_recovery_ctx_t *ctx);
+    ngx_http_recovery_call_t *call);
 static ngx_uint_t ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
-    ngx_http_recovery_ctx_t *ctx);
-static ngx_msec_t ngx_http_recovery_call_timeout(ngx_http_recovery_ctx_t *ctx);
+    ngx_http_recovery_call_t *call);
 static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_pool_fail_waiting(
     ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_wait_handler(ngx_event_t *ev);
 static void ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
-    ngx_http_recovery_ctx_t *ctx);
+    ngx_http_recovery_call_t *call);
 static ngx_uint_t ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_conn_close_socket(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_notice(void *arg, const char *message);
 
 
-static ngx_inline ngx_http_recovery_pool_t *
-ngx_http_recovery_pool_of(ngx_http_recovery_ctx_t *ctx)
-{
-    ngx_http_recovery_main_conf_t  *rmcf;
-
-    rmcf = ngx_http_get_module_main_conf(ctx->request,
-                                         ngx_http_recovery_module);
-
-    return rmcf->pool;
-}
-
-
-ngx_int_t
+ngx_http_recovery_pool_t *
 ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
-    ngx_http_recovery_main_conf_t *rmcf)
+    ngx_http_recovery_pool_conf_t *conf)
 {
     ngx_uint_t                 i;
     ngx_http_recovery_pool_t  *pool;
@@ -173,13 +98,13 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
 
     pool = ngx_pcalloc(cycle->pool, sizeof(ngx_http_recovery_pool_t));
     if (pool == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
-    pool->rmcf = rmcf;
+    pool->conf = conf;
     pool->log = cycle->log;
-    pool->nconns = rmcf->pool_size;
-    pool->nstatements = 2 * rmcf->routes.nelts + 4;
+    pool->nconns = conf->size;
+    pool->nstatements = conf->statements;
     ngx_queue_init(&pool->waiting);
 
     /*
@@ -189,14 +114,14 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
      */
     options = ngx_pnalloc(cycle->pool, 96);
     if (options == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     ngx_sprintf(options, "-c statement_timeout=%M -c lock_timeout=%M%Z",
-                rmcf->statement_timeout, rmcf->lock_timeout);
+                conf->statement_timeout, conf->lock_timeout);
 
     pool->keywords[0] = "dbname";
-    pool->values[0] = (const char *) rmcf->conninfo.data;
+    pool->values[0] = (const char *) conf->conninfo.data;
     pool->keywords[1] = "options";
     pool->values[1] = (const char *) options;
     pool->keywords[2] = "fallback_application_name";
@@ -207,7 +132,7 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
     pool->conns = ngx_pcalloc(cycle->pool,
                               pool->nconns * sizeof(ngx_http_recovery_conn_t));
     if (pool->conns == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     for (i = 0; i < pool->nconns; i++) {
@@ -216,7 +141,7 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
 
         conn->prepared = ngx_pcalloc(cycle->pool, pool->nstatements);
         if (conn->prepared == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         conn->reconnect.handler = ngx_http_recovery_reconnect_handler;
@@ -227,104 +152,105 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
         ngx_http_recovery_conn_connect(conn);
     }
 
-    rmcf->pool = pool;
-
-    return NGX_OK;
+    return pool;
 }
 
 
 void
-ngx_http_recovery_pool_done(ngx_http_recovery_main_conf_t *rmcf)
+ngx_http_recovery_pool_done(ngx_http_recovery_pool_t *pool)
 {
     ngx_uint_t  i;
 
-    if (rmcf->pool == NULL) {
+    if (pool == NULL) {
         return;
     }
 
-    for (i = 0; i < rmcf->pool->nconns; i++) {
-        ngx_http_recovery_conn_close(&rmcf->pool->conns[i]);
+    for (i = 0; i < pool->nconns; i++) {
+        ngx_http_recovery_conn_close(&pool->conns[i]);
     }
 }
 
 
 /*
- * Runs the request on an idle connection, or queues it.  NGX_BUSY means
- * that it can neither run nor wait (the database is down or the queue is
- * full): the caller answers 503 at once.
+ * Runs the call on an idle connection, or queues it.  NGX_BUSY means that
+ * it can neither run nor wait (the database is down or the queue is full):
+ * the caller answers at once.  Otherwise call->done is called once, later.
  */
 ngx_int_t
-ngx_http_recovery_pool_run(ngx_http_recovery_ctx_t *ctx)
+ngx_http_recovery_pool_run(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_call_t *call)
 {
     ngx_uint_t                 i, n;
-    ngx_http_recovery_pool_t  *pool;
     ngx_http_recovery_conn_t  *conn;
 
-    pool = ngx_http_recovery_pool_of(ctx);
+    call->pool = pool;
 
     /* a write beyond its share of the pool waits, even with a connection idle */
-    n = ngx_http_recovery_pool_may_run(pool, ctx) ? pool->nconns : 0;
+    n = ngx_http_recovery_pool_may_run(pool, call) ? pool->nconns : 0;
 
     for (i = 0; i < n; i++) {
         conn = &pool->conns[i];
 
         /* a connection that fails to send is closed: try the next one */
         if (conn->state == NGX_HTTP_RECOVERY_CONN_IDLE
-            && ngx_http_recovery_conn_send(conn, ctx) == NGX_OK)
+            && ngx_http_recovery_conn_send(conn, call) == NGX_OK)
         {
             return NGX_OK;
         }
     }
 
     if (ngx_http_recovery_pool_live(pool) == 0
-        || pool->nwaiting >= pool->rmcf->queue_size)
+        || pool->nwaiting >= pool->conf->queue_size)
     {
         return NGX_BUSY;
     }
 
-    ctx->wait.handler = ngx_http_recovery_wait_handler;
-    ctx->wait.data = ctx;
-    ctx->wait.log = ctx->request->connection->log;
-    ngx_add_timer(&ctx->wait, pool->rmcf->queue_timeout);
+    call->wait.handler = ngx_http_recovery_wait_handler;
+    call->wait.data = call;
+    call->wait.log = call->log;
+    ngx_add_timer(&call->wait, pool->conf->queue_timeout);
 
-    ngx_queue_insert_tail(&pool->waiting, &ctx->queue);
+    ngx_queue_insert_tail(&pool->waiting, &call->queue);
     pool->nwaiting++;
-    ctx->queued = 1;
+    call->queued = 1;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
-                   "recovery: request queued, %ui waiting", pool->nwaiting);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "recovery: call queued, %ui waiting", pool->nwaiting);
 
     return NGX_OK;
 }
 
 
-/* the request is going away: it must not be answered nor leak anything */
+/*
+ * The call's owner is done with it, answered or going away: it leaves the
+ * queue or its connection (which finishes the pipeline and returns to the
+ * pool), and its results are freed.  Calling it again does nothing.
+ */
 void
-ngx_http_recovery_pool_detach(ngx_http_recovery_ctx_t *ctx)
+ngx_http_recovery_pool_release(ngx_http_recovery_call_t *call)
 {
-    if (ctx->queued) {
-        ngx_http_recovery_unqueue(ngx_http_recovery_pool_of(ctx), ctx);
+    ngx_uint_t  i;
+
+    if (call->queued) {
+        ngx_http_recovery_unqueue(call->pool, call);
     }
 
     /* the connection finishes its pipeline and returns to the pool */
-    if (ctx->conn) {
-        ctx->conn->ctx = NULL;
-        ctx->conn = NULL;
+    if (call->conn) {
+        call->conn->call = NULL;
+        call->conn = NULL;
     }
 
-    if (ctx->result) {
-        PQclear(ctx->result);
-        ctx->result = NULL;
+    for (i = 0; i < call->nstatements; i++) {
+        if (call->statements[i].result) {
+            PQclear(call->statements[i].result);
+            call->statements[i].result = NULL;
+        }
     }
 
-    if (ctx->error) {
-        PQclear(ctx->error);
-        ctx->error = NULL;
-    }
-
-    if (ctx->replay) {
-        PQclear(ctx->replay);
-        ctx->replay = NULL;
+    if (call->error) {
+        PQclear(call->error);
+        call->error = NULL;
     }
 }
 
@@ -374,7 +300,7 @@ ngx_http_recovery_pool_retry_after(ngx_http_recovery_pool_t *pool)
     ngx_uint_t  i;
     ngx_msec_t  delay;
 
-    delay = pool ? pool->rmcf->reconnect_max_delay : 1000;
+    delay = pool ? pool->conf->reconnect_max_delay : 1000;
 
     for (i = 0; pool && i < pool->nconns; i++) {
         if (pool->conns[i].delay < delay) {
@@ -418,7 +344,7 @@ ngx_http_recovery_conn_connect(ngx_http_recovery_conn_t *conn)
 
     /* libpq starts by writing (the startup packet, or a TCP connect) */
     ngx_http_recovery_conn_watch(conn, 0, 1);
-    ngx_add_timer(conn->c->read, pool->rmcf->connect_timeout);
+    ngx_add_timer(conn->c->read, pool->conf->connect_timeout);
 }
 
 
@@ -495,8 +421,8 @@ ngx_http_recovery_conn_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (conn->ctx) {
-            ngx_str_set(&conn->ctx->failure,
+        if (conn->call) {
+            ngx_str_set(&conn->call->failure,
                         "the database did not answer in time");
         }
 
@@ -633,155 +559,54 @@ ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn)
 }
 
 
-/*
- * The values of the request context statement, by how the caller came in;
- * timeout_text (NGX_INT64_LEN + 1 bytes) receives the call's statement_timeout.
- */
-static int
-ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
-    const char **context, u_char *timeout_text)
-{
-    const char  *read_only, *timeout;
-
-    read_only = ctx->read_only ? "on" : "off";
-
-    /* libpq copies the values as it sends them: the caller's buffer will do */
-    ngx_sprintf(timeout_text, "%M%Z", ngx_http_recovery_call_timeout(ctx));
-    timeout = (const char *) timeout_text;
-
-    switch (ctx->auth) {
-
-    case NGX_HTTP_RECOVERY_AUTH_JWT:
-        context[0] = (const char *) ctx->role.data;
-        context[1] = (const char *) ctx->user_id.data;
-        context[2] = (const char *) ctx->actor.data;
-        context[3] = (const char *) ctx->request_id.data;
-        context[4] = (const char *) ctx->claims.data;
-        context[5] = read_only;
-        context[6] = timeout;
-        return 7;
-
-    case NGX_HTTP_RECOVERY_AUTH_KEY:
-        context[0] = (const char *) ctx->api_key.data;
-        context[1] = (const char *) ctx->request_id.data;
-        context[2] = read_only;
-        context[3] = timeout;
-        return 4;
-
-    default:
-        context[0] = (const char *) ctx->request_id.data;
-        context[1] = read_only;
-        context[2] = timeout;
-        return 3;
-    }
-}
-
-
+/* sends the call's pipeline; the caller's statements are prepared once */
 static ngx_int_t
 ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
-    ngx_http_recovery_ctx_t *ctx)
+    ngx_http_recovery_call_t *call)
 {
-    int                         ncontext, nparams, rc;
-    char                       *statement, *sql;
-    PGconn                     *pg;
-    ngx_uint_t                  idempotent;
-    u_char                      timeout[NGX_INT64_LEN + 1];
-    const char                 *context[7], *begin[3], **params;
-    ngx_http_recovery_route_t  *route;
+    int                             rc;
+    PGconn                         *pg;
+    ngx_uint_t                      i;
+    ngx_http_recovery_statement_t  *st;
 
     pg = conn->pg;
-    route = ctx->route;
-
-    conn->ctx = ctx;
-    ctx->conn = conn;
+    conn->call = call;
+    call->conn = conn;
     conn->state = NGX_HTTP_RECOVERY_CONN_BUSY;
-    conn->writes = !ctx->read_only;
+    conn->writes = call->writes;
     conn->nsteps = 0;
     conn->step = 0;
-    conn->context = ngx_http_recovery_context_index(conn->pool, ctx->auth);
-    idempotent = (ctx->idempotency_key.len != 0);
-    conn->call = idempotent ? conn->pool->rmcf->routes.nelts + route->index
-                            : route->index;
 
-    ncontext = ngx_http_recovery_context_params(ctx, context, timeout);
+    for (i = 0; i < call->nstatements; i++) {
+        st = &call->statements[i];
 
-    if (!conn->prepared[conn->context]) {
-        if (!PQsendPrepare(pg, ngx_http_recovery_context_name[ctx->auth],
-                           ngx_http_recovery_context_sql[ctx->auth],
-                           ncontext, NULL))
-        {
-            goto failed;
-        }
-
-        conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_PREPARE_CONTEXT;
-    }
-
-    if (!PQsendQueryPrepared(pg, ngx_http_recovery_context_name[ctx->auth],
-                             ncontext, context, NULL, NULL, 0))
-    {
-        goto failed;
-    }
-
-    conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_CONTEXT;
-
-    if (idempotent) {
-        begin[0] = (const char *) ctx->idempotency_key.data;
-        begin[1] = (const char *) route->label.data;
-        begin[2] = (const char *) ctx->request_hash;
-
-        if (!conn->prepared[ngx_http_recovery_begin_index(conn->pool)]) {
-            if (!PQsendPrepare(pg, ngx_http_recovery_begin_name,
-                               ngx_http_recovery_begin_sql, 3, NULL))
-            {
+        if (!conn->prepared[st->index]) {
+            if (!PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL)) {
                 goto failed;
             }
 
-            conn->steps[conn->nsteps++] =
-                                      NGX_HTTP_RECOVERY_STEP_PREPARE_BEGIN;
+            conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_PREPARE | i;
         }
 
-        if (!PQsendQueryPrepared(pg, ngx_http_recovery_begin_name, 3, begin,
-                                 NULL, NULL, 0))
+        if (!PQsendQueryPrepared(pg, st->name, st->nparams, st->params, NULL,
+                                 NULL, st->binary))
         {
             goto failed;
         }
 
-        conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_BEGIN;
-        statement = (char *) route->idempotent_statement;
-        sql = (char *) route->idempotent_sql;
-
-    } else {
-        statement = (char *) route->statement;
-        sql = (char *) route->sql;
+        conn->steps[conn->nsteps++] = i;
     }
 
-    nparams = (int) ctx->nparams + (idempotent ? 1 : 0);
-    params = idempotent ? ctx->params : ctx->params + 1;
-
-    if (!conn->prepared[conn->call]) {
-        if (!PQsendPrepare(pg, statement, sql, nparams, NULL)) {
-            goto failed;
-        }
-
-        conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_PREPARE_CALL;
-    }
-
-    if (!PQsendQueryPrepared(pg, statement, nparams, params, NULL, NULL,
-                             route->file ? 1 : 0)
-        || !PQpipelineSync(pg))
-    {
+    if (!PQpipelineSync(pg)) {
         goto failed;
     }
-
-    conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_STEP_CALL;
 
     /*
      * A safety net behind statement_timeout: the network can hang too.  It
      * is armed again once the whole call is sent (a large upload takes a
      * while), since the server counts from there.
      */
-    ngx_add_timer(conn->c->read, ngx_http_recovery_call_timeout(ctx)
-                                 + NGX_HTTP_RECOVERY_ANSWER_GRACE);
+    ngx_add_timer(conn->c->read, call->timeout + NGX_HTTP_RECOVERY_ANSWER_GRACE);
 
     rc = PQflush(pg);
     if (rc < 0) {
@@ -798,8 +623,8 @@ failed:
                   "recovery: cannot send to the database: %s",
                   PQerrorMessage(pg));
 
-    conn->ctx = NULL;
-    ctx->conn = NULL;
+    conn->call = NULL;
+    call->conn = NULL;
     ngx_http_recovery_conn_close(conn);
     ngx_http_recovery_conn_retry(conn);
 
@@ -819,8 +644,8 @@ ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn)
         return;
     }
 
-    if (rc == 0 && conn->ctx) {
-        ngx_add_timer(conn->c->read, ngx_http_recovery_call_timeout(conn->ctx)
+    if (rc == 0 && conn->call) {
+        ngx_add_timer(conn->c->read, conn->call->timeout
                                      + NGX_HTTP_RECOVERY_ANSWER_GRACE);
     }
 
@@ -828,22 +653,13 @@ ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn)
 }
 
 
-/* how long the call may run on the server: its route's, or the default */
-static ngx_msec_t
-ngx_http_recovery_call_timeout(ngx_http_recovery_ctx_t *ctx)
-{
-    return ctx->route->timeout ? ctx->route->timeout
-                               : ngx_http_recovery_pool_of(ctx)->rmcf
-                                     ->statement_timeout;
-}
-
-
 static void
 ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
 {
-    PGresult                 *res;
-    ngx_uint_t                step;
-    ngx_http_recovery_ctx_t  *ctx;
+    PGresult                       *res;
+    ngx_uint_t                      step;
+    ngx_http_recovery_call_t       *call;
+    ngx_http_recovery_statement_t  *st;
 
     if (PQconsumeInput(conn->pg) == 0) {
         ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
@@ -868,9 +684,11 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
             continue;
         }
 
-        ctx = conn->ctx;
+        call = conn->call;
         step = conn->step < conn->nsteps ? conn->steps[conn->step]
-                                         : NGX_HTTP_RECOVERY_STEP_CALL;
+                                         : NGX_HTTP_RECOVERY_PREPARE;
+        st = (call && !(step & NGX_HTTP_RECOVERY_PREPARE))
+             ? &call->statements[step] : NULL;
 
         switch (PQresultStatus(res)) {
 
@@ -881,31 +699,19 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
 
         case PGRES_COMMAND_OK:
             /* a prepared statement survives even a rolled back pipeline */
-            if (step == NGX_HTTP_RECOVERY_STEP_PREPARE_CONTEXT) {
-                conn->prepared[conn->context] = 1;
-
-            } else if (step == NGX_HTTP_RECOVERY_STEP_PREPARE_BEGIN) {
-                conn->prepared[ngx_http_recovery_begin_index(conn->pool)] = 1;
-
-            } else if (step == NGX_HTTP_RECOVERY_STEP_PREPARE_CALL) {
-                conn->prepared[conn->call] = 1;
+            if ((step & NGX_HTTP_RECOVERY_PREPARE) && call
+                && conn->step < conn->nsteps)
+            {
+                st = &call->statements[step & ~NGX_HTTP_RECOVERY_PREPARE];
+                conn->prepared[st->index] = 1;
             }
 
             PQclear(res);
             break;
 
         case PGRES_TUPLES_OK:
-            if (ctx && step == NGX_HTTP_RECOVERY_STEP_CALL
-                && ctx->result == NULL)
-            {
-                ctx->result = res;
-
-            } else if (ctx && step == NGX_HTTP_RECOVERY_STEP_BEGIN
-                       && ctx->replay == NULL && PQntuples(res) == 1
-                       && !PQgetisnull(res, 0, 0))
-            {
-                /* a retry: idempotency_begin returned the first response */
-                ctx->replay = res;
+            if (st && st->keep && st->result == NULL) {
+                st->result = res;
 
             } else {
                 PQclear(res);
@@ -919,8 +725,8 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
 
         default:
             /* the first error is the one that explains the others */
-            if (ctx && ctx->error == NULL) {
-                ctx->error = res;
+            if (call && call->error == NULL) {
+                call->error = res;
 
             } else {
                 PQclear(res);
@@ -936,17 +742,17 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
 static void
 ngx_http_recovery_conn_done(ngx_http_recovery_conn_t *conn)
 {
-    ngx_http_recovery_ctx_t  *ctx;
+    ngx_http_recovery_call_t  *call;
 
     if (conn->c->read->timer_set) {
         ngx_del_timer(conn->c->read);
     }
 
-    ctx = conn->ctx;
-    conn->ctx = NULL;
+    call = conn->call;
+    conn->call = NULL;
     conn->state = NGX_HTTP_RECOVERY_CONN_IDLE;
 
-    /* only a connection outside any transaction may serve another request */
+    /* only a connection outside any transaction may serve another call */
     if (PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
         ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
                       "recovery: connection left in a transaction, closing it");
@@ -954,9 +760,9 @@ ngx_http_recovery_conn_done(ngx_http_recovery_conn_t *conn)
         ngx_http_recovery_conn_retry(conn);
     }
 
-    if (ctx) {
-        ctx->conn = NULL;
-        ngx_http_recovery_finish(ctx);
+    if (call) {
+        call->conn = NULL;
+        call->done(call);
     }
 
     ngx_http_recovery_pool_dispatch(conn->pool);
@@ -967,8 +773,8 @@ static void
 ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
     const char *reason)
 {
-    ngx_uint_t                level;
-    ngx_http_recovery_ctx_t  *ctx;
+    ngx_uint_t                 level;
+    ngx_http_recovery_call_t  *call;
 
     /* while the database stays down, only the first failure is an error */
     level = (conn->state == NGX_HTTP_RECOVERY_CONN_CONNECTING && conn->delay)
@@ -977,20 +783,20 @@ ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
     ngx_log_error(level, conn->pool->log, 0,
                   "recovery: database connection lost: %s", reason);
 
-    ctx = conn->ctx;
-    conn->ctx = NULL;
+    call = conn->call;
+    conn->call = NULL;
 
     ngx_http_recovery_conn_close(conn);
     ngx_http_recovery_conn_retry(conn);
 
-    if (ctx) {
-        ctx->conn = NULL;
+    if (call) {
+        call->conn = NULL;
 
-        if (ctx->failure.len == 0) {
-            ngx_str_set(&ctx->failure, "the database connection was lost");
+        if (call->failure.len == 0) {
+            ngx_str_set(&call->failure, "the database connection was lost");
         }
 
-        ngx_http_recovery_finish(ctx);
+        call->done(call);
     }
 
     if (ngx_http_recovery_pool_live(conn->pool) == 0) {
@@ -1087,7 +893,7 @@ ngx_http_recovery_conn_retry(ngx_http_recovery_conn_t *conn)
         ngx_http_recovery_conn_close(conn);
     }
 
-    max = conn->pool->rmcf->reconnect_max_delay;
+    max = conn->pool->conf->reconnect_max_delay;
 
     if (conn->delay == 0) {
         conn->delay = NGX_HTTP_RECOVERY_MIN_DELAY;
@@ -1120,17 +926,17 @@ ngx_http_recovery_reconnect_handler(ngx_event_t *ev)
 
 
 /*
- * Whether the request may take an idle connection now: a read always, a
+ * Whether the call may take an idle connection now: a read always, a
  * write while fewer than pool size − recovery_pool_read_reserve connections
  * carry writes.  Writes can wait on row locks; reads never wait behind them.
  */
 static ngx_uint_t
 ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
-    ngx_http_recovery_ctx_t *ctx)
+    ngx_http_recovery_call_t *call)
 {
     ngx_uint_t  i, writing;
 
-    if (ctx->read_only) {
+    if (!call->writes) {
         return 1;
     }
 
@@ -1144,12 +950,12 @@ ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
         }
     }
 
-    return writing < pool->nconns - pool->rmcf->read_reserve;
+    return writing < pool->nconns - pool->conf->read_reserve;
 }
 
 
 /*
- * Hands idle connections to the requests that wait, oldest first; a write
+ * Hands idle connections to the calls that wait, oldest first; a write
  * that may not run yet keeps its place, and the reads behind it go first.
  */
 static void
@@ -1157,7 +963,7 @@ ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
 {
     ngx_uint_t                 i;
     ngx_queue_t               *q;
-    ngx_http_recovery_ctx_t   *ctx;
+    ngx_http_recovery_call_t  *call;
     ngx_http_recovery_conn_t  *conn;
 
     for (i = 0; i < pool->nconns && !ngx_queue_empty(&pool->waiting); i++) {
@@ -1171,9 +977,9 @@ ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
              q != ngx_queue_sentinel(&pool->waiting);
              q = ngx_queue_next(q))
         {
-            ctx = ngx_queue_data(q, ngx_http_recovery_ctx_t, queue);
+            call = ngx_queue_data(q, ngx_http_recovery_call_t, queue);
 
-            if (ngx_http_recovery_pool_may_run(pool, ctx)) {
+            if (ngx_http_recovery_pool_may_run(pool, call)) {
                 break;
             }
         }
@@ -1182,11 +988,11 @@ ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
             return;     /* only writes wait, and they may not run yet */
         }
 
-        ngx_http_recovery_unqueue(pool, ctx);
+        ngx_http_recovery_unqueue(pool, call);
 
-        if (ngx_http_recovery_conn_send(conn, ctx) != NGX_OK) {
-            ngx_str_set(&ctx->failure, "the database connection was lost");
-            ngx_http_recovery_finish(ctx);
+        if (ngx_http_recovery_conn_send(conn, call) != NGX_OK) {
+            ngx_str_set(&call->failure, "the database connection was lost");
+            call->done(call);
         }
     }
 }
@@ -1195,17 +1001,17 @@ ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
 static void
 ngx_http_recovery_pool_fail_waiting(ngx_http_recovery_pool_t *pool)
 {
-    ngx_queue_t              *q;
-    ngx_http_recovery_ctx_t  *ctx;
+    ngx_queue_t               *q;
+    ngx_http_recovery_call_t  *call;
 
     while (!ngx_queue_empty(&pool->waiting)) {
         q = ngx_queue_head(&pool->waiting);
-        ctx = ngx_queue_data(q, ngx_http_recovery_ctx_t, queue);
+        call = ngx_queue_data(q, ngx_http_recovery_call_t, queue);
 
-        ngx_http_recovery_unqueue(pool, ctx);
+        ngx_http_recovery_unqueue(pool, call);
 
-        ngx_str_set(&ctx->failure, "the database is unavailable");
-        ngx_http_recovery_finish(ctx);
+        ngx_str_set(&call->failure, "the database is unavailable");
+        call->done(call);
     }
 }
 
@@ -1213,16 +1019,16 @@ ngx_http_recovery_pool_fail_waiting(ngx_http_recovery_pool_t *pool)
 static void
 ngx_http_recovery_wait_handler(ngx_event_t *ev)
 {
-    ngx_http_recovery_ctx_t  *ctx;
+    ngx_http_recovery_call_t  *call;
 
-    ctx = ev->data;
-    ngx_http_recovery_unqueue(ngx_http_recovery_pool_of(ctx), ctx);
+    call = ev->data;
+    ngx_http_recovery_unqueue(call->pool, call);
 
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                   "recovery: no database connection became free in time");
 
-    ngx_str_set(&ctx->failure, "every database connection is busy");
-    ngx_http_recovery_finish(ctx);
+    ngx_str_set(&call->failure, "every database connection is busy");
+    call->done(call);
 }
 
 
@@ -1236,22 +1042,22 @@ ngx_http_recovery_notice(void *arg, const char *message)
 }
 
 
-/* the request leaves the wait queue, and its timer with it */
+/* the call leaves the wait queue, and its timer with it */
 static void
 ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
-    ngx_http_recovery_ctx_t *ctx)
+    ngx_http_recovery_call_t *call)
 {
-    ngx_queue_remove(&ctx->queue);
+    ngx_queue_remove(&call->queue);
     pool->nwaiting--;
-    ctx->queued = 0;
+    call->queued = 0;
 
-    if (ctx->wait.timer_set) {
-        ngx_del_timer(&ctx->wait);
+    if (call->wait.timer_set) {
+        ngx_del_timer(&call->wait);
     }
 }
 
 
-/* connections that are, or may soon be, able to serve a request */
+/* connections that are, or may soon be, able to serve a call */
 static ngx_uint_t
 ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool)
 {

@@ -1,11 +1,13 @@
 
 /*
  * Responses: JSON bodies, JSON errors with a stable code and the request
- * id, and the one table that maps SQLSTATEs to HTTP statuses (the README
- * lists it for clients).
+ * id, a stored document, 503 with Retry-After, and the one table that maps
+ * SQLSTATEs to HTTP statuses (the README lists it for clients).
  */
 
 #include "ngx_http_recovery_module.h"
+#include "ngx_http_recovery_response.h"
+#include "ngx_http_recovery_request_id.h"
 
 
 typedef struct {
@@ -173,7 +175,6 @@ ngx_http_recovery_send_sql_error(ngx_http_request_t *r, PGresult *error)
                       "recovery: the call failed with SQLSTATE %s: %s",
                       sqlstate ? sqlstate : "none",
                       PQresultErrorMessage(error));
-        ngx_http_recovery_metrics_db_error(r);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -245,6 +246,108 @@ ngx_http_recovery_send_sql_error(ngx_http_request_t *r, PGresult *error)
                                ngx_http_recovery_request_id(r));
 
     return ngx_http_recovery_send_object(r, map->status, obj);
+}
+
+
+/*
+ * A stored document, as an attachment: its content type was checked
+ * against its bytes on upload, and nosniff keeps browsers to it.
+ */
+ngx_int_t
+ngx_http_recovery_send_file(ngx_http_request_t *r, PGresult *result)
+{
+    u_char           *p, *name, *content;
+    size_t            i, len, size;
+    ngx_table_elt_t  *h;
+
+    size = PQgetlength(result, 0, 2);
+    content = ngx_pnalloc(r->pool, size ? size : 1);
+    if (content == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(content, PQgetvalue(result, 0, 2), size);
+
+    len = PQgetlength(result, 0, 0);
+    r->headers_out.content_type.data = ngx_pnalloc(r->pool, len + 1);
+    if (r->headers_out.content_type.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(r->headers_out.content_type.data, PQgetvalue(result, 0, 0),
+               len);
+    r->headers_out.content_type.len = len;
+    r->headers_out.content_type_len = len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    /* a filename keeps only characters that need no quoting anywhere */
+    len = PQgetlength(result, 0, 1);
+    name = (u_char *) PQgetvalue(result, 0, 1);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("attachment; filename=\"\"") + len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Disposition");
+    h->value.data = p;
+    p = ngx_cpymem(p, "attachment; filename=\"",
+                   sizeof("attachment; filename=\"") - 1);
+
+    for (i = 0; i < len; i++) {
+        *p++ = ((name[i] >= 'a' && name[i] <= 'z')
+                || (name[i] >= 'A' && name[i] <= 'Z')
+                || (name[i] >= '0' && name[i] <= '9')
+                || name[i] == '.' || name[i] == '-' || name[i] == '_')
+               ? name[i] : '_';
+    }
+
+    *p++ = '"';
+    h->value.len = p - h->value.data;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Content-Type-Options");
+    ngx_str_set(&h->value, "nosniff");
+
+    return ngx_http_recovery_send_body(r, NGX_HTTP_OK, content, size);
+}
+
+
+/* 503: the database cannot take the request now; try again after a while */
+ngx_int_t
+ngx_http_recovery_send_unavailable(ngx_http_request_t *r, ngx_str_t *message,
+    time_t retry_after)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.len = ngx_sprintf(h->value.data, "%T", retry_after)
+                   - h->value.data;
+
+    return ngx_http_recovery_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "database_unavailable", message, NULL);
 }
 
 

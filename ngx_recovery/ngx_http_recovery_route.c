@@ -13,6 +13,7 @@
  */
 
 #include "ngx_http_recovery_module.h"
+#include "ngx_http_recovery_route.h"
 
 
 static ngx_conf_bitmask_t  ngx_http_recovery_methods[] = {
@@ -50,7 +51,6 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                         i, first, n;
     ngx_conf_bitmask_t                *m;
     ngx_http_recovery_arg_t           *arg;
-    ngx_http_core_loc_conf_t          *clcf;
     ngx_http_recovery_route_t         *route, **slot;
     ngx_http_recovery_main_conf_t     *rmcf;
     ngx_http_compile_complex_value_t   ccv;
@@ -396,9 +396,6 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     *slot = route;
     rmcf->used = 1;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_recovery_handler;
 
     return NGX_CONF_OK;
 }

@@ -98,10 +98,20 @@ my $later = http(POST => $pay, token => $agent, headers => { 'Idempotency-Key' =
 ok($later->{status} == 201 && !$later->{headers}{'idempotent-replayed'},
    'after the key expired the same request is a new one');
 
+my $receipts = receipts();
 for my $bad ('', 'two words', 'x' x 201) {
     my $res = http(POST => $pay, token => $agent, headers => { 'Idempotency-Key' => $bad },
                    json => { amount => 1, currency => 'EUR' });
     is($res->{status}, 400, 'an Idempotency-Key of "' . substr($bad, 0, 10) . '": 400');
 }
+# A refused request must stop at its 400: the gateway once went on to run
+# the call after answering.  Such a write lands within moments; watch for 2 s.
+my $deadline = time + 2;
+my $written = 0;
+while (!$written && time < $deadline) {
+    $written = receipts() != $receipts;
+    select(undef, undef, undef, 0.05);
+}
+ok(!$written, 'a request refused for its Idempotency-Key writes nothing');
 
 done_testing();

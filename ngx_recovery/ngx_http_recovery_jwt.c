@@ -516,7 +516,7 @@ recovery_jwt_number(json_object *claims, const char *name, double *value)
         return 0;
     }
 
-    /* json-c reads NaN, Infinity and 1e400, which JSON has not: never expiring */
+    /* json-c reads NaN, Infinity and 1e400, which JSON has not: no expiry */
     if (json_object_is_type(field, json_type_double)) {
         *value = json_object_get_double(field);
         return isfinite(*value) ? 0 : -1;

@@ -1,47 +1,14 @@
 
 /*
- * The per-worker pool of non-blocking libpq connections.  Each connection's
- * socket is an nginx connection, so connecting, sending and reading are
- * driven by the event loop and no worker ever waits on the database.  A
- * call is one pipeline: each statement (prepared first, once per
+ * The per-worker pool of database connections (ngx_http_recovery_conn.c).
+ * A call runs on an idle connection or waits in a bounded queue, oldest
+ * first, with a timeout; writes may not take the connections kept for
+ * reads.  A call is one pipeline: each statement (prepared first, once per
  * connection), then a sync: one round trip and one implicit transaction.
  */
 
 #include "ngx_http_recovery_pool.h"
-
-
-typedef enum {
-    NGX_HTTP_RECOVERY_CONN_DOWN = 0,    /* waiting to reconnect */
-    NGX_HTTP_RECOVERY_CONN_CONNECTING,
-    NGX_HTTP_RECOVERY_CONN_IDLE,
-    NGX_HTTP_RECOVERY_CONN_BUSY
-} ngx_http_recovery_conn_state_e;
-
-
-/*
- * What each result of a pipeline belongs to: statement i of the call, its
- * preparation (PREPARE) or its execution.
- */
-#define NGX_HTTP_RECOVERY_PREPARE        0x100
-#define NGX_HTTP_RECOVERY_MAX_STEPS      (2 * NGX_HTTP_RECOVERY_CALL_STATEMENTS)
-#define NGX_HTTP_RECOVERY_MIN_DELAY      100
-#define NGX_HTTP_RECOVERY_ANSWER_GRACE   1000
-
-
-struct ngx_http_recovery_conn_s {
-    PGconn                         *pg;
-    ngx_connection_t               *c;
-    ngx_http_recovery_pool_t       *pool;
-    ngx_uint_t                      state;
-    ngx_http_recovery_call_t       *call;       /* NULL: none, or gone */
-    u_char                         *prepared;   /* per statement */
-    ngx_event_t                     reconnect;
-    ngx_msec_t                      delay;
-    ngx_uint_t                      steps[NGX_HTTP_RECOVERY_MAX_STEPS];
-    ngx_uint_t                      nsteps;
-    ngx_uint_t                      step;
-    unsigned                        writes:1;   /* its call may wait on locks */
-};
+#include "ngx_http_recovery_conn.h"
 
 
 struct ngx_http_recovery_pool_s {
@@ -57,23 +24,6 @@ struct ngx_http_recovery_pool_s {
 };
 
 
-static void ngx_http_recovery_conn_connect(ngx_http_recovery_conn_t *conn);
-static ngx_int_t ngx_http_recovery_conn_bind(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_watch(ngx_http_recovery_conn_t *conn,
-    ngx_uint_t read, ngx_uint_t write);
-static void ngx_http_recovery_conn_handler(ngx_event_t *ev);
-static void ngx_http_recovery_conn_poll(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_done(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
-    const char *reason);
-static void ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_conn_retry(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_reconnect_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
-    ngx_http_recovery_call_t *call);
 static ngx_uint_t ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
     ngx_http_recovery_call_t *call);
 static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
@@ -83,8 +33,7 @@ static void ngx_http_recovery_wait_handler(ngx_event_t *ev);
 static void ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
     ngx_http_recovery_call_t *call);
 static ngx_uint_t ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool);
-static void ngx_http_recovery_conn_close_socket(ngx_http_recovery_conn_t *conn);
-static void ngx_http_recovery_notice(void *arg, const char *message);
+static void ngx_http_recovery_pool_changed(ngx_http_recovery_conn_t *conn);
 
 
 ngx_http_recovery_pool_t *
@@ -137,19 +86,20 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
 
     for (i = 0; i < pool->nconns; i++) {
         conn = &pool->conns[i];
-        conn->pool = pool;
 
         conn->prepared = ngx_pcalloc(cycle->pool, pool->nstatements);
         if (conn->prepared == NULL) {
             return NULL;
         }
 
-        conn->reconnect.handler = ngx_http_recovery_reconnect_handler;
-        conn->reconnect.data = conn;
-        conn->reconnect.log = cycle->log;
-        conn->reconnect.cancelable = 1;
+        conn->conf = conf;
+        conn->keywords = pool->keywords;
+        conn->values = pool->values;
+        conn->log = cycle->log;
+        conn->changed = ngx_http_recovery_pool_changed;
+        conn->data = pool;
 
-        ngx_http_recovery_conn_connect(conn);
+        ngx_http_recovery_conn_start(conn);
     }
 
     return pool;
@@ -185,7 +135,7 @@ ngx_http_recovery_pool_run(ngx_http_recovery_pool_t *pool,
 
     call->pool = pool;
 
-    /* a write beyond its share of the pool waits, even with a connection idle */
+    /* a write beyond its share of the pool waits, even with one idle */
     n = ngx_http_recovery_pool_may_run(pool, call) ? pool->nconns : 0;
 
     for (i = 0; i < n; i++) {
@@ -312,619 +262,6 @@ ngx_http_recovery_pool_retry_after(ngx_http_recovery_pool_t *pool)
 }
 
 
-static void
-ngx_http_recovery_conn_connect(ngx_http_recovery_conn_t *conn)
-{
-    ngx_http_recovery_pool_t  *pool;
-
-    pool = conn->pool;
-
-    conn->pg = PQconnectStartParams(pool->keywords, pool->values, 1);
-
-    if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      "recovery: cannot start connecting to the database: %s",
-                      conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
-        ngx_http_recovery_conn_retry(conn);
-        return;
-    }
-
-    if (PQsetnonblocking(conn->pg, 1) != 0
-        || ngx_http_recovery_conn_bind(conn) != NGX_OK)
-    {
-        ngx_http_recovery_conn_retry(conn);
-        return;
-    }
-
-    /* libpq would print notices to stderr */
-    PQsetNoticeProcessor(conn->pg, ngx_http_recovery_notice, conn);
-
-    ngx_memzero(conn->prepared, pool->nstatements);
-    conn->state = NGX_HTTP_RECOVERY_CONN_CONNECTING;
-
-    /* libpq starts by writing (the startup packet, or a TCP connect) */
-    ngx_http_recovery_conn_watch(conn, 0, 1);
-    ngx_add_timer(conn->c->read, pool->conf->connect_timeout);
-}
-
-
-/* wraps libpq's current socket in an nginx connection */
-static ngx_int_t
-ngx_http_recovery_conn_bind(ngx_http_recovery_conn_t *conn)
-{
-    ngx_socket_t       fd;
-    ngx_connection_t  *c;
-
-    fd = PQsocket(conn->pg);
-    if (fd == (ngx_socket_t) -1) {
-        ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
-                      "recovery: libpq has no socket: %s",
-                      PQerrorMessage(conn->pg));
-        return NGX_ERROR;
-    }
-
-    c = ngx_get_connection(fd, conn->pool->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = conn;
-    c->read->handler = ngx_http_recovery_conn_handler;
-    c->write->handler = ngx_http_recovery_conn_handler;
-    c->read->log = conn->pool->log;
-    c->write->log = conn->pool->log;
-    c->log = conn->pool->log;
-
-    conn->c = c;
-
-    return NGX_OK;
-}
-
-
-/*
- * Level-triggered interest in exactly the events libpq waits for: libpq may
- * leave bytes in the socket after a read, which an edge would not report.
- */
-static void
-ngx_http_recovery_conn_watch(ngx_http_recovery_conn_t *conn, ngx_uint_t read,
-    ngx_uint_t write)
-{
-    ngx_connection_t  *c;
-
-    c = conn->c;
-
-    if (read && !c->read->active) {
-        ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!read && c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (write && !c->write->active) {
-        ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!write && c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_recovery_conn_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c;
-    ngx_http_recovery_conn_t  *conn;
-
-    c = ev->data;
-    conn = c->data;
-
-    if (ev->timedout) {
-        ev->timedout = 0;
-
-        if (conn->call) {
-            ngx_str_set(&conn->call->failure,
-                        "the database did not answer in time");
-        }
-
-        ngx_http_recovery_conn_lost(conn,
-            conn->state == NGX_HTTP_RECOVERY_CONN_CONNECTING
-            ? "connecting to the database timed out"
-            : "the database did not answer in time");
-        return;
-    }
-
-    switch (conn->state) {
-
-    case NGX_HTTP_RECOVERY_CONN_CONNECTING:
-        ngx_http_recovery_conn_poll(conn);
-        break;
-
-    case NGX_HTTP_RECOVERY_CONN_IDLE:
-        ngx_http_recovery_conn_idle(conn);
-        break;
-
-    case NGX_HTTP_RECOVERY_CONN_BUSY:
-        if (ev->write) {
-            ngx_http_recovery_conn_flush(conn);
-
-        } else {
-            ngx_http_recovery_conn_read(conn);
-        }
-
-        break;
-
-    default:
-        break;
-    }
-}
-
-
-static void
-ngx_http_recovery_conn_poll(ngx_http_recovery_conn_t *conn)
-{
-    ngx_msec_t                 left;
-    PostgresPollingStatusType  status;
-
-    /*
-     * libpq may close its socket and open another while it polls (another
-     * address, SSL refused); the new one can even reuse the number.  So
-     * stop watching before the poll and watch whatever socket is current
-     * after it.
-     */
-    ngx_http_recovery_conn_watch(conn, 0, 0);
-
-    status = PQconnectPoll(conn->pg);
-
-    if (status != PGRES_POLLING_FAILED && PQsocket(conn->pg) != conn->c->fd) {
-        left = 1;
-
-        if (conn->c->read->timer_set
-            && (ngx_msec_int_t) (conn->c->read->timer.key - ngx_current_msec)
-               > 0)
-        {
-            left = conn->c->read->timer.key - ngx_current_msec;
-        }
-
-        ngx_http_recovery_conn_close_socket(conn);
-
-        if (ngx_http_recovery_conn_bind(conn) != NGX_OK) {
-            ngx_http_recovery_conn_lost(conn, "cannot watch libpq's socket");
-            return;
-        }
-
-        /* the connect timeout goes on counting on the new socket */
-        ngx_add_timer(conn->c->read, left);
-    }
-
-    switch (status) {
-
-    case PGRES_POLLING_READING:
-        ngx_http_recovery_conn_watch(conn, 1, 0);
-        return;
-
-    case PGRES_POLLING_WRITING:
-        ngx_http_recovery_conn_watch(conn, 0, 1);
-        return;
-
-    case PGRES_POLLING_OK:
-        break;
-
-    default:
-        ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
-        return;
-    }
-
-    if (PQenterPipelineMode(conn->pg) != 1) {
-        ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
-        return;
-    }
-
-    if (conn->c->read->timer_set) {
-        ngx_del_timer(conn->c->read);
-    }
-
-    ngx_http_recovery_conn_watch(conn, 1, 0);
-    conn->state = NGX_HTTP_RECOVERY_CONN_IDLE;
-
-    if (conn->delay) {
-        ngx_log_error(NGX_LOG_NOTICE, conn->pool->log, 0,
-                      "recovery: connected to the database again");
-    }
-
-    conn->delay = 0;
-
-    ngx_http_recovery_pool_dispatch(conn->pool);
-}
-
-
-/* an idle connection became readable: a notice, or the server went away */
-static void
-ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn)
-{
-    PGresult  *res;
-
-    if (PQconsumeInput(conn->pg) == 0
-        || PQstatus(conn->pg) == CONNECTION_BAD)
-    {
-        ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
-        return;
-    }
-
-    while (!PQisBusy(conn->pg) && (res = PQgetResult(conn->pg)) != NULL) {
-        ngx_log_error(NGX_LOG_WARN, conn->pool->log, 0,
-                      "recovery: unexpected result on an idle connection: %s",
-                      PQresultErrorMessage(res));
-        PQclear(res);
-    }
-}
-
-
-/* sends the call's pipeline; the caller's statements are prepared once */
-static ngx_int_t
-ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
-    ngx_http_recovery_call_t *call)
-{
-    int                             rc;
-    PGconn                         *pg;
-    ngx_uint_t                      i;
-    ngx_http_recovery_statement_t  *st;
-
-    pg = conn->pg;
-    conn->call = call;
-    call->conn = conn;
-    conn->state = NGX_HTTP_RECOVERY_CONN_BUSY;
-    conn->writes = call->writes;
-    conn->nsteps = 0;
-    conn->step = 0;
-
-    for (i = 0; i < call->nstatements; i++) {
-        st = &call->statements[i];
-
-        if (!conn->prepared[st->index]) {
-            if (!PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL)) {
-                goto failed;
-            }
-
-            conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_PREPARE | i;
-        }
-
-        if (!PQsendQueryPrepared(pg, st->name, st->nparams, st->params, NULL,
-                                 NULL, st->binary))
-        {
-            goto failed;
-        }
-
-        conn->steps[conn->nsteps++] = i;
-    }
-
-    if (!PQpipelineSync(pg)) {
-        goto failed;
-    }
-
-    /*
-     * A safety net behind statement_timeout: the network can hang too.  It
-     * is armed again once the whole call is sent (a large upload takes a
-     * while), since the server counts from there.
-     */
-    ngx_add_timer(conn->c->read, call->timeout + NGX_HTTP_RECOVERY_ANSWER_GRACE);
-
-    rc = PQflush(pg);
-    if (rc < 0) {
-        goto failed;
-    }
-
-    ngx_http_recovery_conn_watch(conn, 1, rc == 1);
-
-    return NGX_OK;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
-                  "recovery: cannot send to the database: %s",
-                  PQerrorMessage(pg));
-
-    conn->call = NULL;
-    call->conn = NULL;
-    ngx_http_recovery_conn_close(conn);
-    ngx_http_recovery_conn_retry(conn);
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn)
-{
-    int  rc;
-
-    rc = PQflush(conn->pg);
-
-    if (rc < 0) {
-        ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
-        return;
-    }
-
-    if (rc == 0 && conn->call) {
-        ngx_add_timer(conn->c->read, conn->call->timeout
-                                     + NGX_HTTP_RECOVERY_ANSWER_GRACE);
-    }
-
-    ngx_http_recovery_conn_watch(conn, 1, rc == 1);
-}
-
-
-static void
-ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
-{
-    PGresult                       *res;
-    ngx_uint_t                      step;
-    ngx_http_recovery_call_t       *call;
-    ngx_http_recovery_statement_t  *st;
-
-    if (PQconsumeInput(conn->pg) == 0) {
-        ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
-        return;
-    }
-
-    for ( ;; ) {
-        if (PQisBusy(conn->pg)) {
-            return;
-        }
-
-        res = PQgetResult(conn->pg);
-
-        if (res == NULL) {
-            /* the end of one command's results */
-            if (++conn->step > conn->nsteps) {
-                ngx_http_recovery_conn_lost(conn,
-                                            "the pipeline lost its sync");
-                return;
-            }
-
-            continue;
-        }
-
-        call = conn->call;
-        step = conn->step < conn->nsteps ? conn->steps[conn->step]
-                                         : NGX_HTTP_RECOVERY_PREPARE;
-        st = (call && !(step & NGX_HTTP_RECOVERY_PREPARE))
-             ? &call->statements[step] : NULL;
-
-        switch (PQresultStatus(res)) {
-
-        case PGRES_PIPELINE_SYNC:
-            PQclear(res);
-            ngx_http_recovery_conn_done(conn);
-            return;
-
-        case PGRES_COMMAND_OK:
-            /* a prepared statement survives even a rolled back pipeline */
-            if ((step & NGX_HTTP_RECOVERY_PREPARE) && call
-                && conn->step < conn->nsteps)
-            {
-                st = &call->statements[step & ~NGX_HTTP_RECOVERY_PREPARE];
-                conn->prepared[st->index] = 1;
-            }
-
-            PQclear(res);
-            break;
-
-        case PGRES_TUPLES_OK:
-            if (st && st->keep && st->result == NULL) {
-                st->result = res;
-
-            } else {
-                PQclear(res);
-            }
-
-            break;
-
-        case PGRES_PIPELINE_ABORTED:
-            PQclear(res);
-            break;
-
-        default:
-            /* the first error is the one that explains the others */
-            if (call && call->error == NULL) {
-                call->error = res;
-
-            } else {
-                PQclear(res);
-            }
-
-            break;
-        }
-    }
-}
-
-
-/* the sync arrived: the transaction has committed or rolled back */
-static void
-ngx_http_recovery_conn_done(ngx_http_recovery_conn_t *conn)
-{
-    ngx_http_recovery_call_t  *call;
-
-    if (conn->c->read->timer_set) {
-        ngx_del_timer(conn->c->read);
-    }
-
-    call = conn->call;
-    conn->call = NULL;
-    conn->state = NGX_HTTP_RECOVERY_CONN_IDLE;
-
-    /* only a connection outside any transaction may serve another call */
-    if (PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
-        ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
-                      "recovery: connection left in a transaction, closing it");
-        ngx_http_recovery_conn_close(conn);
-        ngx_http_recovery_conn_retry(conn);
-    }
-
-    if (call) {
-        call->conn = NULL;
-        call->done(call);
-    }
-
-    ngx_http_recovery_pool_dispatch(conn->pool);
-}
-
-
-static void
-ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
-    const char *reason)
-{
-    ngx_uint_t                 level;
-    ngx_http_recovery_call_t  *call;
-
-    /* while the database stays down, only the first failure is an error */
-    level = (conn->state == NGX_HTTP_RECOVERY_CONN_CONNECTING && conn->delay)
-            ? NGX_LOG_INFO : NGX_LOG_ERR;
-
-    ngx_log_error(level, conn->pool->log, 0,
-                  "recovery: database connection lost: %s", reason);
-
-    call = conn->call;
-    conn->call = NULL;
-
-    ngx_http_recovery_conn_close(conn);
-    ngx_http_recovery_conn_retry(conn);
-
-    if (call) {
-        call->conn = NULL;
-
-        if (call->failure.len == 0) {
-            ngx_str_set(&call->failure, "the database connection was lost");
-        }
-
-        call->done(call);
-    }
-
-    if (ngx_http_recovery_pool_live(conn->pool) == 0) {
-        ngx_http_recovery_pool_fail_waiting(conn->pool);
-    }
-}
-
-
-/* stops watching libpq's socket without closing it: libpq owns it */
-static void
-ngx_http_recovery_conn_close_socket(ngx_http_recovery_conn_t *conn)
-{
-    ngx_connection_t  *c;
-
-    c = conn->c;
-    if (c == NULL) {
-        return;
-    }
-
-    if (conn->pg && PQsocket(conn->pg) == c->fd) {
-        ngx_http_recovery_conn_watch(conn, 0, 0);
-
-    } else {
-        /*
-         * libpq has closed the socket itself: it does when it reads the end
-         * of the stream (PQconsumeInput after a restart, a kill or
-         * pg_terminate_backend).  Closing took it out of epoll; deleting its
-         * events now would fail with EBADF, or reach another connection
-         * that got the same number meanwhile.
-         */
-        if (c->read->active) {
-            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->write->active) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-        }
-    }
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    c->read->closed = 1;
-    c->write->closed = 1;
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    conn->c = NULL;
-}
-
-
-static void
-ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn)
-{
-    if (conn->c) {
-        /* the socket is still open: its events can be removed normally */
-        ngx_http_recovery_conn_close_socket(conn);
-    }
-
-    if (conn->pg) {
-        PQfinish(conn->pg);
-        conn->pg = NULL;
-    }
-
-    conn->state = NGX_HTTP_RECOVERY_CONN_DOWN;
-}
-
-
-/* reconnects with exponential backoff and jitter, so workers spread out */
-static void
-ngx_http_recovery_conn_retry(ngx_http_recovery_conn_t *conn)
-{
-    ngx_msec_t  max;
-
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    if (conn->pg) {
-        ngx_http_recovery_conn_close(conn);
-    }
-
-    max = conn->pool->conf->reconnect_max_delay;
-
-    if (conn->delay == 0) {
-        conn->delay = NGX_HTTP_RECOVERY_MIN_DELAY;
-
-    } else {
-        conn->delay = ngx_min(conn->delay * 2, max);
-    }
-
-    conn->state = NGX_HTTP_RECOVERY_CONN_DOWN;
-
-    if (!conn->reconnect.timer_set) {
-        ngx_add_timer(&conn->reconnect,
-                      conn->delay / 2 + (ngx_msec_t) ngx_random()
-                                        % (conn->delay / 2 + 1));
-    }
-}
-
-
-static void
-ngx_http_recovery_reconnect_handler(ngx_event_t *ev)
-{
-    ngx_http_recovery_conn_t  *conn;
-
-    conn = ev->data;
-
-    if (conn->state == NGX_HTTP_RECOVERY_CONN_DOWN) {
-        ngx_http_recovery_conn_connect(conn);
-    }
-}
-
-
 /*
  * Whether the call may take an idle connection now: a read always, a
  * write while fewer than pool size − recovery_pool_read_reserve connections
@@ -1032,16 +369,6 @@ ngx_http_recovery_wait_handler(ngx_event_t *ev)
 }
 
 
-static void
-ngx_http_recovery_notice(void *arg, const char *message)
-{
-    ngx_http_recovery_conn_t  *conn = arg;
-
-    ngx_log_error(NGX_LOG_NOTICE, conn->pool->log, 0,
-                  "recovery: database notice: %s", message);
-}
-
-
 /* the call leaves the wait queue, and its timer with it */
 static void
 ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
@@ -1072,4 +399,20 @@ ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool)
     }
 
     return n;
+}
+
+
+/* a connection became idle, or went down */
+static void
+ngx_http_recovery_pool_changed(ngx_http_recovery_conn_t *conn)
+{
+    ngx_http_recovery_pool_t  *pool = conn->data;
+
+    /* with no connection left, waiting calls would only time out */
+    if (ngx_http_recovery_pool_live(pool) == 0) {
+        ngx_http_recovery_pool_fail_waiting(pool);
+        return;
+    }
+
+    ngx_http_recovery_pool_dispatch(pool);
 }

@@ -56,7 +56,8 @@ typedef struct {
 
 /* one round trip: its statements, then the sync */
 struct ngx_http_recovery_call_s {
-    ngx_http_recovery_statement_t   statements[NGX_HTTP_RECOVERY_CALL_STATEMENTS];
+    ngx_http_recovery_statement_t
+                          statements[NGX_HTTP_RECOVERY_CALL_STATEMENTS];
     ngx_uint_t                      nstatements;
     ngx_msec_t                      timeout;    /* the server's, for it */
     ngx_log_t                      *log;

@@ -167,7 +167,7 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        /* a long call (a statement import) outlasts recovery_statement_timeout */
+        /* a long call (a statement import) outlasts the default timeout */
         if (name.len == 7 && ngx_strncmp(name.data, "timeout", 7) == 0) {
             route->timeout = ngx_parse_time(&source, 0);
             if (route->timeout == (ngx_msec_t) NGX_ERROR

@@ -1,0 +1,59 @@
+
+/*
+ * A connection of the pool: a non-blocking libpq connection whose socket is
+ * an nginx connection.  It runs one call at a time and tells its owner when
+ * it becomes idle or goes down (changed); it reconnects by itself.
+ */
+
+#ifndef _NGX_HTTP_RECOVERY_CONN_H_INCLUDED_
+#define _NGX_HTTP_RECOVERY_CONN_H_INCLUDED_
+
+
+#include "ngx_http_recovery_pool.h"
+
+
+typedef enum {
+    NGX_HTTP_RECOVERY_CONN_DOWN = 0,    /* waiting to reconnect */
+    NGX_HTTP_RECOVERY_CONN_CONNECTING,
+    NGX_HTTP_RECOVERY_CONN_IDLE,
+    NGX_HTTP_RECOVERY_CONN_BUSY
+} ngx_http_recovery_conn_state_e;
+
+
+#define NGX_HTTP_RECOVERY_MAX_STEPS  (2 * NGX_HTTP_RECOVERY_CALL_STATEMENTS)
+
+
+typedef void (*ngx_http_recovery_conn_changed_pt)(
+    ngx_http_recovery_conn_t *conn);
+
+
+struct ngx_http_recovery_conn_s {
+    PGconn                             *pg;
+    ngx_connection_t                   *c;
+    ngx_uint_t                          state;
+    ngx_http_recovery_call_t           *call;   /* NULL: none, or gone */
+    u_char                             *prepared;   /* per statement */
+    ngx_event_t                         reconnect;
+    ngx_msec_t                          delay;
+    ngx_uint_t                          steps[NGX_HTTP_RECOVERY_MAX_STEPS];
+    ngx_uint_t                          nsteps;
+    ngx_uint_t                          step;
+    unsigned                            writes:1;   /* its call may wait */
+
+    /* set by its owner */
+    ngx_http_recovery_pool_conf_t      *conf;
+    const char                        **keywords;   /* PQconnectStartParams */
+    const char                        **values;
+    ngx_log_t                          *log;
+    ngx_http_recovery_conn_changed_pt   changed;    /* idle, or down */
+    void                               *data;
+};
+
+
+void ngx_http_recovery_conn_start(ngx_http_recovery_conn_t *conn);
+ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
+    ngx_http_recovery_call_t *call);
+void ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn);
+
+
+#endif /* _NGX_HTTP_RECOVERY_CONN_H_INCLUDED_ */

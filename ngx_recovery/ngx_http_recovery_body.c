@@ -6,10 +6,10 @@
  */
 
 #include "ngx_http_recovery_module.h"
+#include "ngx_http_recovery_args.h"
 #include "ngx_http_recovery_body.h"
 #include "ngx_http_recovery_idempotency.h"
 #include "ngx_http_recovery_multipart.h"
-#include "ngx_http_recovery_route.h"
 
 
 static ngx_int_t ngx_http_recovery_upload(ngx_http_request_t *r,
@@ -154,7 +154,7 @@ ngx_http_recovery_body_parse(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_recovery_route_fields(ctx, message) != NGX_OK) {
+    if (ngx_http_recovery_args_fields(ctx, message) != NGX_OK) {
         *status = NGX_HTTP_BAD_REQUEST;
         *code = "unknown_field";
         return NGX_DECLINED;

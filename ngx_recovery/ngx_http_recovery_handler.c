@@ -14,6 +14,7 @@
 
 #include "ngx_http_recovery_module.h"
 #include "ngx_http_recovery_handler.h"
+#include "ngx_http_recovery_args.h"
 #include "ngx_http_recovery_auth.h"
 #include "ngx_http_recovery_body.h"
 #include "ngx_http_recovery_call.h"
@@ -224,12 +225,12 @@ ngx_http_recovery_start(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx)
     error.data = buf;
     error.len = 0;
 
-    if (ngx_http_recovery_route_query(ctx, &error) != NGX_OK) {
+    if (ngx_http_recovery_args_query(ctx, &error) != NGX_OK) {
         return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "unknown_parameter", &error, NULL);
     }
 
-    rc = ngx_http_recovery_route_params(ctx, &error);
+    rc = ngx_http_recovery_args_bind(ctx, &error);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_recovery_send_error(r, NGX_HTTP_BAD_REQUEST,

@@ -26,13 +26,16 @@ static ngx_conf_bitmask_t  ngx_http_recovery_methods[] = {
 };
 
 
+static char *ngx_http_recovery_route_arg(ngx_conf_t *cf,
+    ngx_http_recovery_route_t *route, ngx_str_t *word);
+static char *ngx_http_recovery_route_check(ngx_conf_t *cf,
+    ngx_http_recovery_route_t *route);
+static char *ngx_http_recovery_route_sql(ngx_conf_t *cf,
+    ngx_http_recovery_route_t *route);
+static char *ngx_http_recovery_route_names(ngx_conf_t *cf,
+    ngx_http_recovery_route_t *route);
 static ngx_int_t ngx_http_recovery_is_identifier(ngx_str_t *s,
     ngx_uint_t dots);
-static ngx_int_t ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
-    ngx_http_recovery_arg_t *arg, const char **value, ngx_str_t *error);
-static ngx_int_t ngx_http_recovery_text(ngx_http_recovery_ctx_t *ctx,
-    ngx_str_t *v, const char *what, ngx_str_t *name, const char **value,
-    ngx_str_t *error);
 
 
 /*
@@ -45,15 +48,11 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_recovery_loc_conf_t  *rlcf = conf;
 
-    u_char                            *p;
-    size_t                             len, fields_len;
-    ngx_str_t                         *value, name, source;
-    ngx_uint_t                         i, first, n;
-    ngx_conf_bitmask_t                *m;
-    ngx_http_recovery_arg_t           *arg;
-    ngx_http_recovery_route_t         *route, **slot;
-    ngx_http_recovery_main_conf_t     *rmcf;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i, first;
+    ngx_conf_bitmask_t             *m;
+    ngx_http_recovery_route_t      *route, **slot;
+    ngx_http_recovery_main_conf_t  *rmcf;
 
     value = cf->args->elts;
     rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_recovery_module);
@@ -129,125 +128,186 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = first + 1; i < cf->args->nelts; i++) {
-        p = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
-
-        if (p == NULL || p == value[i].data) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid argument \"%V\": write "
-                               "name=$variable, name=?query, name=@field "
-                               "or name=@", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        name.data = value[i].data;
-        name.len = p - value[i].data;
-        source.data = p + 1;
-        source.len = value[i].data + value[i].len - source.data;
-
-        if (name.len == 8 && ngx_strncmp(name.data, "response", 8) == 0
-            && source.len == 4 && ngx_strncmp(source.data, "file", 4) == 0)
-        {
-            /* the function returns (content_type, filename, content) */
-            route->file = 1;
-            continue;
-        }
-
-        if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0
-            && source.len == 3 && route->kind == NGX_HTTP_RECOVERY_CALL)
-        {
-            route->status = ngx_atoi(source.data, 3);
-            if (route->status < 200 || route->status > 299) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": the status of a "
-                                   "successful call is between 200 and 299",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        /* a long call (a statement import) outlasts the default timeout */
-        if (name.len == 7 && ngx_strncmp(name.data, "timeout", 7) == 0) {
-            route->timeout = ngx_parse_time(&source, 0);
-            if (route->timeout == (ngx_msec_t) NGX_ERROR
-                || route->timeout == 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": write a time such as "
-                                   "timeout=60s", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_http_recovery_is_identifier(&name, 0) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter name \"%V\"", &name);
-            return NGX_CONF_ERROR;
-        }
-
-        arg = ngx_array_push(&route->args);
-        if (arg == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(arg, sizeof(ngx_http_recovery_arg_t));
-        arg->name = name;
-
-        if (source.len && source.data[0] == '@') {
-            arg->from_body = 1;
-            arg->whole_body = (source.len == 1);
-            arg->field.data = source.data + 1;
-            arg->field.len = source.len - 1;
-            route->needs_body = 1;
-            route->whole_body |= arg->whole_body;
-            continue;
-        }
-
-        if (source.len == 4 && ngx_strncmp(source.data, "%raw", 4) == 0) {
-            arg->raw_body = 1;
-            route->needs_body = 1;
-            route->raw_body = 1;
-            continue;
-        }
-
-        /* the uploaded file's type and name, raw or multipart */
-        if (source.len == 13
-            && ngx_strncmp(source.data, "%content_type", 13) == 0)
-        {
-            arg->upload_type = 1;
-            continue;
-        }
-
-        if (source.len == 9 && ngx_strncmp(source.data, "%filename", 9) == 0) {
-            arg->upload_name = 1;
-            ngx_str_set(&arg->field, "filename");
-            continue;
-        }
-
-        if (source.len > 1 && source.data[0] == '?') {
-            arg->field.data = source.data + 1;
-            arg->field.len = source.len - 1;
-            continue;
-        }
-
-        arg->value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-        if (arg->value == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &source;
-        ccv.complex_value = arg->value;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        if (ngx_http_recovery_route_arg(cf, route, &value[i]) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
     }
 
+    if (ngx_http_recovery_route_check(cf, route) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    route->index = rmcf->routes.nelts;
+    ngx_sprintf(route->statement, "r%ui%Z", route->index);
+
+    if (ngx_http_recovery_route_sql(cf, route) != NGX_CONF_OK
+        || ngx_http_recovery_route_names(cf, route) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    route->label.len = route->method_name.len + 1 + route->function.len;
+    route->label.data = ngx_pnalloc(cf->pool, route->label.len + 1);
+    if (route->label.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(route->label.data, "%V %V%Z", &route->method_name,
+                &route->function);
+
+    slot = ngx_array_push(rlcf->routes);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = route;
+
+    slot = ngx_array_push(&rmcf->routes);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = route;
+    rmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* one name=source argument, or an option (response=, status=, timeout=) */
+static char *
+ngx_http_recovery_route_arg(ngx_conf_t *cf, ngx_http_recovery_route_t *route,
+    ngx_str_t *word)
+{
+    u_char                            *p;
+    ngx_str_t                          name, source;
+    ngx_http_recovery_arg_t           *arg;
+    ngx_http_compile_complex_value_t   ccv;
+
+    p = ngx_strlchr(word->data, word->data + word->len, '=');
+
+    if (p == NULL || p == word->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid argument \"%V\": write "
+                           "name=$variable, name=?query, name=@field "
+                           "or name=@", word);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = word->data;
+    name.len = p - word->data;
+    source.data = p + 1;
+    source.len = word->data + word->len - source.data;
+
+    if (name.len == 8 && ngx_strncmp(name.data, "response", 8) == 0
+        && source.len == 4 && ngx_strncmp(source.data, "file", 4) == 0)
+    {
+        /* the function returns (content_type, filename, content) */
+        route->file = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0
+        && source.len == 3 && route->kind == NGX_HTTP_RECOVERY_CALL)
+    {
+        route->status = ngx_atoi(source.data, 3);
+        if (route->status < 200 || route->status > 299) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\": the status of a "
+                               "successful call is between 200 and 299",
+                               word);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    /* a long call (a statement import) outlasts the default timeout */
+    if (name.len == 7 && ngx_strncmp(name.data, "timeout", 7) == 0) {
+        route->timeout = ngx_parse_time(&source, 0);
+        if (route->timeout == (ngx_msec_t) NGX_ERROR || route->timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\": write a time such as "
+                               "timeout=60s", word);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_recovery_is_identifier(&name, 0) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter name \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    arg = ngx_array_push(&route->args);
+    if (arg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(arg, sizeof(ngx_http_recovery_arg_t));
+    arg->name = name;
+
+    if (source.len && source.data[0] == '@') {
+        arg->from_body = 1;
+        arg->whole_body = (source.len == 1);
+        arg->field.data = source.data + 1;
+        arg->field.len = source.len - 1;
+        route->needs_body = 1;
+        route->whole_body |= arg->whole_body;
+        return NGX_CONF_OK;
+    }
+
+    if (source.len == 4 && ngx_strncmp(source.data, "%raw", 4) == 0) {
+        arg->raw_body = 1;
+        route->needs_body = 1;
+        route->raw_body = 1;
+        return NGX_CONF_OK;
+    }
+
+    /* the uploaded file's type and name, raw or multipart */
+    if (source.len == 13
+        && ngx_strncmp(source.data, "%content_type", 13) == 0)
+    {
+        arg->upload_type = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (source.len == 9 && ngx_strncmp(source.data, "%filename", 9) == 0) {
+        arg->upload_name = 1;
+        ngx_str_set(&arg->field, "filename");
+        return NGX_CONF_OK;
+    }
+
+    if (source.len > 1 && source.data[0] == '?') {
+        arg->field.data = source.data + 1;
+        arg->field.len = source.len - 1;
+        return NGX_CONF_OK;
+    }
+
+    arg->value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (arg->value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &source;
+    ccv.complex_value = arg->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* what the arguments may not be together */
+static char *
+ngx_http_recovery_route_check(ngx_conf_t *cf, ngx_http_recovery_route_t *route)
+{
     if (route->file && route->method != NGX_HTTP_GET) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "response=file is for GET routes");
@@ -269,7 +329,24 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* SELECT schema.function("name" => $1, ...): names may be keywords */
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The statements: SELECT schema.function("name" => $1, ...), since names
+ * may be keywords; and for a POST with an Idempotency-Key, the call inside
+ * recovery.idempotency_store($1, status, call), with the key first, unless
+ * recovery.idempotency_begin found the request a retry.
+ */
+static char *
+ngx_http_recovery_route_sql(ngx_conf_t *cf, ngx_http_recovery_route_t *route)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_uint_t                i, n;
+    ngx_http_recovery_arg_t  *arg;
+
     n = route->args.nelts;
     arg = route->args.elts;
     len = sizeof("SELECT f.content_type, f.filename, f.content FROM () AS f")
@@ -299,13 +376,57 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                    route->file ? sizeof(") AS f") - 1 : 1);
     *p = '\0';
 
-    /* the fields a body may have, for the error that names an unknown one */
-    fields_len = 0;
-    for (i = 0; i < n; i++) {
-        fields_len += arg[i].field.len + 2;
+    if (route->method != NGX_HTTP_POST
+        || route->kind != NGX_HTTP_RECOVERY_CALL)
+    {
+        return NGX_CONF_OK;
     }
 
-    route->fields.data = ngx_pnalloc(cf->pool, fields_len + 1);
+    /* the call's SQL, the wrapper, and a digit more per shifted $n */
+    route->idempotent_sql = ngx_pnalloc(cf->pool,
+                                        ngx_strlen(route->sql) + 160 + n);
+    if (route->idempotent_sql == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_sprintf(route->idempotent_sql,
+                    "SELECT CASE WHEN recovery.idempotency_replaying($1)"
+                    " THEN NULL ELSE recovery.idempotency_store($1, %ui,"
+                    " (%V(",
+                    route->status, &route->function);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%s\"%V\" => $%ui", i ? ", " : "",
+                        &arg[i].name, i + 2);
+    }
+
+    p = ngx_cpymem(p, "))::jsonb) END", sizeof("))::jsonb) END") - 1);
+    *p = '\0';
+
+    ngx_sprintf(route->idempotent_statement, "i%ui%Z", route->index);
+
+    return NGX_CONF_OK;
+}
+
+
+/* the fields a body and the parameters a query may have, for the errors */
+static char *
+ngx_http_recovery_route_names(ngx_conf_t *cf, ngx_http_recovery_route_t *route)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_uint_t                i, n;
+    ngx_http_recovery_arg_t  *arg;
+
+    n = route->args.nelts;
+    arg = route->args.elts;
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        len += arg[i].field.len + 2;
+    }
+
+    route->fields.data = ngx_pnalloc(cf->pool, len + 1);
     if (route->fields.data == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -320,7 +441,7 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     route->fields.len = p - route->fields.data;
 
-    route->parameters.data = ngx_pnalloc(cf->pool, fields_len + 1);
+    route->parameters.data = ngx_pnalloc(cf->pool, len + 1);
     if (route->parameters.data == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -337,65 +458,6 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     route->parameters.len = p - route->parameters.data;
-
-    route->index = rmcf->routes.nelts;
-    ngx_sprintf(route->statement, "r%ui%Z", route->index);
-
-    /*
-     * A POST with an Idempotency-Key runs the call inside
-     * recovery.idempotency_store($1, status, call), with the key first,
-     * unless recovery.idempotency_begin found the request a retry.
-     */
-    if (route->method == NGX_HTTP_POST
-        && route->kind == NGX_HTTP_RECOVERY_CALL)
-    {
-        /* the call's SQL, the wrapper, and a digit more per shifted $n */
-        route->idempotent_sql = ngx_pnalloc(cf->pool,
-                                            ngx_strlen(route->sql) + 160 + n);
-        if (route->idempotent_sql == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        p = ngx_sprintf(route->idempotent_sql,
-                        "SELECT CASE WHEN recovery.idempotency_replaying($1)"
-                        " THEN NULL ELSE recovery.idempotency_store($1, %ui,"
-                        " (%V(",
-                        route->status, &route->function);
-
-        for (i = 0; i < n; i++) {
-            p = ngx_sprintf(p, "%s\"%V\" => $%ui", i ? ", " : "",
-                            &arg[i].name, i + 2);
-        }
-
-        p = ngx_cpymem(p, "))::jsonb) END", sizeof("))::jsonb) END") - 1);
-        *p = '\0';
-
-        ngx_sprintf(route->idempotent_statement, "i%ui%Z", route->index);
-    }
-
-    route->label.len = route->method_name.len + 1 + route->function.len;
-    route->label.data = ngx_pnalloc(cf->pool, route->label.len + 1);
-    if (route->label.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_sprintf(route->label.data, "%V %V%Z", &route->method_name,
-                &route->function);
-
-    slot = ngx_array_push(rlcf->routes);
-    if (slot == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *slot = route;
-
-    slot = ngx_array_push(&rmcf->routes);
-    if (slot == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *slot = route;
-    rmcf->used = 1;
 
     return NGX_CONF_OK;
 }
@@ -485,314 +547,6 @@ ngx_http_recovery_route_allow(ngx_http_request_t *r,
     }
 
     h->value.len = p - h->value.data;
-
-    return NGX_OK;
-}
-
-
-/* every argument of the route as a NUL-terminated text value, or NULL */
-ngx_int_t
-ngx_http_recovery_route_params(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
-{
-    ngx_uint_t                  i;
-    ngx_http_recovery_arg_t    *args;
-    ngx_http_recovery_route_t  *route;
-
-    route = ctx->route;
-    args = route->args.elts;
-
-    ctx->nparams = route->args.nelts;
-    ctx->params = ngx_pcalloc(ctx->request->pool,
-                              (ctx->nparams + 1) * sizeof(char *));
-    if (ctx->params == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->params[0] = (const char *) ctx->idempotency_key.data;
-
-    for (i = 0; i < ctx->nparams; i++) {
-        if (ngx_http_recovery_arg_value(ctx, &args[i], &ctx->params[i + 1],
-                                        error)
-            != NGX_OK)
-        {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* a body field that no argument takes is a client's mistake: say so */
-ngx_int_t
-ngx_http_recovery_route_fields(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
-{
-    size_t                      len;
-    ngx_uint_t                  i;
-    ngx_http_recovery_arg_t    *args;
-    ngx_http_recovery_route_t  *route;
-
-    route = ctx->route;
-    args = route->args.elts;
-
-    if (route->whole_body) {
-        return NGX_OK;
-    }
-
-    json_object_object_foreach(ctx->body, key, value) {
-        (void) value;
-        len = ngx_strlen(key);
-
-        for (i = 0; i < route->args.nelts; i++) {
-            if (args[i].from_body && args[i].field.len == len
-                && ngx_strncmp(args[i].field.data, key, len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (i == route->args.nelts) {
-            error->len = ngx_snprintf(error->data, 256,
-                                      "unknown field \"%*s\"; the fields "
-                                      "are: %V",
-                                      ngx_min(len, 64), key, &route->fields)
-                         - error->data;
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* so is a query parameter that no argument takes: a typo filters nothing */
-ngx_int_t
-ngx_http_recovery_route_query(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
-{
-    u_char                     *p, *last, *name, *end;
-    ngx_uint_t                  i;
-    ngx_http_request_t         *r;
-    ngx_http_recovery_arg_t    *args;
-    ngx_http_recovery_route_t  *route;
-
-    r = ctx->request;
-    route = ctx->route;
-    args = route->args.elts;
-
-    p = r->args.data;
-    last = p + r->args.len;
-
-    while (p < last) {
-        name = p;
-
-        end = ngx_strlchr(p, last, '&');
-        if (end == NULL) {
-            end = last;
-        }
-
-        p = ngx_strlchr(name, end, '=');
-        if (p == NULL) {
-            p = end;
-        }
-
-        if (p > name) {
-            for (i = 0; i < route->args.nelts; i++) {
-                if (!args[i].from_body && args[i].value == NULL
-                    && !args[i].raw_body && !args[i].upload_type
-                    && args[i].field.len == (size_t) (p - name)
-                    && ngx_strncmp(args[i].field.data, name, p - name) == 0)
-                {
-                    break;
-                }
-            }
-
-            if (i == route->args.nelts) {
-                error->len = ngx_snprintf(error->data, 256,
-                                          "unknown query parameter \"%*s\"; "
-                                          "the parameters are: %V",
-                                          ngx_min((size_t) (p - name), 64),
-                                          name, &route->parameters)
-                             - error->data;
-                return NGX_DECLINED;
-            }
-        }
-
-        p = end + 1;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_recovery_arg_value(ngx_http_recovery_ctx_t *ctx,
-    ngx_http_recovery_arg_t *arg, const char **value, ngx_str_t *error)
-{
-    u_char        *copy;
-    size_t         len;
-    ngx_int_t      rc;
-    ngx_str_t      v;
-    const char    *s;
-    json_object   *field;
-
-    *value = NULL;
-
-    if (arg->raw_body) {
-        /* bytea's hex input: \x and two digits a byte */
-        copy = ngx_pnalloc(ctx->request->pool, 2 * ctx->raw.len + 3);
-        if (copy == NULL) {
-            return NGX_ERROR;
-        }
-
-        copy[0] = '\\';
-        copy[1] = 'x';
-        *ngx_hex_dump(copy + 2, ctx->raw.data, ctx->raw.len) = '\0';
-        *value = (const char *) copy;
-
-        return NGX_OK;
-    }
-
-    if (arg->upload_type || arg->upload_name) {
-        v = arg->upload_type ? ctx->upload_type : ctx->upload_name;
-        return ngx_http_recovery_text(ctx, &v, "upload", &arg->name, value,
-                                      error);
-    }
-
-    if (arg->whole_body) {
-        if (ctx->body) {
-            *value = json_object_to_json_string_ext(ctx->body,
-                                                    NGX_HTTP_RECOVERY_JSON);
-        }
-
-        return NGX_OK;
-    }
-
-    if (arg->from_body) {
-        if (ctx->body == NULL
-            || !json_object_object_get_ex(ctx->body,
-                                          (const char *) arg->field.data,
-                                          &field)
-            || field == NULL)
-        {
-            return NGX_OK;
-        }
-
-        if (json_object_is_type(field, json_type_string)) {
-            s = json_object_get_string(field);
-            len = (size_t) json_object_get_string_len(field);
-
-            /* text parameters end at a NUL byte: refuse, do not cut */
-            if (ngx_strlen(s) != len) {
-                error->len = ngx_sprintf(error->data,
-                                         "field \"%V\" contains a NUL "
-                                         "character", &arg->field)
-                             - error->data;
-                return NGX_DECLINED;
-            }
-
-            *value = s;
-            return NGX_OK;
-        }
-
-        /* json-c saturates integers it cannot hold: never pass one on */
-        if (json_object_is_type(field, json_type_int)
-            && (json_object_get_int64(field) == INT64_MAX
-                || json_object_get_int64(field) == INT64_MIN))
-        {
-            error->len = ngx_sprintf(error->data,
-                                     "field \"%V\" is a number out of range",
-                                     &arg->field)
-                         - error->data;
-            return NGX_DECLINED;
-        }
-
-        *value = json_object_to_json_string_ext(field, NGX_HTTP_RECOVERY_JSON);
-        return NGX_OK;
-    }
-
-    if (arg->value == NULL) {
-        rc = ngx_http_recovery_query_arg(ctx->request, &arg->field, &v);
-        if (rc != NGX_OK) {
-            return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
-        }
-
-        return ngx_http_recovery_text(ctx, &v, "query parameter", &arg->field,
-                                      value, error);
-    }
-
-    if (ngx_http_complex_value(ctx->request, arg->value, &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_recovery_text(ctx, &v, "parameter", &arg->name, value,
-                                  error);
-}
-
-
-/* a NUL-terminated copy for libpq; a NUL inside is refused, not cut */
-static ngx_int_t
-ngx_http_recovery_text(ngx_http_recovery_ctx_t *ctx, ngx_str_t *v,
-    const char *what, ngx_str_t *name, const char **value, ngx_str_t *error)
-{
-    u_char  *copy;
-
-    if (v->len == 0) {
-        return NGX_OK;
-    }
-
-    if (ngx_strlchr(v->data, v->data + v->len, '\0') != NULL) {
-        error->len = ngx_sprintf(error->data,
-                                 "%s \"%V\" contains a NUL character",
-                                 what, name)
-                     - error->data;
-        return NGX_DECLINED;
-    }
-
-    copy = ngx_pnalloc(ctx->request->pool, v->len + 1);
-    if (copy == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(copy, v->data, v->len);
-    copy[v->len] = '\0';
-    *value = (const char *) copy;
-
-    return NGX_OK;
-}
-
-
-/*
- * A query parameter, decoded as application/x-www-form-urlencoded.
- * NGX_DECLINED: absent or empty.
- */
-ngx_int_t
-ngx_http_recovery_query_arg(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *decoded)
-{
-    u_char     *src, *p;
-    ngx_str_t   raw;
-
-    if (ngx_http_arg(r, name->data, name->len, &raw) != NGX_OK
-        || raw.len == 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    src = ngx_pnalloc(r->pool, 2 * raw.len);
-    if (src == NULL) {
-        return NGX_ERROR;
-    }
-
-    decoded->data = src + raw.len;
-
-    /* '+' is a space */
-    for (p = src; p < src + raw.len; p++) {
-        *p = (raw.data[p - src] == '+') ? ' ' : raw.data[p - src];
-    }
-
-    p = decoded->data;
-    ngx_unescape_uri(&p, &src, raw.len, 0);
-    decoded->len = p - decoded->data;
 
     return NGX_OK;
 }

@@ -38,7 +38,7 @@ build/jwt-test: t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c ngx_recov
 	$(CC) $(JWT_CFLAGS) -o $@ t/unit/jwt-test.c ngx_recovery/ngx_http_recovery_jwt.c -ljson-c -lcrypto
 
 # the statement reader's thread, with ThreadSanitizer
-READER_SOURCES := pg_recovery/statement_reader.c pg_recovery/payment_lines.c \
+READER_SOURCES := pg_recovery/statement_reader.c pg_recovery/payment_line.c pg_recovery/payment_csv.c \
 	pg_recovery/payment_tokens.c pg_recovery/extract_csv.c pg_recovery/extract_common.c
 build/statement-reader-test: t/unit/statement-reader-test.c $(READER_SOURCES) $(wildcard pg_recovery/*.h)
 	@mkdir -p build
@@ -54,7 +54,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 	-Ipg_recovery $(shell pkg-config --cflags gmime-3.0 2>/dev/null)
 FUZZ_PARSERS := pg_recovery/extract_common.c pg_recovery/extract_csv.c \
 	pg_recovery/extract_text.c pg_recovery/extract_email.c pg_recovery/statement_reader.c \
-	pg_recovery/payment_lines.c pg_recovery/payment_tokens.c t/fuzz/alloc.c
+	pg_recovery/payment_line.c pg_recovery/payment_csv.c pg_recovery/payment_tokens.c t/fuzz/alloc.c
 FUZZ_TARGETS := build/fuzz-csv build/fuzz-text build/fuzz-email
 
 build/fuzz-%: t/fuzz/fuzz_%.c $(FUZZ_PARSERS) $(wildcard pg_recovery/*.h)

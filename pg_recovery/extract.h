@@ -24,9 +24,14 @@
 #define EXTRACT_MAX_ATTACHMENTS	50
 #define EXTRACT_MAX_TEXT		(1024 * 1024)
 
-/* provided by the host */
+/*
+ * Provided by the host, with extract_own_thread: true on a thread of the
+ * host's own (the statement reader's, statement_reader.c), where memory
+ * must come from malloc, never from PostgreSQL.
+ */
 extern void *extract_realloc(void *pointer, size_t size);
 extern void extract_free(void *pointer);
+extern __thread bool extract_own_thread;
 
 typedef struct ExtractError
 {

@@ -38,34 +38,6 @@ recovery_define_extraction_gucs(void)
 							 NULL, NULL, NULL);
 }
 
-/*
- * The parsers allocate in the caller's memory context, or with malloc on
- * the statement reader's thread.
- */
-void *
-extract_realloc(void *pointer, size_t size)
-{
-	if (statement_reader_thread)
-	{
-		/* on the statement reader's thread: nothing of PostgreSQL */
-		void	   *moved = realloc(pointer, size);
-
-		if (moved == NULL)
-			statement_reader_out_of_memory();
-		return moved;
-	}
-	return pointer ? repalloc(pointer, size) : palloc(size);
-}
-
-void
-extract_free(void *pointer)
-{
-	if (statement_reader_thread)
-		free(pointer);
-	else if (pointer)
-		pfree(pointer);
-}
-
 static void
 report_unreadable(const char *what, const ExtractError *error)
 {

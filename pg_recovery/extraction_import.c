@@ -17,6 +17,7 @@
 #include "recovery.h"
 #include "bulk_insert.h"
 #include "extraction.h"
+#include "payment_tokens.h"
 #include "reconcile.h"
 
 #include "access/xact.h"

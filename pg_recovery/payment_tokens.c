@@ -6,7 +6,7 @@
  *		number (CUST-…) in upper case, and the payer's name in lower case,
  *		each with its hash.  The rules themselves are in reconcile.c.
  */
-#include "payment_lines.h"
+#include "payment_tokens.h"
 
 #include <string.h>
 

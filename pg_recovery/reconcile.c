@@ -23,7 +23,7 @@
  * in case_record_payment(), and the line waits for review.
  */
 #include "recovery.h"
-#include "payment_lines.h"
+#include "payment_tokens.h"
 #include "reconcile.h"
 
 #include "access/xact.h"

@@ -6,7 +6,7 @@
 #ifndef RECOVERY_RECONCILE_H
 #define RECOVERY_RECONCILE_H
 
-#include "payment_lines.h"
+#include "payment_line.h"
 
 typedef struct ReconcileState ReconcileState;
 

@@ -28,7 +28,7 @@
 /* raised by recovery.idempotency_begin() (SQL) */
 #define ERRCODE_RECOVERY_IDEMPOTENCY_REUSED	MAKE_SQLSTATE('P','R','0','1','0')
 
-/* Roles created by the install script; see sql/pg_recovery--0.1.sql. */
+/* Roles created by the install script; see sql/src/roles.sql. */
 #define RECOVERY_ROLE_ADMIN			"recovery_admin"
 #define RECOVERY_ROLE_MANAGER		"recovery_manager"
 
@@ -47,7 +47,7 @@ extern void recovery_current_actor(RecoveryActor *actor);
 extern void recovery_require_role(const char *rolename, const char *action);
 extern bool recovery_caller_has_role(const char *rolename);
 
-/* money.c: formatting for messages a person reads */
+/* currencies.c: amounts checked, and written for messages a person reads */
 extern char *recovery_format_money(int64 amount, const char *currency);
 extern void recovery_check_currency(const char *currency);
 extern void recovery_check_amount(int64 amount, const char *what);
@@ -62,7 +62,7 @@ typedef struct RecoveryCase
 	int64		customer_id;
 } RecoveryCase;
 
-/* state_machine.c: shared with money.c */
+/* state_machine.c: the case as money.c changes it too */
 extern void recovery_lock_case(int64 case_id, RecoveryCase *rcase);
 extern bool recovery_state_is_terminal(const char *state);
 extern int64 recovery_insert_case_event(int64 case_id, int64 customer_id,

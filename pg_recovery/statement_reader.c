@@ -5,8 +5,8 @@
  *		the backend then stores each batch while the thread reads the next,
  *		and an import takes about as long as storing alone.
  *
- * The thread runs plain C only (extract_csv.c, payment_lines.c, OpenSSL),
- * allocates with malloc (extract_realloc() sees statement_reader_thread),
+ * The thread runs plain C only (extract_csv.c, payment_csv.c, OpenSSL),
+ * allocates with malloc (extract_realloc() sees extract_own_thread),
  * blocks every signal so that PostgreSQL's handlers run on the backend's
  * own thread, and never calls into PostgreSQL.  At most MAX_QUEUED batches
  * wait for the backend, so memory stays bounded whatever the file's size.
@@ -23,8 +23,6 @@
 #include <time.h>
 
 #define MAX_QUEUED 4
-
-__thread bool statement_reader_thread = false;
 
 struct StatementReader
 {
@@ -134,13 +132,6 @@ read_all(StatementReader *reader)
 	reader->filling = NULL;
 }
 
-/* extract_realloc() found no memory on the thread: give up reading */
-void
-statement_reader_out_of_memory(void)
-{
-	pthread_exit(NULL);
-}
-
 static void
 thread_gave_up(void *arg)
 {
@@ -158,7 +149,7 @@ thread_main(void *arg)
 {
 	StatementReader *reader = arg;
 
-	statement_reader_thread = true;
+	extract_own_thread = true;
 	pthread_cleanup_push(thread_gave_up, reader);
 	read_all(reader);
 	mark_done(reader);

@@ -13,7 +13,7 @@
 #ifndef RECOVERY_STATEMENT_READER_H
 #define RECOVERY_STATEMENT_READER_H
 
-#include "payment_lines.h"
+#include "payment_csv.h"
 
 /* files from this size on are read on a thread */
 #define STATEMENT_READER_THREAD_FROM (1024 * 1024)
@@ -26,12 +26,6 @@ typedef enum StatementReaderStatus
 } StatementReaderStatus;
 
 typedef struct StatementReader StatementReader;
-
-/* true on the reader's thread: its allocations are malloc's, not palloc's */
-extern __thread bool statement_reader_thread;
-
-/* for extract_realloc() on the thread: gives up reading */
-extern void statement_reader_out_of_memory(void) __attribute__((noreturn));
 
 /* NULL when out of memory */
 extern StatementReader *statement_reader_start(const char *input, size_t len,

@@ -7,6 +7,8 @@
 
 #include "extract.h"
 
+__thread bool extract_own_thread = false;
+
 void *
 extract_realloc(void *pointer, size_t size)
 {

@@ -1,115 +1,19 @@
 /*
- * payment_lines.c
+ * payment_csv.c
  *		From what the CSV parser read to a payment: the currency (the
  *		record's or the mapping's default), the amount exactly in its minor
  *		units, the date, and the fingerprint.  Plain C (malloc, OpenSSL): it
  *		runs on the statement reader's thread, where no PostgreSQL function
  *		may be called.
  */
-#include "payment_lines.h"
+#include "payment_csv.h"
+#include "payment_tokens.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
-
-#define ARENA_BLOCK (256 * 1024)
-
-const char *const payment_status_names[PAYMENT_STATUS_COUNT] = {
-	"applied", "review", "unmatched", "ignored"
-};
-
-typedef struct PaymentArenaBlock
-{
-	struct PaymentArenaBlock *next;
-	char		data[];
-} PaymentArenaBlock;
-
-char *
-payment_arena_strdup(PaymentArena *arena, const char *text)
-{
-	size_t		size;
-	char	   *copy;
-
-	if (text == NULL || text[0] == '\0')
-		return NULL;
-	size = strlen(text) + 1;
-	if (size > arena->left)
-	{
-		size_t		block_size = size > ARENA_BLOCK ? size : ARENA_BLOCK;
-		PaymentArenaBlock *block = malloc(sizeof(PaymentArenaBlock) + block_size);
-
-		if (block == NULL)
-			return NULL;
-		block->next = arena->blocks;
-		arena->blocks = block;
-		arena->next = block->data;
-		arena->left = block_size;
-	}
-	copy = arena->next;
-	memcpy(copy, text, size);
-	arena->next += size;
-	arena->left -= size;
-	return copy;
-}
-
-PaymentBatch *
-payment_batch_new(void)
-{
-	PaymentBatch *batch = malloc(sizeof(PaymentBatch));
-
-	if (batch)
-	{
-		batch->count = 0;
-		batch->next = NULL;
-		memset(&batch->arena, 0, sizeof(batch->arena));
-	}
-	return batch;
-}
-
-void
-payment_batch_clear(PaymentBatch *batch)
-{
-	PaymentArenaBlock *block = batch->arena.blocks,
-			   *next;
-
-	batch->count = 0;
-	batch->next = NULL;
-	if (block == NULL)
-		return;
-	for (next = block->next; next; next = block->next)
-	{
-		block->next = next->next;
-		free(next);
-	}
-	/* the block kept is the newest, of at least ARENA_BLOCK bytes */
-	batch->arena.next = block->data;
-	batch->arena.left = ARENA_BLOCK;
-}
-
-void
-payment_arena_free(PaymentArena *arena)
-{
-	PaymentArenaBlock *block,
-			   *next;
-
-	for (block = arena->blocks; block; block = next)
-	{
-		next = block->next;
-		free(block);
-	}
-	memset(arena, 0, sizeof(*arena));
-}
-
-void
-payment_batch_free(PaymentBatch *batch)
-{
-	if (batch == NULL)
-		return;
-	payment_arena_free(&batch->arena);
-	free(batch);
-}
 
 /*
  * Records seen in this file, by the first 8 bytes of their digest, in an

@@ -1,22 +1,21 @@
 /*
- * payment_lines.h
+ * payment_line.h
  *		Payments found in a statement or a text, as the extension carries
  *		them from parsing to storing: exact minor units, the date, the
- *		fingerprint that makes a second import add nothing, and what
- *		matching (reconcile.c) made of them.
+ *		fingerprint that makes a second import add nothing, the tokens that
+ *		matching looks up, and what matching (reconcile.c) made of them;
+ *		and the memory they live in, freed a batch at a time.
  *
- * Plain C with no PostgreSQL calls (payment_lines.c), because statements
+ * Plain C with no PostgreSQL calls (payment_line.c), because statements
  * are read on a thread of their own (statement_reader.c) while the backend
  * stores what was read before.
  */
-#ifndef RECOVERY_PAYMENT_LINES_H
-#define RECOVERY_PAYMENT_LINES_H
+#ifndef RECOVERY_PAYMENT_LINE_H
+#define RECOVERY_PAYMENT_LINE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "extract.h"
 
 #define FINGERPRINT_LENGTH 32
 #define PAYMENT_BATCH_LINES 4096
@@ -99,27 +98,11 @@ typedef struct PaymentCurrency
 	int			minor_units;
 } PaymentCurrency;
 
-/* Reading: currencies, and how often each record was seen in the file. */
-typedef struct PaymentReader PaymentReader;
-
-/* NULL when out of memory */
-extern PaymentReader *payment_reader_new(const PaymentCurrency *currencies, int n_currencies,
-										 const char *default_currency, size_t expected_lines);
-extern void payment_reader_free(PaymentReader *reader);
-
-/* A CSV record as a payment line, its fingerprint included; false when out of memory. */
-extern bool payment_reader_convert(PaymentReader *reader, const CsvLine *csv,
-								   PaymentLine *line, PaymentArena *arena);
-
-/* the line's tokens, from its reference and payer; false when out of memory */
-extern bool payment_line_tokens(PaymentLine *line, PaymentArena *arena);
-extern uint32_t payment_token_hash(const char *token);
-
+extern char *payment_arena_strdup(PaymentArena *arena, const char *text);
 extern void payment_arena_free(PaymentArena *arena);
 extern PaymentBatch *payment_batch_new(void);
 /* empties a batch for reuse, keeping one block of its arena */
 extern void payment_batch_clear(PaymentBatch *batch);
 extern void payment_batch_free(PaymentBatch *batch);
-extern char *payment_arena_strdup(PaymentArena *arena, const char *text);
 
-#endif							/* RECOVERY_PAYMENT_LINES_H */
+#endif							/* RECOVERY_PAYMENT_LINE_H */

@@ -2,6 +2,7 @@
 // user except sign in.  Views render text only (dom.js) and call the API.
 import { h, mount } from './dom.js';
 import { api, session } from './api.js';
+import { parseHash, go, say } from './nav.js';
 import * as signin from './views/signin.js';
 import * as dashboard from './views/dashboard.js';
 import * as cases from './views/cases.js';
@@ -28,20 +29,6 @@ const routes = [
 ];
 
 const main = document.getElementById('main');
-
-export function parseHash() {
-  const [path, query = ''] = (location.hash.slice(1) || '/').split('?');
-  return { path, params: new URLSearchParams(query) };
-}
-
-export function go(path, params) {
-  const query = params && [...params].length ? `?${params}` : '';
-  location.hash = `#${path}${query}`;
-}
-
-export function say(message) {
-  document.getElementById('status').textContent = message || '';
-}
 
 function navigation(current) {
   const canAudit = session.me?.may?.audit;

@@ -2,7 +2,7 @@
 import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
 import { date } from '../format.js';
-import { go } from '../app.js';
+import { go } from '../nav.js';
 
 export async function render(main, { params }) {
   const query = new URLSearchParams({ limit: '50' });

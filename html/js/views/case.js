@@ -5,7 +5,7 @@
 import { h, mount, fields, keepDraft } from '../dom.js';
 import { api, upload, session } from '../api.js';
 import { money, parseMoney, date } from '../format.js';
-import { say } from '../app.js';
+import { say } from '../nav.js';
 
 export async function render(main, { match }) {
   const id = match[1];

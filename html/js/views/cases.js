@@ -2,7 +2,7 @@
 import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
 import { money } from '../format.js';
-import { go } from '../app.js';
+import { go } from '../nav.js';
 
 const SORTS = [['-updated_at', 'Recently changed'], ['-balance', 'Largest balance'], ['balance', 'Smallest balance'],
   ['opened_at', 'Oldest'], ['id', 'Case number']];

@@ -2,7 +2,7 @@
 import { h, mount } from '../dom.js';
 import { api, session } from '../api.js';
 import { money, date } from '../format.js';
-import { say } from '../app.js';
+import { say } from '../nav.js';
 
 export async function render(main, { match }) {
   const id = match[1];

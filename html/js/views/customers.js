@@ -1,7 +1,7 @@
 // Customers: search by name, email or reference, page by page.
 import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
-import { go } from '../app.js';
+import { go } from '../nav.js';
 
 export async function render(main, { params }) {
   const query = new URLSearchParams({ limit: '25' });

@@ -2,7 +2,7 @@
 import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api } from '../api.js';
 import { money, date } from '../format.js';
-import { go } from '../app.js';
+import { go } from '../nav.js';
 
 const FILTERS = ['status', 'due_from', 'due_to', 'customer_id'];
 

@@ -2,7 +2,7 @@
 import { h, mount, nextPageLink } from '../dom.js';
 import { api, session } from '../api.js';
 import { money, date } from '../format.js';
-import { say } from '../app.js';
+import { say } from '../nav.js';
 
 // Lines no rule matched are listed per extraction only: a bank statement
 // brings many that are none of ours.

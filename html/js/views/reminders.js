@@ -3,7 +3,7 @@
 import { h, mount, fields, nextPageLink } from '../dom.js';
 import { api, session } from '../api.js';
 import { date } from '../format.js';
-import { say } from '../app.js';
+import { say } from '../nav.js';
 
 export async function render(main, { params }) {
   const status = params.get('status') || '';

@@ -536,6 +536,13 @@ recovery_audit_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("recovery.audit_trigger() must be an AFTER ... FOR EACH ROW trigger")));
 
+	/* pg_restore brings the trail with the rows: it gets no second one */
+	if (recovery_restoring())
+	{
+		recovery_restore_hold();
+		return PointerGetDatum(NULL);
+	}
+
 	memset(&row, 0, sizeof(row));
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
@@ -634,6 +641,7 @@ typedef struct VerifyResult
 	int			chains;
 	int64		first_broken_id;
 	char	   *first_problem;
+	bool		missing;		/* business rows without any audit row */
 } VerifyResult;
 
 static void
@@ -648,6 +656,27 @@ note_broken(VerifyResult *result, int64 id, int32 chain, int64 seq,
 													psprintf("chain %d, seq " INT64_FORMAT ": %s",
 															 chain, seq, problem));
 	}
+}
+
+/*
+ * No audit row at all is only right where nothing was ever written: a
+ * database with business rows and no trail lost it (a data-only restore
+ * of the business tables, say), and is not "ok".
+ */
+static void
+note_missing_trail(VerifyResult *result)
+{
+	recovery_spi_exec("SELECT (SELECT count(*) FROM recovery.customers) "
+					  "+ (SELECT count(*) FROM recovery.payments) "
+					  "+ (SELECT count(*) FROM recovery.recovery_cases) "
+					  "+ (SELECT count(*) FROM recovery.users)",
+					  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	if (strcmp(recovery_spi_text(0, 1), "0") == 0)
+		return;
+	result->missing = true;
+	result->first_problem = MemoryContextStrdup(TopTransactionContext,
+												psprintf("the audit trail is empty, but there are %s customers, payments, cases and users: the rows it should record are not there",
+														 recovery_spi_text(0, 1)));
 }
 
 static const uint8 *
@@ -803,10 +832,12 @@ recovery_audit_verify(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(cursor);
+	if (result.rows_checked == 0)
+		note_missing_trail(&result);
 	SPI_finish();
 	MemoryContextDelete(batch_context);
 
-	values[0] = BoolGetDatum(result.broken_rows == 0);
+	values[0] = BoolGetDatum(result.broken_rows == 0 && !result.missing);
 	values[1] = Int64GetDatum(result.rows_checked);
 	values[2] = Int32GetDatum(result.chains);
 	values[3] = Int64GetDatum(result.broken_rows);
@@ -814,6 +845,7 @@ recovery_audit_verify(PG_FUNCTION_ARGS)
 	{
 		values[4] = Int64GetDatum(result.first_broken_id);
 		values[5] = CStringGetTextDatum(result.first_problem);
+		nulls[4] = result.missing;
 	}
 	else
 		nulls[4] = nulls[5] = true;

@@ -76,6 +76,11 @@ extern HeapTupleHeader recovery_case_row(int64 case_id);
 /* audit.c */
 extern void recovery_audit_init(void);
 
+/* restore.c: a database restored from a dump */
+extern bool recovery_restoring(void);
+extern void recovery_restore_hold(void);
+extern bool recovery_restore_held(void);
+
 /* render.c, contact_rules.c, delivery.c: settings and the worker */
 extern void recovery_define_render_gucs(void);
 extern void recovery_define_contact_gucs(void);

@@ -184,6 +184,15 @@ recovery_run_reminders(PG_FUNCTION_ARGS)
 
 	INSTR_TIME_SET_CURRENT(start_time);
 	SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC);
+	if (recovery_restore_held())
+	{
+		SPI_finish();
+		ereport(NOTICE,
+				(errmsg("run_reminders: nothing queued: this database was restored from a dump and holds"),
+				 errdetail("A copy must not send reminders its original already sent."),
+				 errhint("Once the copy should work on its own, run SELECT recovery.restore_release().")));
+		PG_RETURN_VOID();
+	}
 	while (next_range_end(after, batch_size, &range_end))
 	{
 		queued += queue_range(now, after, range_end);

@@ -33,6 +33,8 @@ COMMENT ON COLUMN audit_log.old_row IS 'The row before a DELETE; for an UPDATE, 
 COMMENT ON COLUMN audit_log.new_row IS 'The row after an INSERT or UPDATE.';
 COMMENT ON COLUMN audit_log.erased_at IS 'Set when personal data was erased from old_row/new_row; the digests keep the chain verifiable.';
 GRANT SELECT ON audit_log TO recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('audit_log_id_seq', '');
 
 CREATE FUNCTION audit_trigger() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'recovery_audit_trigger';

@@ -61,6 +61,8 @@ COMMENT ON COLUMN recovery_cases.dunning_policy_id IS 'The dunning policy of thi
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON recovery_cases
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON recovery_cases TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('recovery_cases', '');
+SELECT pg_catalog.pg_extension_config_dump('recovery_cases_id_seq', '');
 
 CREATE TABLE case_events (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -81,6 +83,8 @@ COMMENT ON TABLE case_events IS 'The history of every case: transitions, and the
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON case_events
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON case_events TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('case_events', '');
+SELECT pg_catalog.pg_extension_config_dump('case_events_id_seq', '');
 
 CREATE TABLE promises (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -104,6 +108,8 @@ COMMENT ON TABLE promises IS 'Promises to pay and the instalments of payment pla
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON promises
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON promises TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('promises', '');
+SELECT pg_catalog.pg_extension_config_dump('promises_id_seq', '');
 
 CREATE TABLE case_notes (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -119,6 +125,8 @@ COMMENT ON TABLE case_notes IS 'Free-text notes of the people who work a case (p
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON case_notes
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON case_notes TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('case_notes', '');
+SELECT pg_catalog.pg_extension_config_dump('case_notes_id_seq', '');
 
 -- The state machine applied to a case (C, state_machine.c)
 CREATE FUNCTION case_transitions(case_id bigint, OUT event text, OUT from_state text,
@@ -253,6 +261,11 @@ DECLARE
     defaulted integer := 0;
     failed integer := 0;
 BEGIN
+    -- a restored copy fires nothing its original may have fired already
+    IF recovery.restore_held() THEN
+        RETURN jsonb_build_object('promises_broken', 0, 'plans_defaulted', 0, 'skipped', 0,
+                                  'held', 'restored from a dump: see recovery.restore_release()');
+    END IF;
     FOR late IN
         SELECT c.id AS case_id, c.version, c.state,
                bool_or(p.kind = 'instalment') AS instalment, min(p.due_date) AS due_date

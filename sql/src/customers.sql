@@ -26,6 +26,8 @@ COMMENT ON COLUMN customers.dunning_policy_id IS 'The dunning policy of this cus
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON customers
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON customers TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('customers', '');
+SELECT pg_catalog.pg_extension_config_dump('customers_id_seq', '');
 
 -- Business functions (SQL): plain records without rules of their own
 CREATE FUNCTION customer_create(external_ref text, name text, email text DEFAULT NULL,

@@ -14,6 +14,7 @@ INSERT INTO delivery_circuits (channel) VALUES ('email'), ('sms'), ('letter'), (
 COMMENT ON TABLE delivery_circuits IS
     'The circuit breaker of each channel: open after recovery.circuit_failure_threshold failures in a row, one probe after recovery.circuit_cooldown, closed on success.';
 GRANT SELECT ON delivery_circuits TO recovery_viewer, recovery_auditor;
+-- not in dumps: a copy starts with its circuits closed, as an install does
 
 -- Whether a queued message may go out at "at": send, defer (until), or
 -- cancel (reason).  The recipient is the case's own customer, as now.
@@ -96,6 +97,10 @@ DECLARE
     cu recovery.customers;
     address text;
 BEGIN
+    -- a restored copy sends nothing its original may have sent already
+    IF recovery.restore_held() THEN
+        RETURN;
+    END IF;
     -- an open circuit whose cool-down is over lets one probe through
     UPDATE recovery.delivery_circuits dc SET state = 'half_open', updated_at = now()
      WHERE dc.channel = ANY (channels) AND dc.state = 'open' AND dc.retry_at <= now();
@@ -308,10 +313,14 @@ CREATE FUNCTION delivery_problem() RETURNS jsonb
         'message', 'pg_recovery is not in shared_preload_libraries: reminders are queued but not delivered.',
         'detail', 'The delivery worker, which sends the outbox by SMTP and webhooks, starts only with the server.',
         'hint', 'Add pg_recovery to shared_preload_libraries (after pg_cron) and restart PostgreSQL; nothing queued meanwhile is lost.')
+    WHEN recovery.restore_held() THEN jsonb_build_object(
+        'message', 'This database was restored from a dump: reminders, delivery and the scheduled jobs hold.',
+        'detail', 'A copy must not send what its original already sent; its outbox waits as it was.',
+        'hint', 'When the copy should work on its own, an administrator runs SELECT recovery.restore_release().')
     END
 $$;
 COMMENT ON FUNCTION delivery_problem() IS
-    'Why messages are not delivered, as message, detail and hint, when the server cannot run the delivery worker; NULL when it can.';
+    'Why messages are not delivered, as message, detail and hint: the server cannot run the delivery worker, or a restore holds; NULL when nothing stops them.';
 
 DO $$
 DECLARE

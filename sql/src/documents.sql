@@ -23,6 +23,8 @@ COMMENT ON TABLE documents IS 'Files of a case (statements, letters, proofs of p
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON documents
     FOR EACH ROW EXECUTE FUNCTION audit_trigger('content');
 GRANT SELECT (id, case_id, customer_id, filename, content_type, size, sha256, uploaded_by, created_at, erased_at) ON documents TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('documents', '');
+SELECT pg_catalog.pg_extension_config_dump('documents_id_seq', '');
 
 CREATE TYPE document_file AS (content_type text, filename text, content bytea);
 

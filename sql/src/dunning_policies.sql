@@ -16,6 +16,8 @@ COMMENT ON TABLE dunning_policies IS
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON dunning_policies
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON dunning_policies TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('dunning_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('dunning_policies_id_seq', '');
 
 -- the reason a list of steps is not a policy, or NULL
 CREATE FUNCTION dunning_steps_problem(steps jsonb) RETURNS text

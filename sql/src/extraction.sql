@@ -44,6 +44,8 @@ COMMENT ON TABLE bank_mappings IS
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON bank_mappings
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON bank_mappings TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('bank_mappings', '');
+SELECT pg_catalog.pg_extension_config_dump('bank_mappings_id_seq', '');
 
 CREATE FUNCTION bank_mapping_save(name text, mapping jsonb) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -121,6 +123,8 @@ COMMENT ON COLUMN extractions.booked_from IS
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON extractions
     FOR EACH ROW EXECUTE FUNCTION audit_trigger('result');
 GRANT SELECT ON extractions TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('extractions', '');
+SELECT pg_catalog.pg_extension_config_dump('extractions_id_seq', '');
 
 -- No foreign keys: a statement brings a million lines at once, and a
 -- foreign key check per line cost more than the import itself (see
@@ -164,6 +168,8 @@ COMMENT ON COLUMN extraction_lines.id IS
 CREATE TRIGGER audit AFTER UPDATE OR DELETE ON extraction_lines
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON extraction_lines TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('extraction_lines', '');
+SELECT pg_catalog.pg_extension_config_dump('extraction_lines_id_seq', '');
 
 -- Money recorded against the line's case as any payment is; a line the
 -- case cannot take (closed, overpaid, another currency) goes to review.
@@ -419,6 +425,9 @@ DECLARE
     outcome jsonb;
     done integer := 0;
 BEGIN
+    IF recovery.restore_held() THEN
+        RETURN 0;
+    END IF;
     FOR task IN SELECT * FROM recovery.tasks t
                  WHERE t.kind = 'extraction' AND t.state = 'scheduled' AND t.run_at <= now()
                  ORDER BY t.run_at, t.id LIMIT 100 FOR UPDATE SKIP LOCKED LOOP

@@ -24,6 +24,7 @@ COMMENT ON TABLE idempotency_keys IS
 COMMENT ON COLUMN idempotency_keys.owner IS 'Who sent the request: recovery.actor (a user''s email or api-key:<name>).';
 COMMENT ON COLUMN idempotency_keys.request_hash IS 'SHA-256 of the request body, hex: the same key with another body is refused.';
 GRANT SELECT ON idempotency_keys TO recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('idempotency_keys', '');
 
 CREATE FUNCTION idempotency_begin(key text, route text, request_hash text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp

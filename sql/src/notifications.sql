@@ -35,6 +35,8 @@ COMMENT ON COLUMN notifications.message_id IS 'Stable across resends: the email'
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON notifications
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON notifications TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('notifications_id_seq', '');
 
 CREATE FUNCTION notifications_wake_worker() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

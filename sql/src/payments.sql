@@ -29,6 +29,8 @@ COMMENT ON COLUMN payments.kind IS 'principal: what the customer owed; fee: a du
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON payments
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON payments TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('payments', '');
+SELECT pg_catalog.pg_extension_config_dump('payments_id_seq', '');
 
 CREATE TABLE receipts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -49,6 +51,8 @@ COMMENT ON COLUMN receipts.unallocated IS 'Overpayment kept as a credit to refun
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON receipts
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON receipts TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('receipts', '');
+SELECT pg_catalog.pg_extension_config_dump('receipts_id_seq', '');
 
 CREATE TABLE receipt_allocations (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -62,6 +66,8 @@ COMMENT ON TABLE receipt_allocations IS 'How each receipt paid the case''s payme
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON receipt_allocations
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON receipt_allocations TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('receipt_allocations', '');
+SELECT pg_catalog.pg_extension_config_dump('receipt_allocations_id_seq', '');
 
 CREATE FUNCTION payment_create(customer_id bigint, external_ref text, amount bigint,
                                currency text, due_date date)

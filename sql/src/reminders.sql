@@ -60,6 +60,8 @@ COMMENT ON TABLE dunning_holds IS
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON dunning_holds
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON dunning_holds TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('dunning_holds', '');
+SELECT pg_catalog.pg_extension_config_dump('dunning_holds_id_seq', '');
 
 CREATE TABLE reminder_runs (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -73,6 +75,8 @@ CREATE TABLE reminder_runs (
 );
 COMMENT ON TABLE reminder_runs IS 'One row per run_reminders(): how many cases in how many batches, and what it queued.';
 GRANT SELECT ON reminder_runs TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('reminder_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('reminder_runs_id_seq', '');
 
 CREATE FUNCTION local_date(time_zone text, at timestamptz) RETURNS date
     LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'recovery_local_date';
@@ -109,6 +113,9 @@ DECLARE
     queued bigint;
     done integer := 0;
 BEGIN
+    IF recovery.restore_held() THEN
+        RETURN 0;
+    END IF;
     FOR task IN SELECT * FROM recovery.tasks t
                  WHERE t.kind = 'reminder' AND t.state = 'scheduled' AND t.run_at <= perform_reminder_tasks.now
                  ORDER BY t.run_at, t.id LIMIT 1000 FOR UPDATE SKIP LOCKED LOOP

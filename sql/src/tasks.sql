@@ -30,6 +30,8 @@ COMMENT ON TABLE tasks IS
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON tasks
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON tasks TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('tasks', '');
+SELECT pg_catalog.pg_extension_config_dump('tasks_id_seq', '');
 
 CREATE FUNCTION task_worker() RETURNS text
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp

@@ -18,6 +18,8 @@ COMMENT ON COLUMN templates.html_body IS 'Email only: an HTML alternative to bod
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON templates
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON templates TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('templates', '');
+SELECT pg_catalog.pg_extension_config_dump('templates_id_seq', '');
 
 CREATE FUNCTION template_placeholders() RETURNS text[]
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp

@@ -19,6 +19,8 @@ COMMENT ON COLUMN users.password_hash IS 'pbkdf2-sha256$iterations$salt$hash, ma
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION audit_trigger('password_hash');
 GRANT SELECT (id, email, display_name, role, disabled, created_at, updated_at, version) ON users TO recovery_viewer, recovery_auditor;
+SELECT pg_catalog.pg_extension_config_dump('users', '');
+SELECT pg_catalog.pg_extension_config_dump('users_id_seq', '');
 
 CREATE TABLE api_keys (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -36,6 +38,8 @@ COMMENT ON TABLE api_keys IS 'Keys of automation clients, stored as SHA-256 of t
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON api_keys
     FOR EACH ROW EXECUTE FUNCTION audit_trigger('key_hash');
 GRANT SELECT (id, name, role, key_prefix, created_at, revoked_at, version) ON api_keys TO recovery_auditor, recovery_admin;
+SELECT pg_catalog.pg_extension_config_dump('api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('api_keys_id_seq', '');
 
 CREATE FUNCTION password_hash(password text) RETURNS text
     LANGUAGE c STRICT VOLATILE

@@ -12,7 +12,13 @@ use Test::More;
 use DBI;
 use Recovery::Test qw(connect_db);
 
-my @earlier = qw(0.1 0.2 0.3 0.4 0.5);
+# every version released before the current one: 0.1 and those an upgrade
+# script leads to
+my $sql = "$FindBin::Bin/../../sql";
+my %released = ('0.1' => 1);
+for (glob("$sql/pg_recovery--*--*.sql")) {
+    $released{$1} = 1 if /--[\d.]+--([\d.]+)\.sql$/;
+}
 
 # One row per catalog fact: (what, which, its description).  ACLs are
 # compared as they act (a NULL ACL is the default one), and columns by name
@@ -26,6 +32,11 @@ rels AS (
     SELECT c.* FROM pg_class c, ext WHERE c.relnamespace = ext.extnamespace)
 SELECT 'extension', extname::text, extversion || ' ' || extrelocatable::text
   FROM pg_extension WHERE extname = 'pg_recovery'
+UNION ALL
+-- what pg_dump keeps of the extension's tables, and with which filter
+SELECT 'dumped', c.oid::regclass::text, coalesce(e.extcondition[i], '')
+  FROM pg_extension e, generate_subscripts(e.extconfig, 1) i, pg_class c
+ WHERE e.extname = 'pg_recovery' AND c.oid = e.extconfig[i]
 UNION ALL
 SELECT 'member', pg_describe_object(classid, objid, 0), '' FROM members
 UNION ALL
@@ -130,6 +141,9 @@ my $make = sub {
 $make->("catalog_fresh_$$", 'CREATE EXTENSION pg_recovery');
 my $fresh = catalog_of("catalog_fresh_$$");
 my $current = (split / /, $fresh->{'extension pg_recovery'})[0];
+my @earlier = sort { version($a) <=> version($b) } grep { $_ ne $current } keys %released;
+sub version { my ($major, $minor) = split /\./, $_[0]; return $major * 1000 + $minor }
+ok(scalar(@earlier) >= 6, "the released versions before $current: @earlier");
 ok(scalar(grep { /^function / } keys %$fresh) > 100,
    "a fresh install of $current has the extension's functions")
     or diag(join ', ', sort keys %$fresh);

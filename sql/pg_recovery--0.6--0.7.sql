@@ -379,3 +379,81 @@ $$;
 COMMENT ON FUNCTION perform_reminder_tasks(timestamptz) IS
     'Performs due tasks of kind reminder: the named template, or the case''s next due dunning step; run by run_reminders.';
 GRANT EXECUTE ON FUNCTION perform_reminder_tasks(timestamptz) TO recovery_automation, recovery_admin;
+
+-------------------------------------------------------------------------------
+-- Contact preferences name channels that exist, each true or false
+-------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION customer_update(customer_id bigint, expected_version integer,
+                                name text DEFAULT NULL, email text DEFAULT NULL,
+                                phone text DEFAULT NULL, locale text DEFAULT NULL,
+                                time_zone text DEFAULT NULL,
+                                contact_preferences jsonb DEFAULT NULL)
+    RETURNS customers
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    current recovery.customers;
+    updated recovery.customers;
+    refused record;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_agent')
+       AND NOT recovery.caller_has_role('recovery_automation') THEN
+        RAISE EXCEPTION 'permission denied to update customers'
+            USING ERRCODE = '42501', HINT = 'Ask an agent to do it.';
+    END IF;
+    IF expected_version IS NULL THEN
+        RAISE EXCEPTION 'expected_version is required' USING ERRCODE = 'PR004',
+            HINT = 'Send the version of the customer you read.';
+    END IF;
+    SELECT * INTO current FROM recovery.customers c WHERE c.id = customer_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', customer_id USING ERRCODE = 'PR003';
+    END IF;
+    IF current.version <> expected_version THEN
+        RAISE EXCEPTION 'customer % was changed by someone else', customer_id
+            USING ERRCODE = 'PR002',
+                  DETAIL = format('You expected version %s; the customer is now at version %s.',
+                                  expected_version, current.version),
+                  HINT = 'Reload the customer and apply your change again.';
+    END IF;
+    -- a channel the delivery worker does not know would be consent to nothing
+    IF jsonb_typeof(contact_preferences) = 'object' THEN
+        SELECT k.key, k.value INTO refused FROM jsonb_each(contact_preferences) k
+         WHERE k.key NOT IN ('email', 'sms', 'letter', 'webhook') OR jsonb_typeof(k.value) <> 'boolean'
+         ORDER BY k.key LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'contact preference "%" is not a channel set to true or false', refused.key
+                USING ERRCODE = 'PR004',
+                      DETAIL = format('It is "%s": %s.', refused.key, refused.value),
+                      HINT = 'The channels are email, sms, letter, webhook; each is true (the customer may be contacted on it) or false.';
+        END IF;
+    END IF;
+    IF time_zone IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE time_zone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'unknown time zone "%"', time_zone USING ERRCODE = 'PR004',
+                HINT = 'Use an IANA time zone name such as Europe/Berlin or America/New_York.';
+        END;
+    END IF;
+    UPDATE recovery.customers c
+       SET name = coalesce(customer_update.name, c.name),
+           email = coalesce(customer_update.email, c.email),
+           phone = coalesce(customer_update.phone, c.phone),
+           locale = coalesce(customer_update.locale, c.locale),
+           time_zone = coalesce(customer_update.time_zone, c.time_zone),
+           contact_preferences = coalesce(customer_update.contact_preferences, c.contact_preferences),
+           updated_at = now(),
+           version = c.version + 1
+     WHERE c.id = customer_id
+    RETURNING * INTO updated;
+    RETURN updated;
+EXCEPTION
+    WHEN check_violation OR not_null_violation THEN
+        RAISE EXCEPTION 'invalid customer: %', SQLERRM USING ERRCODE = 'PR004',
+            HINT = 'Email needs an @; phone is E.164 such as +441632960961; locale looks like en-US; contact_preferences is an object.';
+END
+$$;
+COMMENT ON FUNCTION customer_update(bigint, integer, text, text, text, text, text, jsonb) IS
+    'Changes the given fields of a customer if its version is still expected_version; NULL keeps a field.';
+GRANT EXECUTE ON FUNCTION customer_update(bigint, integer, text, text, text, text, text, jsonb) TO recovery_agent, recovery_automation;

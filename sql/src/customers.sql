@@ -72,6 +72,7 @@ CREATE FUNCTION customer_update(customer_id bigint, expected_version integer,
 DECLARE
     current recovery.customers;
     updated recovery.customers;
+    refused record;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent')
        AND NOT recovery.caller_has_role('recovery_automation') THEN
@@ -92,6 +93,18 @@ BEGIN
                   DETAIL = format('You expected version %s; the customer is now at version %s.',
                                   expected_version, current.version),
                   HINT = 'Reload the customer and apply your change again.';
+    END IF;
+    -- a channel the delivery worker does not know would be consent to nothing
+    IF jsonb_typeof(contact_preferences) = 'object' THEN
+        SELECT k.key, k.value INTO refused FROM jsonb_each(contact_preferences) k
+         WHERE k.key NOT IN ('email', 'sms', 'letter', 'webhook') OR jsonb_typeof(k.value) <> 'boolean'
+         ORDER BY k.key LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'contact preference "%" is not a channel set to true or false', refused.key
+                USING ERRCODE = 'PR004',
+                      DETAIL = format('It is "%s": %s.', refused.key, refused.value),
+                      HINT = 'The channels are email, sms, letter, webhook; each is true (the customer may be contacted on it) or false.';
+        END IF;
     END IF;
     IF time_zone IS NOT NULL THEN
         BEGIN

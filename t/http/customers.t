@@ -6,6 +6,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
+use JSON::PP ();
 use Recovery::HTTP qw(http login);
 use Recovery::Test qw(connect_db);
 
@@ -57,10 +58,22 @@ is(http(PATCH => "/api/v1/customers/$id", token => $agent, json => { name => 'No
 is(http(PATCH => "/api/v1/customers/$id", token => $agent,
         json => { expected_version => 2, contact_preferences => [1] })->{status},
    400, 'contact preferences that are not an object: 400');
+$res = http(PATCH => "/api/v1/customers/$id", token => $agent,
+            json => { expected_version => 2, contact_preferences => { email => JSON::PP::true, fax => JSON::PP::true } });
+is($res->{status}, 400, 'contact preferences with a channel that does not exist: 400');
+like($res->{json}{message}, qr/"fax"/, 'naming it');
+like($res->{json}{hint}, qr/email, sms, letter, webhook/, 'and the channels there are');
+$res = http(PATCH => "/api/v1/customers/$id", token => $agent,
+            json => { expected_version => 2, contact_preferences => { sms => 'no' } });
+is($res->{status}, 400, 'a preference that is not true or false: 400');
+$res = http(PATCH => "/api/v1/customers/$id", token => $agent,
+            json => { expected_version => 2, contact_preferences => { sms => JSON::PP::false } });
+is($res->{status}, 200, 'a channel set to false: 200');
+is_deeply($res->{json}{contact_preferences}, { sms => JSON::PP::false }, 'as sent');
 my ($audited) = $dbh->selectrow_array(
     q{SELECT count(*) FROM recovery.audit_log WHERE table_name = 'customers' AND row_key = $1::text AND action = 'UPDATE'},
     undef, $id);
-is($audited, 1, 'the update is in the audit trail, the refused ones are not');
+is($audited, 2, 'the updates are in the audit trail, the refused ones are not');
 
 # --- search and pages ---------------------------------------------------------
 $res = http(GET => '/api/v1/customers?q=smith&limit=10', token => $viewer);

@@ -30,6 +30,34 @@ IDEM = {"name": "Idempotency-Key", "in": "header", "required": False,
 cursor = qp("cursor", "string", "next_cursor of the previous page")
 limit = qp("limit", "integer", "page size, 50 by default", minimum=1, maximum=200)
 
+# request objects that were free-form: what each holds
+PREFERENCES = {"type": "object", "additionalProperties": False,
+               "description": "whether the customer may be contacted on each channel; channels left out keep their consent",
+               "properties": {c: {"type": "boolean"} for c in ("email", "sms", "letter", "webhook")}}
+DATE = {"type": "string", "format": "date"}
+DETAILS = {"type": "object", "additionalProperties": True,
+           "description": "what the event needs (GET /recovery-cases/{id} lists each event's required_details): "
+                          "amount and due_date for promise, instalments for plan, reason for dispute, escalate, "
+                          "write_off and cancel; other fields are kept with the event",
+           "properties": {"amount": MONEY, "due_date": DATE, "reason": {"type": "string", "maxLength": 2000},
+                          "instalments": {"type": "array", "minItems": 1,
+                                          "items": {"type": "object", "additionalProperties": False,
+                                                    "required": ["amount", "due_date"],
+                                                    "properties": {"amount": MONEY, "due_date": DATE}}}}}
+MAPPING = {"type": "object", "additionalProperties": False,
+           "description": "how a bank writes its statements: the header of each column, and how numbers and dates look",
+           "properties": {**{f: {"type": "string", "description": "the column's header"}
+                             for f in ("date", "amount", "currency", "reference", "payer", "iban")},
+                          "delimiter": {"type": "string", "maxLength": 1},
+                          "decimal": {"type": "string", "enum": [".", ","]},
+                          "date_order": {"type": "string", "enum": ["D", "M"], "description": "day or month first"},
+                          "default_currency": CUR}}
+
+# a stored document, served with the type it was uploaded with
+FILE = {"description": "the file, with the content type it was uploaded with (one of those the upload allows)",
+        "headers": {"Content-Disposition": {"$ref": "#/components/headers/Content-Disposition"}},
+        "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
+
 paths = {
  "/api/v1/auth/login": {"post": {
     "summary": "Sign in with email and password; returns a short-lived token",
@@ -61,7 +89,7 @@ paths = {
              "requestBody": body({"expected_version": VER, "name": {"type": "string"},
                                   "email": {"type": "string"}, "phone": {"type": "string"},
                                   "locale": {"type": "string"}, "time_zone": {"type": "string"},
-                                  "contact_preferences": {"type": "object"}}, ["expected_version"]),
+                                  "contact_preferences": PREFERENCES}, ["expected_version"]),
              "responses": {**ok("#/components/schemas/Customer"), **errs(400, 401, 403, 404, 409)}}},
  "/api/v1/customers/{customer_id}/erase": {
    "parameters": [pp("customer_id", "customer id")],
@@ -122,7 +150,7 @@ paths = {
    "parameters": [pp("case_id", "case id")],
    "post": {"summary": "Fire an event of the state machine", "tags": ["cases"], "parameters": [IDEM],
             "requestBody": body({"event": {"type": "string"}, "expected_version": VER,
-                                 "details": {"type": "object", "description": "what the event needs: amount and due_date for promise, instalments for plan, reason for dispute and write_off"}},
+                                 "details": DETAILS},
                                 ["event", "expected_version"]),
             "responses": {**ok("#/components/schemas/Case"), **errs(400, 401, 403, 404, 409, 422)}}},
  "/api/v1/recovery-cases/{case_id}/payments": {
@@ -157,12 +185,12 @@ paths = {
  "/api/v1/documents/{document_id}/content": {
    "parameters": [pp("document_id", "document id")],
    "get": {"summary": "The document, as an attachment (with X-Content-Type-Options: nosniff)", "tags": ["documents"],
-           "responses": {"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+           "responses": {"200": FILE,
                          **errs(401, 404)}}},
  "/api/v1/automation/documents/{document_id}": {
    "parameters": [pp("document_id", "document id")],
    "get": {"summary": "The document, for workers (extraction)", "tags": ["automation"],
-           "responses": {"200": {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+           "responses": {"200": FILE,
                          **errs(401, 404)}}},
  "/api/v1/templates": {
    "get": {"summary": "Message templates, and the placeholders they may use", "tags": ["reminders"],
@@ -200,7 +228,7 @@ paths = {
  "/api/v1/notifications/{notification_id}/retry": {
    "parameters": [pp("notification_id", "notification id")],
    "post": {"summary": "Queue a dead letter again (managers)", "tags": ["reminders"], "parameters": [IDEM],
-            "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 403, 404, 409)}}},
+            "responses": {**ok("#/components/schemas/Analytics"), **errs(401, 403, 404, 409, 422)}}},
  "/api/v1/recovery-cases/{case_id}/holds": {
    "parameters": [pp("case_id", "case id")],
    "get": {"summary": "Holds on the case's reminders, its customer's included", "tags": ["reminders"],
@@ -271,7 +299,7 @@ paths = {
            "responses": {**ok("#/components/schemas/Analytics"), **errs(401)}},
    "post": {"summary": "Create or replace a bank's column mapping (managers)", "tags": ["reconciliation"], "parameters": [IDEM],
             "requestBody": body({"name": {"type": "string"},
-                                 "mapping": {"type": "object", "description": "date, amount, currency, reference, payer, iban (header names), delimiter, decimal, date_order, default_currency"}},
+                                 "mapping": MAPPING},
                                 ["name", "mapping"]),
             "responses": {**ok("#/components/schemas/Analytics"), **errs(400, 401, 403)}}},
  "/api/v1/delivery": {
@@ -341,7 +369,9 @@ paths = {
    "post": {"summary": "Schedule a task; with unique_key, once", "tags": ["automation"], "parameters": [IDEM],
             "requestBody": body({"kind": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,63}$"},
                                  "run_at": {"type": "string", "format": "date-time", "description": "now by default"},
-                                 "payload": {"type": "object"}, "unique_key": {"type": "string"},
+                                 "payload": {"type": "object", "additionalProperties": True,
+                                             "description": "any JSON object the task's worker needs"},
+                                 "unique_key": {"type": "string"},
                                  "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
                                  "retry_base_seconds": {"type": "integer", "minimum": 1}}, ["kind"]),
             "responses": {**ok("#/components/schemas/Task", "201", "Created"), **errs(400, 401, 403)}}},
@@ -470,20 +500,208 @@ schemas = {
  "Note": obj({"id": I64, "case_id": I64, "body": {"type": "string"}, "author": {"type": "string"},
               "created_at": {"type": "string", "format": "date-time"}}),
 }
+# --- what every operation shares, from the routes of conf/nginx.conf.in ------
+import os, re, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from openapi_answers import COMPONENTS, ANSWERS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def routes_of_conf():
+    """(method, path) -> (SQL function, API keys accepted) of each route"""
+    conf = re.sub(r"#[^\n]*", "", open(os.path.join(ROOT, "conf", "nginx.conf.in")).read())
+    found, keys_on = {}, set()
+    for m in re.finditer(r"location\s+(=|~)\s+(\S+)\s*\{(.*?)\}", conf, re.S):
+        kind, pattern, block = m.groups()
+        path = pattern
+        if kind == "~":
+            path = re.sub(r"\(\?<(\w+)>[^)]*\)", r"{\1}", path.lstrip("^").rstrip("$"))
+        for r in re.finditer(r"recovery_(call|login)\s+([^;]+);", block):
+            words = r.group(2).split()
+            method = "post" if r.group(1) == "login" else words.pop(0).lower()
+            found[(method, path)] = (words[0], "recovery_api_keys  on" in block
+                                     or path.startswith("/api/v1/automation/"))
+    return found
+
+def camel(function):
+    words = function.split(".")[-1].split("_")
+    words = words[1:] if words[0] == "api" else words
+    return words[0] + "".join(w.capitalize() for w in words[1:])
+
+def version():
+    control = open(os.path.join(ROOT, "pg_recovery", "pg_recovery.control")).read()
+    return re.search(r"default_version = '([^']+)'", control).group(1)
+
+HDR = {"$ref": "#/components/headers/X-Request-Id"}
+ROUTES = routes_of_conf()
+# answers no test has seen yet, and whose shape is another's
+SAME_AS = {"dunningHoldsListForCustomer": "dunningHoldsListForCase"}
+ANSWERS.setdefault("reconciliationReject", {"$ref": "#/components/schemas/ReconciliationLine"})
+SHARED = {f for f in (fn for fn, _ in ROUTES.values()) if sum(1 for g, _ in ROUTES.values() if g == f) > 1}
+
+def operation_id(function, path):
+    """the function's name; one that two routes share says whose route"""
+    name = camel(function)
+    if function not in SHARED:
+        return name
+    if path.startswith("/api/v1/automation/"):
+        return name + "ForAutomation"
+    owner = re.search(r"\{(\w+)_id\}", path).group(1)
+    return name + "For" + owner.capitalize()
+for path, item in paths.items():
+    for method, op in item.items():
+        if method not in ("get", "post", "put", "patch", "delete"):
+            continue
+        function, api_keys = ROUTES[(method, path)]
+        op["operationId"] = operation_id(function, path)
+        op.setdefault("description", op["summary"] + ". It calls `%s`; the same function answers in SQL." % function)
+        responses = op["responses"]
+        answer = ANSWERS.get(op["operationId"]) or ANSWERS.get(SAME_AS.get(op["operationId"]))
+        for status, response in list(responses.items()):
+            media = response.get("content", {}).get("application/json")
+            if status.startswith("2") and media is not None and answer is not None:
+                media["schema"] = answer
+            if status.startswith("2") and "$ref" not in response:
+                response.setdefault("headers", {})["X-Request-Id"] = HDR
+                if any(p is IDEM for p in op.get("parameters", [])):
+                    response["headers"]["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}
+        login = op.get("security") == []
+        if login:
+            # the token is a credential; a refused password is a 401 too
+            responses["200"]["headers"]["Cache-Control"] = {"$ref": "#/components/headers/Cache-Control"}
+            responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
+        else:
+            op["security"] = [{"bearer": []}, {"apiKey": []}] if api_keys else [{"bearer": []}]
+            responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
+            responses["403"] = E
+        json_body = "requestBody" in op and "application/json" in op["requestBody"]["content"]
+        if "requestBody" in op:
+            responses["413"] = E
+        if json_body:
+            responses.setdefault("400", E)
+            responses["415"] = E
+        responses.setdefault("400", E)     # a query parameter the route does not know, at least
+        responses["429"] = {"$ref": "#/components/responses/TooManyRequests"}
+        responses["500"] = E
+        responses["503"] = {"$ref": "#/components/responses/Unavailable"}
+        op["responses"] = dict(sorted(responses.items()))
+
+paths["/api/v1/openapi.json"] = {"get": {
+    "operationId": "openapiDocument", "summary": "This document", "tags": ["meta"], "security": [],
+    "description": "The OpenAPI document of the API, as nginx serves it; no credentials needed.",
+    "responses": {"200": {"description": "OK", "headers": {"X-Request-Id": HDR},
+                          "content": {"application/json": {"schema": {"type": "object"}}}},
+                  "429": {"$ref": "#/components/responses/TooManyRequests"}}}}
+
+# what nginx serves beside the API: liveness, readiness, metrics
+paths["/healthz"] = {"get": {
+    "operationId": "healthz", "summary": "nginx is alive", "tags": ["operations"], "security": [],
+    "description": "Answered by nginx itself, whatever the database does.",
+    "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"status": {"const": "alive"}}, "required": ["status"]}}}},
+                  "429": {"$ref": "#/components/responses/TooManyRequests"}}}}
+paths["/readyz"] = {"get": {
+    "operationId": "readyz", "summary": "This worker holds a live database connection", "tags": ["operations"],
+    "security": [], "description": "For load balancers: 503 while the worker has no connection to the database.",
+    "responses": {"200": {"description": "ready", "content": {"application/json": {"schema": {
+                      "type": "object", "properties": {"status": {"const": "ready"}, "connections": {"type": "integer"}},
+                      "required": ["status", "connections"]}}}},
+                  "429": {"$ref": "#/components/responses/TooManyRequests"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}}}}
+paths["/metrics"] = {"get": {
+    "operationId": "metrics", "summary": "Counters in Prometheus' text format (loopback only)", "tags": ["operations"],
+    "security": [], "description": "Requests by route and status, latency histograms, each worker's pool, database errors.",
+    "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                  "403": {"description": "not from loopback"}}}}
+
+TAGS = {"auth": "Signing in, and who you are", "customers": "The people and companies who owe",
+        "payments": "What customers owe", "cases": "Recovery cases and their state machine",
+        "documents": "Files of a case", "reminders": "Templates, dunning policies and holds, the outbox",
+        "extraction": "Payments read from statements, emails and SMS, and the review queue",
+        "users": "People who sign in, and API keys", "admin": "Users and API keys (administrators)", "audit": "The audit trail",
+        "analytics": "The dashboard's figures", "automation": "The contract for workers with API keys",
+        "reconciliation": "The review queue of payments found", "operations": "Liveness, readiness, metrics",
+        "meta": "The API itself"}
+used = {tag for item in paths.values() for op in item.values() if isinstance(op, dict) for tag in op.get("tags", [])}
+assert used <= set(TAGS), "tags without a description: %s" % (used - set(TAGS))
+
+ENUMS = {
+    ("Case", "state"): ["open", "contacted", "promised", "plan", "disputed", "escalated", "resolved",
+                        "written_off", "cancelled"],
+    ("CaseListItem", "state"): "Case",
+    ("PendingCase", "state"): "Case",
+    ("Payment", "status"): ["pending", "failed", "overdue", "paid"],
+    ("Payment", "kind"): ["principal", "fee"],
+    ("Task", "state"): ["scheduled", "running", "done", "dead"],
+    ("Notification", "status"): ["queued", "sending", "sent", "failed", "dead", "cancelled"],
+    ("Notification", "channel"): ["email", "sms", "letter", "webhook"],
+    ("Template", "channel"): "Notification",
+    ("ReconciliationLine", "status"): ["applied", "review", "unmatched", "confirmed", "rejected", "ignored"],
+    ("ExtractionLine", "status"): "ReconciliationLine",
+    ("AuditRow", "action"): ["INSERT", "UPDATE", "DELETE"],
+    ("User", "role"): ["recovery_viewer", "recovery_agent", "recovery_manager", "recovery_auditor",
+                       "recovery_automation", "recovery_admin"],
+    ("ApiKey", "role"): "User",
+}
+for (component, field), values in ENUMS.items():
+    if isinstance(values, str):
+        values = ENUMS[(values, field)]
+    prop = COMPONENTS[component]["properties"][field]
+    prop["enum"] = values + ([None] if "null" in prop.get("type", []) else [])
+
+MEANING = {"amount": "minor units of the currency", "balance": "minor units of the currency",
+           "outstanding": "minor units of the currency", "allocated": "minor units of the currency",
+           "unallocated": "minor units of the currency", "paid_amount": "minor units of the currency",
+           "currency": "ISO 4217", "version": "the row's version: send it back as expected_version",
+           "request_id": "the request's id, as X-Request-Id"}
+def describe(schema):
+    if isinstance(schema, dict):
+        for name, prop in schema.get("properties", {}).items():
+            if name in MEANING and "$ref" not in prop:
+                prop.setdefault("description", MEANING[name])
+            describe(prop)
+        describe(schema.get("items"))
+for schema in list(COMPONENTS.values()) + list(ANSWERS.values()):
+    describe(schema)
+schemas = {"Error": schemas["Error"], **COMPONENTS}
+
 doc = {
  "openapi": "3.1.0",
- "info": {"title": "Payment Recovery API", "version": "0.2",
-          "description": "Served by nginx with ngx_recovery; every route calls one SQL function of the pg_recovery extension. Money is integer minor units with a currency. Errors are JSON (components.schemas.Error); the README maps SQLSTATEs to statuses."},
+ "info": {"title": "Payment Recovery API", "version": version(),
+          "description": "Served by nginx with ngx_recovery; every route calls one SQL function of the pg_recovery extension (each operation's description names it). Money is integer minor units with a currency. Errors are JSON (components.schemas.Error) with a stable `error` code; the README maps SQLSTATEs to statuses. Any path answers a method it does not have with 405 and an `Allow` header, and a path there is not with 404. Tokens come from /api/v1/auth/login; API keys (X-API-Key, or as the Bearer value) reach /api/v1/auth/me and /api/v1/automation/ only, elsewhere 403. Every answer carries X-Request-Id."},
  "servers": [{"url": "/"}],
- "security": [{"bearer": []}, {"apiKey": []}],
+ "security": [{"bearer": []}],
+ "tags": [{"name": n, "description": d} for n, d in TAGS.items()],
  "paths": paths,
  "components": {
    "securitySchemes": {
      "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                 "description": "a token from /api/v1/auth/login, or an API key as the Bearer value"},
      "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-   "responses": {"Error": {"description": "an error",
-                           "headers": {"X-Request-Id": {"schema": {"type": "string"}}},
-                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+   "headers": {
+     "X-Request-Id": {"description": "the request's id: yours if you sent a sane one, else nginx's; in the logs and the audit rows",
+                      "schema": {"type": "string"}},
+     "Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}},
+     "WWW-Authenticate": {"description": "Bearer, with error=\"invalid_token\" when credentials were refused",
+                          "schema": {"type": "string"}},
+     "Idempotent-Replayed": {"description": "true: a retry with the same Idempotency-Key, answered with the first response",
+                             "schema": {"const": "true"}},
+     "Content-Disposition": {"description": "attachment, with the file's name", "schema": {"type": "string"}},
+     "Cache-Control": {"description": "no-store: a token is a credential", "schema": {"const": "no-store"}}},
+   "responses": {
+     "Error": {"description": "an error: its code, message, detail and hint",
+               "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+     "Unauthorized": {"description": "no credentials, or refused ones",
+                      "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"},
+                                  "WWW-Authenticate": {"$ref": "#/components/headers/WWW-Authenticate"}},
+                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+     "TooManyRequests": {"description": "over the rate limit of the client's address",
+                         "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"},
+                                     "Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+     "Unavailable": {"description": "the database cannot take the request now (down, busy, a lock held, a timeout): try again",
+                     "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"},
+                                 "Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
    "schemas": schemas}}
 print(json.dumps(doc, indent=2))

@@ -43,12 +43,19 @@ if [ ! -d t/e2e/node_modules/playwright-core ] || [ ! -d t/e2e/node_modules/axe-
     echo "test: installing playwright-core and axe-core for the web app's tests (npm ci)"
     (cd t/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# the OpenAPI document's checks: Redocly, ajv, openapi-typescript, tsc
+if [ ! -d t/openapi/node_modules/@redocly/cli ] || [ ! -d t/openapi/node_modules/typescript ]; then
+    echo "test: installing the OpenAPI checks' tools (npm ci in t/openapi)"
+    (cd t/openapi && npm ci --no-audit --no-fund --loglevel=error)
+fi
 export SCREENSHOTS_DIR="$(pwd)/tmp/screenshots"
 echo "test: screenshots of the web app go to $SCREENSHOTS_DIR"
 
 export PGHOST="$dir/sock" PGPORT="$port" PGUSER=postgres PGDATABASE=recovery
 export RECOVERY_CLUSTER_DIR="$dir" RECOVERY_NGINX_DIR="$nginx_dir"
 export RECOVERY_HTTP="http://127.0.0.1:$http_port"
+# every answer of the HTTP tests, for t/openapi/responses.t to check
+export RECOVERY_CONTRACT_LOG="$dir/contract.jsonl"
 prove --recurse --timer --ext .t --ext .pg --source Perl --source pgTAP \
     --pgtap-option dbname=recovery --pgtap-option host="$PGHOST" \
     --pgtap-option port="$PGPORT" --pgtap-option username=postgres \
@@ -67,5 +74,5 @@ export MODULE=$(pwd)/build-address/ngx_http_recovery_module.so
 export NGINX_PRELOAD=$(gcc -print-file-name=libasan.so)
 scripts/nginx.sh start "$asan_dir" "$asan_port" "$port"
 RECOVERY_NGINX_DIR="$asan_dir" RECOVERY_HTTP="http://127.0.0.1:$asan_port" \
-RECOVERY_ASAN_LOGS="$asan_dir/asan" \
+RECOVERY_ASAN_LOGS="$asan_dir/asan" RECOVERY_CONTRACT_LOG= \
     prove --timer --ext .t --source Perl t/http/ t/asan/report.pl

@@ -33,7 +33,24 @@ sub http {
         { headers => \%headers, defined $content ? (content => $content) : () });
     my $type = $res->{headers}{'content-type'} // '';
     $res->{json} = eval { $json->decode($res->{content}) } if $type =~ m{^application/json};
+    record($method, $path, $res) if $ENV{RECOVERY_CONTRACT_LOG} && !$opt{base};
     return $res;
+}
+
+# Every answer of the suite's gateway, for t/openapi/responses.t to check
+# against the OpenAPI document: method, path, status, headers, JSON body.
+sub record {
+    my ($method, $path, $res) = @_;
+    return if $res->{status} == 599;    # no answer at all (HTTP::Tiny's own)
+    (my $bare = $path) =~ s/\?.*//s;
+    my $type = $res->{headers}{'content-type'} // '';
+    my %headers = map { my $v = $res->{headers}{$_}; ($_ => ref $v ? $v->[0] : $v) } keys %{ $res->{headers} };
+    my $line = $json->encode({ method => lc $method, path => $bare, status => $res->{status} + 0,
+                               headers => \%headers,
+                               body => $type =~ m{^application/json} ? $res->{content} : undef });
+    open my $fh, '>>', $ENV{RECOVERY_CONTRACT_LOG} or die "cannot write $ENV{RECOVERY_CONTRACT_LOG}: $!";
+    print $fh "$line\n";
+    close $fh;
 }
 
 sub login {

@@ -297,6 +297,7 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
     size_t               len;
     ngx_int_t            rc;
     PGresult            *result;
+    json_object         *created;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -318,7 +319,8 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
 
     result = ngx_http_recovery_call_replay(ctx);
     if (result) {
-        return ngx_http_recovery_idempotency_replay(r, result);
+        return ngx_http_recovery_idempotency_replay(r, result,
+                                                    &ctx->route->location);
     }
 
     result = ngx_http_recovery_call_result(ctx);
@@ -347,6 +349,17 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
 
     if (ctx->route->kind == NGX_HTTP_RECOVERY_LOGIN) {
         return ngx_http_recovery_auth_login(ctx, json, len);
+    }
+
+    if (ctx->route->location.len) {
+        created = json_tokener_parse((const char *) json);
+        rc = ngx_http_recovery_set_location(r, &ctx->route->location,
+                                            created);
+        json_object_put(created);
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     return ngx_http_recovery_send_json(r, ctx->route->status, json, len);

@@ -79,7 +79,7 @@ ngx_http_recovery_idempotency_hash(ngx_http_recovery_ctx_t *ctx,
 /* a retry: idempotency_begin returned the first response's status and body */
 ngx_int_t
 ngx_http_recovery_idempotency_replay(ngx_http_request_t *r,
-    PGresult *result)
+    PGresult *result, ngx_str_t *location)
 {
     ngx_int_t         status;
     json_object      *replay, *field, *body;
@@ -109,6 +109,14 @@ ngx_http_recovery_idempotency_replay(ngx_http_request_t *r,
     h->hash = 1;
     ngx_str_set(&h->key, "Idempotent-Replayed");
     ngx_str_set(&h->value, "true");
+
+    /* the first answer's Location too, when it created something */
+    if (location->len && status == NGX_HTTP_CREATED
+        && ngx_http_recovery_set_location(r, location, body) != NGX_OK)
+    {
+        json_object_put(replay);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     json_object_get(body);
     json_object_put(replay);

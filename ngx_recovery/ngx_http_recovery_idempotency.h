@@ -16,7 +16,7 @@ ngx_int_t ngx_http_recovery_idempotency_key(ngx_http_request_t *r,
 void ngx_http_recovery_idempotency_hash(ngx_http_recovery_ctx_t *ctx,
     u_char *body, size_t len);
 ngx_int_t ngx_http_recovery_idempotency_replay(ngx_http_request_t *r,
-    PGresult *result);
+    PGresult *result, ngx_str_t *location);
 
 
 #endif /* _NGX_HTTP_RECOVERY_IDEMPOTENCY_H_INCLUDED_ */

@@ -65,6 +65,8 @@ typedef struct {
     u_char                      idempotent_statement[16];
     ngx_uint_t                  index;      /* in main conf routes */
     ngx_uint_t                  status;     /* 200, or 201 for creation */
+    ngx_str_t                   location;   /* 201: the new resource's path,
+                                               its id appended */
     ngx_msec_t                  timeout;    /* 0: recovery_statement_timeout */
     ngx_str_t                   fields;     /* "a, b, c": the body's fields */
     ngx_str_t                   parameters; /* "a, b": the query's */

@@ -324,6 +324,43 @@ ngx_http_recovery_send_file(ngx_http_request_t *r, PGresult *result)
 }
 
 
+/*
+ * 201: where the new resource is, its path with the "id" of the answer
+ * appended; relative, as RFC 9110 allows, so nginx leaves it as it is.
+ */
+ngx_int_t
+ngx_http_recovery_set_location(ngx_http_request_t *r, ngx_str_t *path,
+    json_object *created)
+{
+    u_char           *p;
+    json_object      *id;
+    ngx_table_elt_t  *h;
+
+    if (!json_object_object_get_ex(created, "id", &id)
+        || !json_object_is_type(id, json_type_int))
+    {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, path->len + NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Location");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%V%L", path, json_object_get_int64(id)) - p;
+
+    return NGX_OK;
+}
+
+
 /* 503: the database cannot take the request now; try again after a while */
 ngx_int_t
 ngx_http_recovery_send_unavailable(ngx_http_request_t *r, ngx_str_t *message,

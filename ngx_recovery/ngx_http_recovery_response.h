@@ -26,6 +26,8 @@ ngx_int_t ngx_http_recovery_send_file(ngx_http_request_t *r,
     PGresult *result);
 ngx_int_t ngx_http_recovery_send_unavailable(ngx_http_request_t *r,
     ngx_str_t *message, time_t retry_after);
+ngx_int_t ngx_http_recovery_set_location(ngx_http_request_t *r,
+    ngx_str_t *path, json_object *created);
 
 
 #endif /* _NGX_HTTP_RECOVERY_RESPONSE_H_INCLUDED_ */

@@ -222,6 +222,22 @@ ngx_http_recovery_route_arg(ngx_conf_t *cf, ngx_http_recovery_route_t *route,
         return NGX_CONF_OK;
     }
 
+    /* a created resource's address: the path its id is appended to */
+    if (name.len == 8 && ngx_strncmp(name.data, "location", 8) == 0) {
+        if (source.len < 2 || source.data[0] != '/'
+            || source.data[source.len - 1] != '/')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\": write the path the new "
+                               "resource's id completes, such as "
+                               "location=/api/v1/customers/", word);
+            return NGX_CONF_ERROR;
+        }
+
+        route->location = source;
+        return NGX_CONF_OK;
+    }
+
     /* a long call (a statement import) outlasts the default timeout */
     if (name.len == 7 && ngx_strncmp(name.data, "timeout", 7) == 0) {
         route->timeout = ngx_parse_time(&source, 0);
@@ -311,6 +327,13 @@ ngx_http_recovery_route_check(ngx_conf_t *cf, ngx_http_recovery_route_t *route)
     if (route->file && route->method != NGX_HTTP_GET) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "response=file is for GET routes");
+        return NGX_CONF_ERROR;
+    }
+
+    if (route->location.len && route->status != NGX_HTTP_CREATED) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "location= is for routes that create: add "
+                           "status=201");
         return NGX_CONF_ERROR;
     }
 

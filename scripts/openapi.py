@@ -507,7 +507,7 @@ from openapi_answers import COMPONENTS, ANSWERS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def routes_of_conf():
-    """(method, path) -> (SQL function, API keys accepted) of each route"""
+    """(method, path) -> (SQL function, API keys accepted, location=) of each route"""
     conf = re.sub(r"#[^\n]*", "", open(os.path.join(ROOT, "conf", "nginx.conf.in")).read())
     found, keys_on = {}, set()
     for m in re.finditer(r"location\s+(=|~)\s+(\S+)\s*\{(.*?)\}", conf, re.S):
@@ -518,8 +518,9 @@ def routes_of_conf():
         for r in re.finditer(r"recovery_(call|login)\s+([^;]+);", block):
             words = r.group(2).split()
             method = "post" if r.group(1) == "login" else words.pop(0).lower()
+            location = next((w[len("location="):] for w in words if w.startswith("location=")), None)
             found[(method, path)] = (words[0], "recovery_api_keys  on" in block
-                                     or path.startswith("/api/v1/automation/"))
+                                     or path.startswith("/api/v1/automation/"), location)
     return found
 
 def camel(function):
@@ -536,7 +537,7 @@ ROUTES = routes_of_conf()
 # answers no test has seen yet, and whose shape is another's
 SAME_AS = {"dunningHoldsListForCustomer": "dunningHoldsListForCase"}
 ANSWERS.setdefault("reconciliationReject", {"$ref": "#/components/schemas/ReconciliationLine"})
-SHARED = {f for f in (fn for fn, _ in ROUTES.values()) if sum(1 for g, _ in ROUTES.values() if g == f) > 1}
+SHARED = {f for f in (r[0] for r in ROUTES.values()) if sum(1 for r in ROUTES.values() if r[0] == f) > 1}
 
 def operation_id(function, path):
     """the function's name; one that two routes share says whose route"""
@@ -551,7 +552,7 @@ for path, item in paths.items():
     for method, op in item.items():
         if method not in ("get", "post", "put", "patch", "delete"):
             continue
-        function, api_keys = ROUTES[(method, path)]
+        function, api_keys, location = ROUTES[(method, path)]
         op["operationId"] = operation_id(function, path)
         op.setdefault("description", op["summary"] + ". It calls `%s`; the same function answers in SQL." % function)
         responses = op["responses"]
@@ -562,6 +563,10 @@ for path, item in paths.items():
                 media["schema"] = answer
             if status.startswith("2") and "$ref" not in response:
                 response.setdefault("headers", {})["X-Request-Id"] = HDR
+                if location and status == "201":
+                    response["headers"]["Location"] = {
+                        "description": "the new resource: %s{id}" % location, "required": True,
+                        "schema": {"type": "string", "pattern": "^%s[0-9]+$" % location}}
                 if any(p is IDEM for p in op.get("parameters", [])):
                     response["headers"]["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}
         login = op.get("security") == []
@@ -679,10 +684,11 @@ doc = {
      "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
    "headers": {
      "X-Request-Id": {"description": "the request's id: yours if you sent a sane one, else nginx's; in the logs and the audit rows",
-                      "schema": {"type": "string"}},
-     "Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}},
+                      "required": True, "schema": {"type": "string"}},
+     "Retry-After": {"description": "seconds to wait before trying again", "required": True,
+                     "schema": {"type": "integer", "minimum": 1}},
      "WWW-Authenticate": {"description": "Bearer, with error=\"invalid_token\" when credentials were refused",
-                          "schema": {"type": "string"}},
+                          "required": True, "schema": {"type": "string", "pattern": "^Bearer realm=\"recovery\""}},
      "Idempotent-Replayed": {"description": "true: a retry with the same Idempotency-Key, answered with the first response",
                              "schema": {"const": "true"}},
      "Content-Disposition": {"description": "attachment, with the file's name", "schema": {"type": "string"}},

@@ -22,6 +22,8 @@ my $res = http(POST => '/api/v1/customers', token => $agent,
                          locale => 'en-GB', time_zone => 'Europe/London' });
 is($res->{status}, 201, 'an agent creates a customer: 201');
 my $id = $res->{json}{id};
+is($res->{headers}{location}, "/api/v1/customers/$id", 'Location says where the new customer is');
+is(http(GET => $res->{headers}{location}, token => $viewer)->{json}{id}, $id, 'and it is there');
 is($res->{json}{name}, '<img src=x onerror=alert(1)>', 'a name that looks like HTML is kept as text');
 is($res->{json}{version}, 1, 'at version 1');
 is(http(POST => '/api/v1/customers', token => $viewer,

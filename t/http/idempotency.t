@@ -98,6 +98,16 @@ my $later = http(POST => $pay, token => $agent, headers => { 'Idempotency-Key' =
 ok($later->{status} == 201 && !$later->{headers}{'idempotent-replayed'},
    'after the key expired the same request is a new one');
 
+# a created resource's Location comes with the replay too
+my $customer_key = "idem-customer-$$-" . time;
+my @created = map {
+    http(POST => '/api/v1/customers', token => $agent, headers => { 'Idempotency-Key' => $customer_key },
+         json => { external_ref => $customer_key, name => 'Idempotent Customer' })
+} 1 .. 2;
+like($created[0]{headers}{location}, qr{^/api/v1/customers/\d+$}, 'a created customer: Location');
+is($created[1]{headers}{'idempotent-replayed'}, 'true', 'its retry is a replay');
+is($created[1]{headers}{location}, $created[0]{headers}{location}, 'with the same Location');
+
 my $receipts = receipts();
 for my $bad ('', 'two words', 'x' x 201) {
     my $res = http(POST => $pay, token => $agent, headers => { 'Idempotency-Key' => $bad },

@@ -31,6 +31,7 @@ is($res->{status}, 201, 'schedule a task: 201');
 is($res->{json}{state}, 'scheduled', 'scheduled');
 is($res->{json}{scheduled_before}, JSON::PP::false, 'new');
 my $once = $res->{json}{id};
+is($res->{headers}{location}, "/api/v1/automation/tasks/$once", 'Location: the task');
 $res = schedule(payload => { case_id => 1 }, unique_key => "$kind-once");
 is_deeply([$res->{json}{id}, $res->{json}{scheduled_before}], [$once, JSON::PP::true],
           'the same unique key schedules nothing new');

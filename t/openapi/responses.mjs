@@ -15,7 +15,8 @@ const ok = (pass, what, diag) => {
   n++;
   if (!pass) failed++;
   console.log(`${pass ? 'ok' : 'not ok'} ${n} - ${what}`);
-  if (!pass && diag) console.log(diag.split('\n').map((l) => `# ${l}`).join('\n'));
+  // on stderr, so that prove shows why without -v
+  if (!pass && diag) console.error(diag.split('\n').map((l) => `# ${l}`).join('\n'));
 };
 
 // $refs resolved, every object schema closed
@@ -99,12 +100,12 @@ for (const r of lines) {
     const value = r.headers[name.toLowerCase()];
     const h = resolve(header);
     if (value === undefined) {
-      if (h.required) problems.push(`no ${name} header`);
+      if (h.required) problems.push(`${r.method.toUpperCase()} ${r.path} ${r.status}: no ${name} header`);
       continue;
     }
     const schema = resolve(h.schema);
     const parsed = schema && schema.type === 'integer' ? Number(value) : value;
-    const check = validator(`header ${name}`, schema || {});
+    const check = validator(`header ${name} ${JSON.stringify(schema)}`, schema || {});
     if (!check(parsed)) problems.push(`header ${name}: ${value}: ${ajv.errorsText(check.errors)}`);
   }
   if (media && media.schema && type === 'application/json' && !head) {

@@ -15,7 +15,6 @@ struct ngx_http_recovery_pool_s {
     ngx_http_recovery_pool_conf_t  *conf;
     ngx_http_recovery_conn_t       *conns;
     ngx_uint_t                      nconns;
-    ngx_uint_t                      nstatements;
     ngx_queue_t                     waiting;
     ngx_uint_t                      nwaiting;
     ngx_log_t                      *log;
@@ -53,7 +52,6 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
     pool->conf = conf;
     pool->log = cycle->log;
     pool->nconns = conf->size;
-    pool->nstatements = conf->statements;
     ngx_queue_init(&pool->waiting);
 
     /*
@@ -87,7 +85,7 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
     for (i = 0; i < pool->nconns; i++) {
         conn = &pool->conns[i];
 
-        conn->prepared = ngx_pcalloc(cycle->pool, pool->nstatements);
+        conn->prepared = ngx_pcalloc(cycle->pool, conf->statements);
         if (conn->prepared == NULL) {
             return NULL;
         }

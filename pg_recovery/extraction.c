@@ -10,7 +10,6 @@
 #include "extraction.h"
 #include "statement_reader.h"
 
-#include <stdlib.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"

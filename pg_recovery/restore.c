@@ -21,13 +21,24 @@
 /* the transaction that recorded the hold, so each records it once */
 static LocalTransactionId hold_noted_in = InvalidLocalTransactionId;
 
+/* the answer of recovery_restoring(), asked once a transaction: the audit
+ * trigger asks for every row */
+static LocalTransactionId restoring_asked_in = InvalidLocalTransactionId;
+static bool restoring;
+
 bool
 recovery_restoring(void)
 {
-	const char *application = GetConfigOption("application_name", true, false);
+	const char *application;
 
-	return application != NULL && strcmp(application, "pg_restore") == 0
-		&& superuser_arg(GetSessionUserId());
+	if (restoring_asked_in != MyProc->lxid)
+	{
+		application = GetConfigOption("application_name", true, false);
+		restoring = application != NULL && strcmp(application, "pg_restore") == 0
+			&& superuser_arg(GetSessionUserId());
+		restoring_asked_in = MyProc->lxid;
+	}
+	return restoring;
 }
 
 /* Called by the audit trigger in a restore: the copy holds until released. */

@@ -37,6 +37,7 @@ _PG_init(void)
 	recovery_define_contact_gucs();
 	recovery_define_delivery_gucs();
 	recovery_define_extraction_gucs();
+	recovery_define_erasure_gucs();
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();
 	/* the delivery worker exists only when loaded at server start */

@@ -90,6 +90,9 @@ extern void recovery_register_delivery_worker(void);
 extern char *recovery_format_amount(int64 amount, const char *currency,
 									int minor_units, const char *locale);
 
+/* erasure_ledger.c: erasures recorded outside the cluster */
+extern void recovery_define_erasure_gucs(void);
+
 /* password.c */
 extern void recovery_define_password_gucs(void);
 

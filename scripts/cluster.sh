@@ -11,11 +11,15 @@
 #
 # PRELOAD sets shared_preload_libraries (default pg_cron,pg_recovery): the
 # tests start a cluster with PRELOAD=pg_cron, as a DBA's existing server.
+# ARCHIVE=on (the default) archives WAL continuously to the pgBackRest
+# repository DIR/backup (scripts/backup.sh); ARCHIVE=off for a throwaway one.
+# Every cluster records erasures in DIR/erasure-ledger, outside its data.
 set -eu
 
 PGBIN=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 [ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
 DB=recovery
+here=$(cd "$(dirname "$0")" && pwd)
 
 as_postgres() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -55,6 +59,14 @@ HBA
         echo "cluster: socket path $sock is too long; clone to a shorter path" >&2
         exit 1
     fi
+    archive_mode=${ARCHIVE:-on} archive="archive_mode = off"
+    if [ "$archive_mode" = on ]; then
+        "$here/backup.sh" configure "$dir" "$port"
+        archive="archive_mode = on
+archive_command = '$("$here/backup.sh" archive-command "$dir")'
+# WAL reaches the repository at least this often while there are writes
+archive_timeout = 5min"
+    fi
     # Our settings live in pg_recovery_cluster.conf, included by postgresql.conf, so
     # that ALTER SYSTEM (postgresql.auto.conf) keeps working and wins.
     if ! grep -q "^include_if_exists = 'pg_recovery_cluster.conf'" "$data/postgresql.conf"; then
@@ -81,10 +93,15 @@ log_min_messages = warning
 max_wal_size = 4GB
 checkpoint_timeout = 15min
 wal_compression = lz4
+$archive
+recovery.erasure_ledger = '$(cd "$dir" && pwd -P)/erasure-ledger'
 CONF
     if ! as_postgres "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_postgres "$PGBIN/pg_ctl" -D "$data" -l "$dir/postgresql.log" -w -t 60 start >/dev/null ||
             { tail -20 "$dir/postgresql.log" >&2; exit 1; }
+    elif [ "$(psql_super "$dir" postgres -tAc 'SHOW archive_mode')" != "$archive_mode" ]; then
+        # a cluster started before archiving was turned on or off
+        as_postgres "$PGBIN/pg_ctl" -D "$data" -l "$dir/postgresql.log" -m fast -w -t 60 restart >/dev/null
     fi
     if ! psql_super "$dir" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
         psql_super "$dir" postgres -qc "CREATE DATABASE $DB"
@@ -95,6 +112,7 @@ CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS pg_recovery;
 ALTER EXTENSION pg_recovery UPDATE;
 SQL
+    if [ "$archive_mode" = on ]; then "$here/backup.sh" stanza "$dir"; fi
 }
 
 stop() {

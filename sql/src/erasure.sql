@@ -81,6 +81,9 @@ BEGIN
     GET DIAGNOSTICS audit_rows = ROW_COUNT;
     PERFORM set_config('session_replication_role', 'origin', true);
 
+    -- outside the cluster, so that no restore brings the customer back
+    PERFORM recovery.erasure_ledger_record(customer_id);
+
     RETURN jsonb_build_object('customer_id', customer_id, 'erased_at', now(),
                               'notes_erased', notes, 'events_erased', events,
                               'documents_erased', documents,
@@ -90,6 +93,69 @@ $$;
 COMMENT ON FUNCTION customer_erase(bigint) IS
     'GDPR erasure of a customer (admins): personal data removed from customers, notes, event reasons and the audit trail; amounts and history kept; the audit chains still verify.';
 GRANT EXECUTE ON FUNCTION customer_erase(bigint) TO recovery_admin;
+
+-- The erasure ledger (erasure_ledger.c): a file outside the cluster naming
+-- every erased customer, written as the erasure commits; a restore erases
+-- them all again before the cluster takes traffic (scripts/backup.sh).
+CREATE FUNCTION erasure_ledger_record(customer_id bigint) RETURNS void
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'recovery_erasure_ledger_record';
+COMMENT ON FUNCTION erasure_ledger_record(bigint) IS
+    'Records the customer in the erasure ledger (recovery.erasure_ledger) when the transaction commits; customer_erase() calls it.';
+
+CREATE FUNCTION erasure_ledger_replay() RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    ledger CONSTANT text := current_setting('recovery.erasure_ledger', true);
+    line text;
+    ids bigint[] := '{}';
+    customer bigint;
+    malformed bigint := 0;
+    erased bigint := 0;
+    already bigint := 0;
+    absent bigint := 0;
+BEGIN
+    IF coalesce(ledger, '') = '' THEN
+        RAISE EXCEPTION 'no erasure ledger is configured' USING ERRCODE = '55000',
+            DETAIL = 'recovery.erasure_ledger is empty.',
+            HINT = 'Set recovery.erasure_ledger to the file where this cluster records erasures.';
+    END IF;
+    FOR line IN SELECT regexp_split_to_table(coalesce(pg_read_file(ledger, 0, (pg_stat_file(ledger, true)).size, true), ''), E'\n') LOOP
+        CONTINUE WHEN line = '';
+        IF line !~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\t[1-9][0-9]{0,17}$' THEN
+            malformed := malformed + 1;
+            RAISE WARNING 'erasure ledger %: skipping a malformed line: %', ledger, left(line, 80);
+            CONTINUE;
+        END IF;
+        ids := ids || split_part(line, E'\t', 2)::bigint;
+    END LOOP;
+    -- these are in the ledger already
+    PERFORM set_config('recovery.erasure_ledger', '', true);
+    FOR customer IN SELECT DISTINCT u FROM unnest(ids) u ORDER BY 1 LOOP
+        IF NOT EXISTS (SELECT 1 FROM recovery.customers c WHERE c.id = customer) THEN
+            absent := absent + 1;
+        ELSIF EXISTS (SELECT 1 FROM recovery.customers c WHERE c.id = customer AND c.erased_at IS NOT NULL) THEN
+            already := already + 1;
+        ELSE
+            PERFORM recovery.customer_erase(customer);
+            erased := erased + 1;
+        END IF;
+    END LOOP;
+    -- an erased customer's id is never given to another: a later replay
+    -- would erase them
+    IF cardinality(ids) > 0 THEN
+        PERFORM setval('recovery.customers_id_seq',
+                       greatest((SELECT max(u) FROM unnest(ids) u),
+                                (SELECT last_value FROM recovery.customers_id_seq)));
+    END IF;
+    RETURN jsonb_build_object('ledger', ledger, 'customers', cardinality(ARRAY(SELECT DISTINCT unnest(ids))),
+                              'erased', erased, 'already_erased', already,
+                              'not_in_database', absent, 'malformed_lines', malformed);
+END
+$$;
+COMMENT ON FUNCTION erasure_ledger_replay() IS
+    'After a restore (superusers; scripts/backup.sh): erases again every customer the erasure ledger names that the restored database still holds, and moves the customer ids past them.';
 
 -- erasure reaches what was read about the customer
 CREATE FUNCTION customer_erased() RETURNS trigger

@@ -257,11 +257,15 @@ BEGIN
            INTO runs USING recovery.page_size("limit");
     END IF;
     RETURN jsonb_build_object('jobs', jobs, 'runs', runs,
+        'backups', (SELECT coalesce(jsonb_agg(to_jsonb(b) - 'synced_at' ORDER BY b.finished_at DESC), '[]')
+                      FROM (SELECT * FROM recovery.backups ORDER BY finished_at DESC
+                             LIMIT recovery.page_size("limit")) b),
+        'backup_health', (SELECT to_jsonb(h) FROM recovery.backup_health h),
         'reminder_runs', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]')
                             FROM (SELECT * FROM recovery.reminder_runs ORDER BY id DESC
                                    LIMIT recovery.page_size("limit")) r));
 END
 $$;
 COMMENT ON FUNCTION api_jobs(integer) IS
-    'GET /api/v1/jobs: the pg_cron jobs of the extension, their latest runs, and what the latest reminder runs queued.';
+    'GET /api/v1/jobs: the pg_cron jobs of the extension, their latest runs, the backups in the pgBackRest repository with the age of the newest backup and archived WAL, and what the latest reminder runs queued.';
 GRANT EXECUTE ON FUNCTION api_jobs(integer) TO recovery_manager, recovery_auditor;

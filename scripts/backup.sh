@@ -121,9 +121,12 @@ backup() {
     say "done in $(( $(date +%s) - started )) s: $1 ($2), $(( $3 / 1048576 )) MiB of data, $(( $4 / 1048576 )) MiB in the repository"
 }
 
+# pgbackrest verify reads every file of the repository against the
+# checksums its manifests hold; it exits 0 either way, and says "status: error"
 verify() {
-    out=$(pgbackrest_in "$1" --log-level-console=info verify 2>&1) && ! echo "$out" | grep -q -E 'ERROR|invalid|missing' && return 0
-    echo "$out" | grep -E 'ERROR|invalid|missing|WARN' | sed 's/^/    /' >&2
+    out=$(pgbackrest_in "$1" --log-level-console=info verify 2>&1) &&
+        ! echo "$out" | grep -q 'status: error' && return 0
+    echo "$out" | grep -E 'ERROR|invalid|missing|status: error' | sed 's/^ *[0-9-]* [0-9:.]* *P[0-9]* *[A-Z]*: //; s/^ */    /' >&2
     return 1
 }
 

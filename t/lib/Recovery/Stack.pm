@@ -23,12 +23,14 @@ sub free_port {
 
 # new(WORKERS => 1, POOL_SIZE => 2, QUEUE_TIMEOUT => '700ms', ...): nginx
 # settings; NGINX => 0 for PostgreSQL alone; PRELOAD => 'pg_cron' for a
-# server whose shared_preload_libraries lacks pg_recovery
+# server whose shared_preload_libraries lacks pg_recovery; ARCHIVE => 'on'
+# for WAL archived to a pgBackRest repository of its own (scripts/backup.sh)
 sub new {
     my ($class, %nginx) = @_;
     my $with_nginx = delete($nginx{NGINX}) // 1;
     my $self = bless { pg_port => free_port(), http_port => free_port(), owner => $$,
-                       preload => delete($nginx{PRELOAD}) }, $class;
+                       preload => delete($nginx{PRELOAD}),
+                       archive => delete($nginx{ARCHIVE}) // 'off' }, $class;
     $self->{pg_dir} = "$root/tmp/stack-$self->{pg_port}";
     $self->{nginx_dir} = "$root/tmp/stack-nginx-$self->{http_port}";
     $self->start_db;
@@ -46,10 +48,12 @@ sub new {
 
 sub base { "http://127.0.0.1:$_[0]{http_port}" }
 sub nginx_dir { $_[0]{nginx_dir} }
+sub pg_dir { $_[0]{pg_dir} }
 
 sub start_db {
     my ($self) = @_;
     local $ENV{PRELOAD} = $self->{preload} if defined $self->{preload};
+    local $ENV{ARCHIVE} = $self->{archive};
     run("$root/scripts/cluster.sh start $self->{pg_dir} $self->{pg_port} >/dev/null");
 }
 

@@ -4,6 +4,8 @@
 #   make deps       install missing Debian packages (root)
 #   make run        build, install, start PostgreSQL with demo data and nginx
 #   make stop       stop what make run started
+#   make backup     a backup of the make run cluster now (TYPE=full|diff|incr)
+#   make restore    restore it: TIME='2026-12-04 10:15:00+00', TIME=latest or LSN=0/5000060
 #   make test       the same on a throwaway cluster, then every test
 #   make bench      benchmarks (prints ratios)
 #   make fuzz       the parsers under libFuzzer (FUZZ_SECONDS each)
@@ -21,7 +23,7 @@ JWT_CFLAGS = -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-p
 export PG_CONFIG
 export PATH := $(shell dirname $(PG_CONFIG)):$(PATH)
 
-.PHONY: all extension module install deps run stop test soak bench clean fuzz
+.PHONY: all extension module install deps run stop backup restore test soak bench clean fuzz
 
 all: extension module build/jwt-test build/statement-reader-test
 
@@ -74,6 +76,7 @@ run: deps install
 	@scripts/cluster.sh start $(RUN_DIR) $(PG_PORT)
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -f sql/demo.sql
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -c 'SELECT recovery.schedule_jobs()' >/dev/null
+	@scripts/backup.sh initial $(RUN_DIR)
 	@scripts/nginx.sh stop $(NGINX_DIR)
 	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $(PG_PORT) $(TLS_PORT)
 	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT) $(TLS_PORT)
@@ -82,6 +85,16 @@ stop:
 	@scripts/nginx.sh stop $(NGINX_DIR)
 	@scripts/cluster.sh stop $(RUN_DIR)
 	@echo "stopped nginx and PostgreSQL of $(RUN_DIR)"
+
+TYPE ?= full
+backup:
+	@scripts/backup.sh backup $(RUN_DIR) $(TYPE)
+
+restore:
+	@if [ -n "$(LSN)" ]; then scripts/backup.sh restore $(RUN_DIR) lsn '$(LSN)'; \
+	elif [ "$(TIME)" = latest ]; then scripts/backup.sh restore $(RUN_DIR) latest; \
+	elif [ -n "$(TIME)" ]; then scripts/backup.sh restore $(RUN_DIR) time '$(TIME)'; \
+	else echo "usage: make restore TIME='2026-12-04 10:15:00+00' | TIME=latest | LSN=0/5000060" >&2; exit 2; fi
 
 test: deps install
 	@scripts/test.sh

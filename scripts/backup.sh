@@ -8,6 +8,7 @@
 #   backup.sh configure DIR [PORT]   write DIR/pgbackrest/ (cluster.sh does)
 #   backup.sh stanza DIR             create the repository's stanza, once
 #   backup.sh backup DIR [TYPE]      a backup now: full (default), diff, incr
+#   backup.sh initial DIR            a full backup if the repository has none
 #   backup.sh restore DIR latest     restore to the end of the archived WAL
 #   backup.sh restore DIR time 'YYYY-MM-DD HH:MM:SS+00'
 #   backup.sh restore DIR lsn 0/5000060
@@ -276,6 +277,9 @@ case "$cmd" in
     archive-command) archive_command "$1" ;;
     stanza) stanza "$1" ;;
     backup) backup "$@" ;;
+    initial) pgbackrest_in "$1" info --output=json |
+                 perl -MJSON::PP -0777 -ne 'exit(@{decode_json($_)->[0]{backup}} ? 0 : 1)' ||
+                 backup "$1" full ;;
     restore) restore "$@" ;;
     verify) verify "$1" && say "the repository verifies" ;;
     info) pgbackrest_in "$1" info ;;

@@ -7,7 +7,7 @@ PACKAGES="postgresql-15 postgresql-server-dev-15
 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 libdbd-pg-perl libssl-dev build-essential pkg-config
 nginx nginx-dev libjson-c-dev libpq-dev libcurl4-openssl-dev libgmime-3.0-dev
-clang-14 libclang-rt-14-dev chromium wrk curl openssl stress-ng"
+clang-14 libclang-rt-14-dev chromium wrk curl openssl stress-ng pgbackrest"
 
 missing=""
 # Node.js and npm for the web app's tests, unless the machine has them already

@@ -38,6 +38,13 @@ Payment Recovery is running.
     ALTER SYSTEM SET recovery.smtp_url = 'smtp://127.0.0.1:2525'; SELECT pg_reload_conf();
     SELECT status, channel, count(*) FROM recovery.notifications GROUP BY 1, 2;
 
+  Backups (pgBackRest; WAL archived continuously to $dir/backup, encrypted):
+    make backup                        a full backup now (TYPE=diff or incr)
+    make restore TIME='$(date -u '+%F %T')+00'   or TIME=latest, or LSN=0/5000060
+    scripts/backup.sh info $dir       what the repository holds
+  Keep a copy of $dir/pgbackrest/conf.d/cipher.conf somewhere safe and apart
+  from the backups: without its passphrase no backup can be read.
+
   Logs: tmp/nginx-run/error.log, tmp/nginx-run/access.log, $dir/postgresql.log
   Stop: make stop
 INFO

@@ -9,7 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use Recovery::HTTP qw(http login);
-use Recovery::Test qw(connect_db new_case);
+use Recovery::Test qw(connect_db new_case wait_for);
 
 my $dbh = connect_db();
 my $agent = login('agent@demo.example', 'agent-demo-pass');
@@ -92,7 +92,10 @@ $dbh->do(q{UPDATE recovery.notifications SET status = 'cancelled', cancel_reason
 $res = http(GET => '/api/v1/delivery', token => $viewer);
 is($res->{status}, 200, 'the state of delivery: 200');
 is_deeply([map { $_->{channel} } @{ $res->{json}{circuits} }], [qw(email letter sms webhook)], 'a circuit per channel');
-ok($res->{json}{worker}{pid}, 'and the delivery worker');
+# the worker starts again by itself when it started before the database existed
+ok(wait_for('the delivery worker in GET /api/v1/delivery',
+            sub { http(GET => '/api/v1/delivery', token => $viewer)->{json}{worker}{pid} }, 90),
+   'and the delivery worker');
 
 is(http(GET => '/api/v1/jobs', token => $agent)->{status}, 403, 'an agent does not read the job history: 403');
 $res = http(GET => '/api/v1/jobs?limit=5', token => $auditor);

@@ -108,6 +108,7 @@ bench: deps install
 	@bench/gateway.sh
 	@bench/reminders.sh
 	@bench/extraction.sh
+	@bench/backup.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean

@@ -1,6 +1,7 @@
 # What the benchmarks share; source it from bench/*.sh at the repository root.
 #   throwaway_cluster NAME   a cluster on a free port in tmp/bench-NAME-PORT,
-#                            removed on exit; sets port and dir
+#                            removed on exit; sets port and dir; its WAL is
+#                            archived only with ARCHIVE=on (bench/backup.sh)
 #   sql ...                  psql into it, stopping at the first error
 #   median                   the median of the numbers on standard input
 
@@ -11,7 +12,7 @@ throwaway_cluster() {
     trap 'scripts/cluster.sh destroy "$dir"' EXIT
     trap 'exit 130' INT TERM
     echo "bench: PostgreSQL 15 on 127.0.0.1:$port"
-    scripts/cluster.sh start "$dir" "$port"
+    ARCHIVE=${ARCHIVE:-off} scripts/cluster.sh start "$dir" "$port"
 }
 
 sql() { scripts/cluster.sh psql "$dir" -q -v ON_ERROR_STOP=1 "$@"; }

@@ -51,8 +51,9 @@ start() {
         as_postgres mkdir -p "$sock"
         # Superuser over the socket only; other logins need a password.
         as_postgres sh -c "cat > '$data/pg_hba.conf'" <<HBA
-local   all   all                 trust
-host    all   all   127.0.0.1/32  scram-sha-256
+local   all           all                 trust
+local   replication   postgres            trust
+host    all           all   127.0.0.1/32  scram-sha-256
 HBA
     fi
     if [ ${#sock} -gt 100 ]; then

@@ -196,7 +196,7 @@ restore() {
     fi
 
     say "checking the repository (pgbackrest verify)"
-    verify "$dir" || fail "restore refused: pgbackrest verify found damaged or missing files in the repository (above); the cluster was not touched. See README, 'When a backup is damaged'."
+    verify "$dir" || fail "restore refused: pgbackrest verify found damaged or missing files in the repository (above); the cluster was not touched. See README, Backups and point-in-time restore, Runbook."
 
     say "stopping the cluster of $data"
     # (a postmaster killed a moment ago may still look alive to pg_ctl)
@@ -249,15 +249,17 @@ restore() {
     fi
     verified=$(sql "SELECT ok || ' ' || rows_checked || ' ' || chains || ' ' ||
                            coalesce(broken_rows || ' broken rows from id ' || first_broken_id || ': ' || problem, '')
-                      FROM recovery.audit_verify()")
+                      FROM recovery.audit_verify()") ||
+        put_back "$dir" "recovery.audit_verify() failed on the restored cluster (above)"
     set -- $verified
-    if [ "$1" != true ]; then
+    if [ "${1:-}" != true ]; then
         shift 3
-        put_back "$dir" "the audit trail of the restored cluster does not verify ($*): see README, 'When a restored audit trail does not verify'"
+        put_back "$dir" "the audit trail of the restored cluster does not verify ($*): see README, Backups and point-in-time restore, Runbook"
     fi
     say "the audit trail verifies: $2 rows on $3 chains"
     if [ "$kind" != latest ]; then
-        sql "INSERT INTO recovery.restore_holds DEFAULT VALUES ON CONFLICT ((true)) WHERE released_at IS NULL DO NOTHING" >/dev/null
+        sql "INSERT INTO recovery.restore_holds DEFAULT VALUES ON CONFLICT ((true)) WHERE released_at IS NULL DO NOTHING" >/dev/null ||
+            put_back "$dir" "the hold on reminders and delivery could not be recorded (above)"
         say "reminders, delivery and the scheduled jobs hold: the outbox has forgotten what was sent after $what."
         say "when you have checked it, release them: SELECT recovery.restore_release();"
     fi

@@ -5,8 +5,9 @@
 # between two sets of writes; an erased customer erased again by a restore
 # to before the erasure; a restore to the latest WAL after kill -9 of the
 # postmaster, with every acknowledged write there; a damaged backup found by
-# pgbackrest verify, and a restore that refuses it and touches nothing.
-# After each restore the chain verifies and the same nginx answers again.
+# pgbackrest verify, and a restore that refuses it and touches nothing; a
+# restore whose audit trail does not verify, undone.  After each restore the
+# chain verifies and the same nginx answers again.
 use strict;
 use warnings;
 use FindBin;
@@ -69,6 +70,13 @@ sub present {
                           FROM recovery.customers WHERE external_ref = ANY (?)},
                       [map { "$tag-$_" } @refs]);
     return [map { s/^\Q$tag\E-//r } split /,/, $found // ''];
+}
+
+# the erasure ledger as it is now ('' before the first erasure)
+sub ledger {
+    open my $fh, '<', "$dir/erasure-ledger" or return '';
+    local $/;
+    return <$fh>;
 }
 
 sub chain_verifies {
@@ -136,14 +144,14 @@ $db->begin_work;
 $db->do('SELECT recovery.customer_erase(?)', undef, $kept);
 $db->rollback;
 $db->disconnect;
-my $ledger = do { local (@ARGV, $/) = "$dir/erasure-ledger"; <> } // '';
+my $ledger = ledger();
 unlike($ledger, qr/\t$kept$/m, 'an erasure rolled back is not in the ledger');
 
 my $before_erasure = value('SELECT now()::text');
 sleep 0.2;
 is(http(POST => "/api/v1/customers/$erased/erase", token => $admin, base => $base)->{status}, 200,
    'erased through nginx');
-$ledger = do { local (@ARGV, $/) = "$dir/erasure-ledger"; <> } // '';
+$ledger = ledger();
 like($ledger, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\t$erased$/m, 'the erasure ledger names the customer');
 unlike($ledger, qr/E1|\@/, 'and nothing personal');
 
@@ -185,6 +193,20 @@ is_deeply(present(sort keys %acknowledged), [sort keys %acknowledged],
           'every acknowledged write is there');
 is(value('SELECT recovery.restore_held()'), 0, 'nothing holds: nothing was forgotten');
 ok(chain_verifies(), 'the chain verifies');
+
+# --- a restore whose audit trail does not verify is not kept ------------------
+# (a superuser changes an audit row behind the trigger's back)
+$db = $stack->dbh;
+$db->do(q{SET session_replication_role = replica});
+$db->do(q{UPDATE recovery.audit_log SET new_row = '{"forged": true}'
+           WHERE id = (SELECT max(id) FROM recovery.audit_log WHERE table_name = 'customers')});
+$db->disconnect;
+($rc, $out) = backup_sh('restore', $dir, 'latest');
+isnt($rc, 0, 'a restore of a forged trail fails');
+like($out, qr/the audit trail of the restored cluster does not verify/, 'and says why') or diag($out);
+like($out, qr/The cluster is back as it was before the restore/, 'and that the cluster is back as it was');
+ok(-f "$dir/data.failed-restore/PG_VERSION", 'what it restored is kept aside to look at');
+ok(nginx_answers_again($acknowledged{K1}), 'nginx answers from the cluster put back');
 
 # --- a damaged backup -------------------------------------------------------------
 ($rc, $out) = backup_sh('backup', $dir, 'full');

@@ -309,6 +309,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     conn->writes = call->writes;
     conn->nsteps = 0;
     conn->step = 0;
+    conn->sync_error = 0;
 
     for (i = 0; i < call->nstatements; i++) {
         st = &call->statements[i];
@@ -408,7 +409,16 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
         res = PQgetResult(conn->pg);
 
         if (res == NULL) {
-            /* the end of one command's results */
+            /*
+             * The end of one command's results, or of the error of the sync
+             * itself: the implicit COMMIT failed (a deferred constraint, or
+             * the extension refused at commit), after every command.
+             */
+            if (conn->sync_error) {
+                conn->sync_error = 0;
+                continue;
+            }
+
             if (++conn->step > conn->nsteps) {
                 ngx_http_recovery_conn_lost(conn,
                                             "the pipeline lost its sync");
@@ -458,6 +468,10 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
             break;
 
         default:
+            if (conn->step == conn->nsteps) {
+                conn->sync_error = 1;
+            }
+
             /* the first error is the one that explains the others */
             if (call && call->error == NULL) {
                 call->error = res;

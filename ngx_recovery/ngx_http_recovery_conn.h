@@ -39,6 +39,7 @@ struct ngx_http_recovery_conn_s {
     ngx_uint_t                          nsteps;
     ngx_uint_t                          step;
     unsigned                            writes:1;   /* its call may wait */
+    unsigned                            sync_error:1;   /* commit failed */
 
     /* set by its owner */
     ngx_http_recovery_pool_conf_t      *conf;

@@ -43,6 +43,10 @@ typedef struct PendingErasure
 /* in TopTransactionContext, so gone at the end of the transaction */
 static List *pending = NIL;
 
+/*
+ * The errors are the server's (58030, io_error), whatever errno says: the
+ * administrator who erases may do so, the file is what is wrong.
+ */
 static void
 write_all(int fd, const char *data, size_t len)
 {
@@ -54,7 +58,7 @@ write_all(int fd, const char *data, size_t len)
 			continue;
 		if (n <= 0)
 			ereport(ERROR,
-					(errcode_for_file_access(),
+					(errcode(ERRCODE_IO_ERROR),
 					 errmsg("could not write the erasure ledger \"%s\": %m",
 							erasure_ledger_path),
 					 errdetail("The erasure is not committed: a restore from an "
@@ -67,7 +71,11 @@ write_all(int fd, const char *data, size_t len)
 	}
 }
 
-/* The pending erasures as ledger lines: "2026-12-06T05:10:00Z<TAB>42". */
+/*
+ * The pending erasures as ledger lines: "42<TAB>2026-12-06T05:10:00Z".  The
+ * id comes first so that a line cut short by a failed write can never pass
+ * for a whole one naming another customer: it lacks its time.
+ */
 static char *
 ledger_lines(void)
 {
@@ -82,7 +90,7 @@ ledger_lines(void)
 	{
 		PendingErasure *erasure = lfirst(lc);
 
-		appendStringInfo(&lines, "%s\t" INT64_FORMAT "\n", when, erasure->customer_id);
+		appendStringInfo(&lines, INT64_FORMAT "\t%s\n", erasure->customer_id, when);
 	}
 	return lines.data;
 }
@@ -101,7 +109,7 @@ ledger_write(void)
 							   S_IRUSR | S_IWUSR);
 	if (fd < 0)
 		ereport(ERROR,
-				(errcode_for_file_access(),
+				(errcode(ERRCODE_IO_ERROR),
 				 errmsg("could not open the erasure ledger \"%s\": %m",
 						erasure_ledger_path),
 				 errdetail("The erasure is not committed: a restore from an "
@@ -116,7 +124,7 @@ ledger_write(void)
 	write_all(fd, lines, strlen(lines));
 	if (pg_fsync(fd) != 0)
 		ereport(ERROR,
-				(errcode_for_file_access(),
+				(errcode(ERRCODE_IO_ERROR),
 				 errmsg("could not flush the erasure ledger \"%s\": %m",
 						erasure_ledger_path)));
 	CloseTransientFile(fd);

@@ -119,12 +119,12 @@ BEGIN
     END IF;
     FOR line IN SELECT regexp_split_to_table(coalesce(pg_read_file(ledger, 0, (pg_stat_file(ledger, true)).size, true), ''), E'\n') LOOP
         CONTINUE WHEN line = '';
-        IF line !~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\t[1-9][0-9]{0,17}$' THEN
+        IF line !~ '^[1-9][0-9]{0,17}\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$' THEN
             malformed := malformed + 1;
             RAISE WARNING 'erasure ledger %: skipping a malformed line: %', ledger, left(line, 80);
             CONTINUE;
         END IF;
-        ids := ids || split_part(line, E'\t', 2)::bigint;
+        ids := ids || split_part(line, E'\t', 1)::bigint;
     END LOOP;
     -- these are in the ledger already
     PERFORM set_config('recovery.erasure_ledger', '', true);

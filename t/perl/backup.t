@@ -145,19 +145,36 @@ $db->do('SELECT recovery.customer_erase(?)', undef, $kept);
 $db->rollback;
 $db->disconnect;
 my $ledger = ledger();
-unlike($ledger, qr/\t$kept$/m, 'an erasure rolled back is not in the ledger');
+unlike($ledger, qr/^$kept\t/m, 'an erasure rolled back is not in the ledger');
+
+# an erasure that cannot write the ledger does not happen
+open my $torn, '>>', "$dir/erasure-ledger" or die "$dir/erasure-ledger: $!";
+chmod 0400, "$dir/erasure-ledger";
+my $res = http(POST => "/api/v1/customers/$erased/erase", token => $admin, base => $base);
+# (the error comes at COMMIT: the gateway answers it as any SQL error)
+is($res->{status}, 500, 'an erasure whose ledger is not writable fails: 500');
+is($res->{json}{sqlstate}, '58030', 'with the SQLSTATE of an I/O error') or diag($res->{content});
+ok(wait_for('the reason in the server log',
+            sub { $stack->server_log =~ /could not open the erasure ledger/ }), 'whose log says why');
+is(value('SELECT erased_at FROM recovery.customers WHERE id = ?', $erased), undef, 'and erases nothing');
+# a line cut short by a write that failed (a full disk, say)
+print $torn "$kept\t2026-12-0";
+close $torn;
+system('chown', 'postgres:postgres', "$dir/erasure-ledger") == 0 or die "chown: $?";
+chmod 0600, "$dir/erasure-ledger";
 
 my $before_erasure = value('SELECT now()::text');
 sleep 0.2;
 is(http(POST => "/api/v1/customers/$erased/erase", token => $admin, base => $base)->{status}, 200,
    'erased through nginx');
 $ledger = ledger();
-like($ledger, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\t$erased$/m, 'the erasure ledger names the customer');
+like($ledger, qr/^$erased\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/m, 'the erasure ledger names the customer, on a line of its own after a torn one');
 unlike($ledger, qr/E1|\@/, 'and nothing personal');
 
 ($rc, $out) = backup_sh('restore', $dir, 'time', $before_erasure);
 is($rc, 0, 'a restore to before the erasure') or diag($out);
 like($out, qr/"erased": 1/, 'which erases one customer again');
+like($out, qr/"malformed_lines": 1/, 'and skips the torn line, which names nobody');
 ok(nginx_answers_again($erased), 'the same nginx answers again');
 my $customer = http(GET => "/api/v1/customers/$erased", token => $admin, base => $base)->{json};
 like($customer->{name}, qr/^erased customer/, 'the erased customer is erased again');

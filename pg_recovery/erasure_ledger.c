@@ -47,25 +47,39 @@ static List *pending = NIL;
  * The errors are the server's (58030, io_error), whatever errno says: the
  * administrator who erases may do so, the file is what is wrong.
  */
+static void ledger_failed(const char *action) pg_attribute_noreturn();
+
+static void
+ledger_failed(const char *action)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("could not %s the erasure ledger \"%s\": %m",
+					action, erasure_ledger_path),
+			 errdetail("The erasure is not committed: a restore from an older "
+					   "backup would bring the customer's personal data back."),
+			 errhint("Check that the postgres user can write the file that "
+					 "recovery.erasure_ledger names.")));
+}
+
 static void
 write_all(int fd, const char *data, size_t len)
 {
 	while (len > 0)
 	{
-		ssize_t		n = write(fd, data, len);
+		ssize_t		n;
 
+		errno = 0;
+		n = write(fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_IO_ERROR),
-					 errmsg("could not write the erasure ledger \"%s\": %m",
-							erasure_ledger_path),
-					 errdetail("The erasure is not committed: a restore from an "
-							   "older backup would bring the customer's personal "
-							   "data back."),
-					 errhint("Check that the postgres user can write the file "
-							 "that recovery.erasure_ledger names.")));
+		{
+			/* a write that wrote nothing and said nothing: the disk is full */
+			if (errno == 0)
+				errno = ENOSPC;
+			ledger_failed("write");
+		}
 		data += n;
 		len -= n;
 	}
@@ -108,25 +122,14 @@ ledger_write(void)
 							   O_RDWR | O_APPEND | O_CREAT | PG_BINARY,
 							   S_IRUSR | S_IWUSR);
 	if (fd < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("could not open the erasure ledger \"%s\": %m",
-						erasure_ledger_path),
-				 errdetail("The erasure is not committed: a restore from an "
-						   "older backup would bring the customer's personal "
-						   "data back."),
-				 errhint("Check that the postgres user can write the file "
-						 "that recovery.erasure_ledger names.")));
+		ledger_failed("open");
 	/* a line cut short by a failed write is ended, never continued */
 	if (fstat(fd, &st) == 0 && st.st_size > 0 &&
 		pg_pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n')
 		write_all(fd, "\n", 1);
 	write_all(fd, lines, strlen(lines));
 	if (pg_fsync(fd) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("could not flush the erasure ledger \"%s\": %m",
-						erasure_ledger_path)));
+		ledger_failed("flush");
 	CloseTransientFile(fd);
 	/* a new file's name must survive a crash too */
 	if (created)

@@ -1,6 +1,8 @@
 #!/bin/sh
 # nginx with the ngx_recovery module, in a folder of its own.
 #   nginx.sh start DIR PORT PGPORT [TLS_PORT]
+#                                    PGPORT may be a list (5501,5502,5503): the
+#                                    nodes of make run HA=1, the primary wanted
 #                                    render conf/nginx.conf.in into DIR, start;
 #                                    HTTPS on TLS_PORT (a free one if not given,
 #                                    written to DIR/tls-port) with a
@@ -43,8 +45,13 @@ start() {
     # one connection of each worker's pool for GETs only, when there are two
     reserve=0
     [ "${POOL_SIZE:-2}" -gt 1 ] && reserve=1
-    sed -e "s|@MODULE@|$module|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
-        -e "s|@PGPORT@|$pgport|g" -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
+    case "$pgport" in
+        *,*) hosts=$(echo "$pgport" | sed 's/[0-9][0-9]*/127.0.0.1/g')
+             pghosts="host=$hosts port=$pgport target_session_attrs=read-write" ;;
+        *) pghosts="host=127.0.0.1 port=$pgport" ;;
+    esac
+    sed -e "s|@MODULE@|$module|g" -e "s|@PGHOSTS@|$pghosts|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
+        -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \

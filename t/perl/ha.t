@@ -1,0 +1,162 @@
+#!/usr/bin/perl
+# Failover, on a cluster of this test's own: three PostgreSQL nodes under
+# Patroni with etcd (scripts/ha.sh), synchronous replication, and an nginx
+# whose recovery_database lists the three with target_session_attrs=read-write.
+# Clients write through nginx with Idempotency-Keys, retrying what got no
+# answer; the leader's server is lost (kill -9 of its Patroni and its
+# postmaster); a standby is promoted and writes succeed again through the same
+# nginx.  Every acknowledged write is on the new primary, once, and the chain
+# verifies.  Then: writes go on with every standby down, and get 503 with
+# Retry-After, at once, while no primary exists.
+use strict;
+use warnings;
+use Cwd qw(abs_path);
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use IO::Handle;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use Recovery::HTTP qw(http jwt claims);
+use Recovery::Test qw(wait_for);
+
+my $root = abs_path("$FindBin::Bin/../..");
+chomp(my $http_port = `$root/scripts/cluster.sh free-port`);
+my $dir = "$root/tmp/ha-$$";
+my $nginx_dir = "$root/tmp/ha-nginx-$http_port";
+my $base = "http://127.0.0.1:$http_port";
+my $owner = $$;
+END {
+    if ($$ == $owner) {
+        system("$root/scripts/nginx.sh", 'stop', $nginx_dir);
+        system("$root/scripts/ha.sh", 'destroy', $dir);
+        system('rm', '-rf', $nginx_dir);
+    }
+}
+
+sub ha { my $out = `$root/scripts/ha.sh @_ 2>&1`; chomp $out; return ($? == 0, $out) }
+
+my ($ok, $out) = ha('start', $dir);
+ok($ok, 'three nodes under Patroni') or BAIL_OUT($out);
+like($out, qr/the standbys stream, one synchronously/, 'one standby is synchronous');
+(undef, my $hosts) = ha('hosts', $dir);
+
+sub psql {
+    my ($node, $sql) = @_;
+    my $v = `$root/scripts/ha.sh psql $dir $node -qtA -c "$sql" 2>/dev/null`;
+    chomp $v;
+    return $v;
+}
+sub leader { my (undef, $l) = ha('leader', $dir); return $l }
+sub pid_of { open my $fh, '<', $_[0] or return; my $p = <$fh>; chomp $p; return $p }
+
+my $first = leader();
+psql('leader', q{ALTER ROLE recovery_authenticator PASSWORD 'authenticator'});
+my $admin_id = psql('leader', q{SET ROLE recovery_admin; SELECT recovery.user_create('admin@ha.test', 'HA Admin', 'recovery_admin', 'ha-test-password')});
+like($admin_id, qr/^\d+$/, 'an administrator on the primary');
+{
+    local @ENV{qw(LOGIN_RATE LOGIN_BURST API_RATE API_BURST WORKERS)} = ('1000r/s', 1000, '100000r/s', 100000, 2);
+    system("$root/scripts/nginx.sh", 'start', $nginx_dir, $http_port, $hosts) == 0 or BAIL_OUT('nginx');
+}
+my $admin = jwt(claims(role => 'recovery_admin', sub => $admin_id, exp => time + 3600), dir => $nginx_dir);
+
+# --- jobs and the worker run on the primary only -----------------------------
+my @standbys = grep { $_ ne $first } qw(node1 node2 node3);
+ok(wait_for('the delivery worker on the primary', sub {
+       psql($first, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_recovery delivery'}) eq '1' }),
+   "the delivery worker runs on the primary ($first)");
+is(psql($standbys[0], q{SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('pg_recovery delivery', 'pg_cron launcher')}),
+   '0', 'neither it nor pg_cron runs on a standby');
+
+# --- a failover under write load ------------------------------------------------
+my $stop = "$nginx_dir/stop-writers";
+my @writers;
+for my $w (1 .. 3) {
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if (!$pid) {
+        STDOUT->autoflush(1);
+        my $n = 0;
+        my $deadline = time + 120;
+        until (-e $stop || time > $deadline) {
+            $n++;
+            my $ref = "ha$$-w$w-$n";
+            # the same key until it is answered: a retry cannot write twice
+            while (time < $deadline) {
+                my $res = http(POST => '/api/v1/customers', token => $admin, base => $base, timeout => 10,
+                               headers => { 'Idempotency-Key' => $ref },
+                               json => { external_ref => $ref, name => "HA $ref" });
+                if ($res->{status} == 201) { printf "ack %s %.3f\n", $ref, time; last }
+                printf "fail %d %.3f\n", $res->{status}, time;
+                sleep 0.1;
+            }
+        }
+        exit 0;
+    }
+    push @writers, $fh;
+}
+sleep 2;
+my $killed_at = time;
+kill 'KILL', pid_of("$dir/$first/patroni.pid"), pid_of("$dir/$first/data/postmaster.pid");
+my $second = wait_for('Patroni to promote a standby', sub { my $l = leader(); $l && $l ne $first ? $l : undef }, 60);
+ok($second, "the server of $first lost, Patroni promotes " . ($second // 'nobody'));
+ok(wait_for('writes committed on the new primary', sub {
+       psql($second, sprintf(q{SELECT count(*) > 0 FROM recovery.customers WHERE external_ref LIKE 'ha%%' AND created_at > to_timestamp(%.3f)}, $killed_at)) eq 't' }, 60),
+   'writes reach the new primary through the same nginx');
+sleep 2;    # writes go on a while on the new primary
+open my $touch, '>', $stop or die $!;
+close $touch;
+my (%acked, $failures, $first_after);
+for my $fh (@writers) {
+    while (my $line = <$fh>) {
+        if ($line =~ /^ack (\S+) (\S+)/) {
+            $acked{$1}++;
+            $first_after = $2 if $2 > $killed_at && (!defined $first_after || $2 < $first_after);
+        } elsif ($line =~ /^fail/) {
+            $failures++;
+        }
+    }
+    close $fh;
+}
+ok(defined $first_after, 'writes are acknowledged again after the loss');
+my $downtime = defined $first_after ? $first_after - $killed_at : 999;
+cmp_ok($downtime, '<', 30, sprintf('the first write succeeds %.1f s after the loss', $downtime));
+diag(sprintf('failover: %d writes acknowledged, %d attempts answered otherwise, first write %.1f s after kill -9',
+             scalar(keys %acked), $failures // 0, $downtime));
+
+my $on_new = psql($second, q{SELECT string_agg(external_ref || ':' || n, ',') FROM
+                             (SELECT external_ref, count(*) AS n FROM recovery.customers
+                               WHERE external_ref LIKE 'ha%' GROUP BY 1) c});
+my %stored = map { split /:/ } split /,/, $on_new;
+my @lost = grep { !$stored{$_} } sort keys %acked;
+is(scalar(@lost), 0, 'no acknowledged write is lost: ' . scalar(keys %acked) . ' on the new primary')
+    or diag("lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]");
+is(scalar(grep { $stored{$_} > 1 } keys %stored), 0, 'and none is written twice');
+is(psql($second, q{SELECT ok FROM recovery.audit_verify()}), 't', 'the chain verifies on the new primary');
+ok(wait_for('the delivery worker on the new primary', sub {
+       psql($second, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_recovery delivery'}) eq '1' }),
+   'the delivery worker takes over on the promoted standby');
+
+# --- every standby down: the primary goes on alone --------------------------------
+my ($third) = grep { $_ ne $first && $_ ne $second } qw(node1 node2 node3);
+kill 'TERM', pid_of("$dir/$third/patroni.pid");
+ok(wait_for("$third to stop", sub { !kill 0, pid_of("$dir/$third/patroni.pid") }, 60), "the last standby ($third) stops");
+my $res;
+ok(wait_for('a write with no standby left', sub {
+       $res = http(POST => '/api/v1/customers', token => $admin, base => $base, timeout => 15,
+                   json => { external_ref => "ha$$-alone", name => 'Alone' });
+       $res->{status} == 201 }, 60),
+   'writes succeed with every standby down (synchronous_mode is not strict)');
+is(http(GET => "/api/v1/customers/$res->{json}{id}", token => $admin, base => $base)->{status}, 200,
+   'and reads too');
+
+# --- no primary at all --------------------------------------------------------------
+kill 'KILL', pid_of("$dir/$second/patroni.pid"), pid_of("$dir/$second/data/postmaster.pid");
+my $t0 = time;
+ok(wait_for('a 503 while no primary exists', sub {
+       $res = http(POST => '/api/v1/customers', token => $admin, base => $base, timeout => 15,
+                   json => { external_ref => "ha$$-none", name => 'None' });
+       $res->{status} == 503 }, 30),
+   'with no primary, writes get 503');
+ok($res->{headers}{'retry-after'}, 'with Retry-After');
+is($res->{json}{error}, 'database_unavailable', 'saying the database is unavailable');
+
+done_testing;

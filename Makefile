@@ -3,6 +3,7 @@
 #   make install    install the extension into PostgreSQL 15 (root)
 #   make deps       install missing Debian packages (root)
 #   make run        build, install, start PostgreSQL with demo data and nginx
+#                   (HA=1: three nodes under Patroni with etcd, in .pgdata/ha)
 #   make stop       stop what make run started
 #   make backup     a backup of the make run cluster now (TYPE=full|diff|incr)
 #   make restore    restore it: TIME='2026-12-04 10:15:00+00', TIME=latest or LSN=0/5000060
@@ -16,6 +17,7 @@ PG_PORT   ?= 5499
 NGINX_PORT ?= 8080
 TLS_PORT  ?= 8443
 RUN_DIR   := $(CURDIR)/.pgdata
+HA_DIR    := $(RUN_DIR)/ha
 NGINX_DIR := $(CURDIR)/tmp/nginx-run
 JWT_CFLAGS = -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-Ingx_recovery $(shell pkg-config --cflags json-c 2>/dev/null)
@@ -72,7 +74,18 @@ install: all
 deps:
 	@scripts/deps.sh
 
+ifeq ($(HA),1)
 run: deps install
+	@scripts/cluster.sh stop $(RUN_DIR)
+	@scripts/ha.sh start $(HA_DIR)
+	@scripts/ha.sh psql $(HA_DIR) leader -q -v ON_ERROR_STOP=1 -f sql/demo.sql
+	@scripts/ha.sh psql $(HA_DIR) leader -q -v ON_ERROR_STOP=1 -c 'SELECT recovery.schedule_jobs()' >/dev/null
+	@scripts/nginx.sh stop $(NGINX_DIR)
+	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $$(scripts/ha.sh hosts $(HA_DIR)) $(TLS_PORT)
+	@HA_DIR=$(HA_DIR) scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT) $(TLS_PORT)
+else
+run: deps install
+	@scripts/ha.sh stop $(HA_DIR)
 	@scripts/cluster.sh start $(RUN_DIR) $(PG_PORT)
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -f sql/demo.sql
 	@scripts/cluster.sh psql $(RUN_DIR) -q -v ON_ERROR_STOP=1 -c 'SELECT recovery.schedule_jobs()' >/dev/null
@@ -80,10 +93,12 @@ run: deps install
 	@scripts/nginx.sh stop $(NGINX_DIR)
 	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $(PG_PORT) $(TLS_PORT)
 	@scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT) $(TLS_PORT)
+endif
 
 stop:
 	@scripts/nginx.sh stop $(NGINX_DIR)
 	@scripts/cluster.sh stop $(RUN_DIR)
+	@scripts/ha.sh stop $(HA_DIR)
 	@echo "stopped nginx and PostgreSQL of $(RUN_DIR)"
 
 TYPE ?= full

@@ -3,7 +3,7 @@
 # Run as root (make deps does this); otherwise prints the command to run.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-server-dev-15
+PACKAGES="postgresql-15 postgresql-server-dev-15 patroni etcd-server
 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 libdbd-pg-perl libssl-dev build-essential pkg-config
 nginx nginx-dev libjson-c-dev libpq-dev libcurl4-openssl-dev libgmime-3.0-dev

@@ -27,24 +27,37 @@ Payment Recovery is running.
         | sed 's/.*"token":"\([^"]*\)".*/\1/')
     curl -s -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:$http/api/v1/recovery-cases?state=open&limit=3'
 
-  PostgreSQL 15 with pg_cron and pg_recovery, database "recovery":
-    psql -h $dir/sock -p $port -U postgres recovery    (as root or postgres)
+$(if [ -n "${HA_DIR:-}" ]; then
+    lead=$(scripts/ha.sh leader "$HA_DIR")
+    echo "  Three PostgreSQL 15 nodes under Patroni (etcd in $HA_DIR/etcd), $lead leads;"
+    echo "  replication is synchronous: a write the primary acknowledged is on a standby."
+    echo "  nginx connects to whichever node is the primary (target_session_attrs=read-write)."
+    echo "    scripts/ha.sh patronictl $HA_DIR list     the cluster, as Patroni sees it"
+    echo "    scripts/ha.sh psql $HA_DIR leader         psql into the primary (or node1..node3)"
+else
+    echo "  PostgreSQL 15 with pg_cron and pg_recovery, database \"recovery\":"
+    echo "    psql -h $dir/sock -p $port -U postgres recovery    (as root or postgres)"
+fi)
     SELECT state, count(*) FROM recovery.recovery_cases GROUP BY 1;
   The gateway's login role (password "authenticator", loopback only):
-    psql "host=127.0.0.1 port=$port user=recovery_authenticator dbname=recovery"
+    psql "$(if [ -n "${HA_DIR:-}" ]; then ports=$(scripts/ha.sh hosts "$HA_DIR")
+             echo "host=$(echo "$ports" | sed 's/[0-9][0-9]*/127.0.0.1/g') port=$ports target_session_attrs=read-write"
+         else echo "host=127.0.0.1 port=$port"; fi) user=recovery_authenticator dbname=recovery"
 
   Reminders: pg_cron runs recovery.run_reminders() every minute; the delivery
   worker sends the outbox once told where (README "Reminders and delivery"):
     ALTER SYSTEM SET recovery.smtp_url = 'smtp://127.0.0.1:2525'; SELECT pg_reload_conf();
     SELECT status, channel, count(*) FROM recovery.notifications GROUP BY 1, 2;
 
+$(if [ -z "${HA_DIR:-}" ]; then cat <<BACKUPS
   Backups (pgBackRest; WAL archived continuously to $dir/backup, encrypted):
     make backup                        a full backup now (TYPE=diff or incr)
     make restore TIME='$(date -u '+%F %T')+00'   or TIME=latest, or LSN=0/5000060
     scripts/backup.sh info $dir       what the repository holds
   Keep a copy of $dir/pgbackrest/conf.d/cipher.conf somewhere safe and apart
   from the backups: without its passphrase no backup can be read.
-
-  Logs: tmp/nginx-run/error.log, tmp/nginx-run/access.log, $dir/postgresql.log
+BACKUPS
+echo; fi)
+  Logs: tmp/nginx-run/error.log, tmp/nginx-run/access.log, $(if [ -n "${HA_DIR:-}" ]; then echo "$HA_DIR/node*/patroni.log and data/log/"; else echo "$dir/postgresql.log"; fi)
   Stop: make stop
 INFO

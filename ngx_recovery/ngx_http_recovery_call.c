@@ -3,7 +3,10 @@
  * The SQL of a request: one call on the pool that runs, in one round trip
  * and one transaction, the request context (who is acting, whether it may
  * write, its timeout), idempotency_begin when the request has an
- * Idempotency-Key, and the routed function.
+ * Idempotency-Key, and the routed function.  A read on a standby first asks
+ * whether the standby has the caller's last write (recovery.replayed); a
+ * write asks, once committed, where the WAL is: its commit position, which
+ * the client sends back so that its next reads see what it wrote.
  */
 
 #include "ngx_http_recovery_module.h"
@@ -48,16 +51,30 @@ static const char  ngx_http_recovery_begin_sql[] =
     "SELECT recovery.idempotency_begin($1, $2, $3)";
 static const char  ngx_http_recovery_begin_name[] = "idem_begin";
 
+/* after the commit: the WAL's end is past the commit record */
+static const char  ngx_http_recovery_lsn_sql[] =
+    "SELECT pg_current_wal_insert_lsn()::text";
+static const char  ngx_http_recovery_lsn_name[] = "commit_lsn";
+
+/* on a standby: PR011 until it has replayed the caller's last write */
+static const char  ngx_http_recovery_replayed_sql[] =
+    "SELECT recovery.replayed($1::pg_lsn)";
+static const char  ngx_http_recovery_replayed_name[] = "replayed";
+
 
 /*
  * Prepared statements of a connection, by index: the routes' calls [0, n),
- * their idempotent forms [n, 2n), the three request contexts, and
- * idempotency_begin.
+ * their idempotent forms [n, 2n), the three request contexts,
+ * idempotency_begin, the commit position and the standby's check.
  */
 #define ngx_http_recovery_context_index(rmcf, auth)                           \
     (2 * (rmcf)->routes.nelts + (auth))
 #define ngx_http_recovery_begin_index(rmcf)                                   \
     (2 * (rmcf)->routes.nelts + 3)
+#define ngx_http_recovery_lsn_index(rmcf)                                     \
+    (2 * (rmcf)->routes.nelts + 4)
+#define ngx_http_recovery_replayed_index(rmcf)                                \
+    (2 * (rmcf)->routes.nelts + 5)
 
 
 static int ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
@@ -67,14 +84,18 @@ static int ngx_http_recovery_context_params(ngx_http_recovery_ctx_t *ctx,
 ngx_uint_t
 ngx_http_recovery_call_statements(ngx_http_recovery_main_conf_t *rmcf)
 {
-    return 2 * rmcf->routes.nelts + 4;
+    return 2 * rmcf->routes.nelts + 6;
 }
 
 
-/* fills the request's call; its arguments (ctx->params) are set already */
+/*
+ * Fills the request's call; its arguments (ctx->params) are set already.
+ * standby: the call goes to a standby, which must have the caller's writes.
+ */
 void
 ngx_http_recovery_call_init(ngx_http_request_t *r,
-    ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_call_done_pt done)
+    ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_call_done_pt done,
+    ngx_uint_t standby)
 {
     ngx_uint_t                      idempotent;
     ngx_http_recovery_call_t       *call;
@@ -93,6 +114,10 @@ ngx_http_recovery_call_init(ngx_http_request_t *r,
     call->log = r->connection->log;
     call->done = done;
     call->data = ctx;
+    call->committed = 0;
+    call->error = NULL;
+    ngx_str_null(&call->failure);
+    ngx_memzero(call->statements, sizeof(call->statements));
 
     st = &call->statements[0];
     st->index = ngx_http_recovery_context_index(rmcf, ctx->auth);
@@ -116,7 +141,19 @@ ngx_http_recovery_call_init(ngx_http_request_t *r,
         st->keep = 1;
     }
 
+    if (standby && ctx->lsn[0]) {
+        ctx->replayed[0] = (const char *) ctx->lsn;
+
+        st = &call->statements[call->nstatements++];
+        st->index = ngx_http_recovery_replayed_index(rmcf);
+        st->name = ngx_http_recovery_replayed_name;
+        st->sql = ngx_http_recovery_replayed_sql;
+        st->nparams = 1;
+        st->params = ctx->replayed;
+    }
+
     /* the idempotent form takes the key first, then the route's arguments */
+    ctx->routed = call->nstatements;
     st = &call->statements[call->nstatements++];
     st->index = idempotent ? rmcf->routes.nelts + route->index : route->index;
     st->name = (const char *) (idempotent ? route->idempotent_statement
@@ -127,6 +164,36 @@ ngx_http_recovery_call_init(ngx_http_request_t *r,
     st->params = idempotent ? ctx->params : ctx->params + 1;
     st->binary = route->file ? 1 : 0;
     st->keep = 1;
+
+    if (call->writes) {
+        call->committed = call->nstatements;
+
+        st = &call->statements[call->nstatements++];
+        st->index = ngx_http_recovery_lsn_index(rmcf);
+        st->name = ngx_http_recovery_lsn_name;
+        st->sql = ngx_http_recovery_lsn_sql;
+        st->keep = 1;
+    }
+}
+
+
+/* the write's commit position, once the call is answered; NULL: none */
+const char *
+ngx_http_recovery_call_commit_lsn(ngx_http_recovery_ctx_t *ctx)
+{
+    PGresult  *lsn;
+
+    if (!ctx->call.committed) {
+        return NULL;
+    }
+
+    lsn = ctx->call.statements[ctx->call.committed].result;
+
+    if (lsn == NULL || PQntuples(lsn) != 1 || PQgetisnull(lsn, 0, 0)) {
+        return NULL;
+    }
+
+    return PQgetvalue(lsn, 0, 0);
 }
 
 
@@ -134,7 +201,7 @@ ngx_http_recovery_call_init(ngx_http_request_t *r,
 PGresult *
 ngx_http_recovery_call_result(ngx_http_recovery_ctx_t *ctx)
 {
-    return ctx->call.statements[ctx->call.nstatements - 1].result;
+    return ctx->call.statements[ctx->routed].result;
 }
 
 

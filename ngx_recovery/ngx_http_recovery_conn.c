@@ -15,6 +15,7 @@
  * preparation (PREPARE) or its execution.
  */
 #define NGX_HTTP_RECOVERY_PREPARE        0x100
+#define NGX_HTTP_RECOVERY_SYNC           0x200   /* the first of two */
 #define NGX_HTTP_RECOVERY_MIN_DELAY      100
 #define NGX_HTTP_RECOVERY_ANSWER_GRACE   1000
 
@@ -314,6 +315,15 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     for (i = 0; i < call->nstatements; i++) {
         st = &call->statements[i];
 
+        /* what runs once the call's transaction has committed */
+        if (call->committed && i == call->committed) {
+            if (!PQpipelineSync(pg)) {
+                goto failed;
+            }
+
+            conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_SYNC;
+        }
+
         if (!conn->prepared[st->index]) {
             if (!PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL)) {
                 goto failed;
@@ -430,14 +440,23 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
 
         call = conn->call;
         step = conn->step < conn->nsteps ? conn->steps[conn->step]
-                                         : NGX_HTTP_RECOVERY_PREPARE;
-        st = (call && !(step & NGX_HTTP_RECOVERY_PREPARE))
+                                         : NGX_HTTP_RECOVERY_SYNC;
+        st = (call && !(step & (NGX_HTTP_RECOVERY_PREPARE
+                                 | NGX_HTTP_RECOVERY_SYNC)))
              ? &call->statements[step] : NULL;
 
         switch (PQresultStatus(res)) {
 
         case PGRES_PIPELINE_SYNC:
             PQclear(res);
+
+            if (conn->step < conn->nsteps) {
+                /* the first of two: the call's transaction is over */
+                conn->step++;
+                conn->sync_error = 0;
+                break;
+            }
+
             ngx_http_recovery_conn_done(conn);
             return;
 
@@ -468,7 +487,7 @@ ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
             break;
 
         default:
-            if (conn->step == conn->nsteps) {
+            if (step & NGX_HTTP_RECOVERY_SYNC) {
                 conn->sync_error = 1;
             }
 

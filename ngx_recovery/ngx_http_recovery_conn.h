@@ -20,7 +20,8 @@ typedef enum {
 } ngx_http_recovery_conn_state_e;
 
 
-#define NGX_HTTP_RECOVERY_MAX_STEPS  (2 * NGX_HTTP_RECOVERY_CALL_STATEMENTS)
+/* each statement prepared and run, and a sync between a call's two parts */
+#define NGX_HTTP_RECOVERY_MAX_STEPS  (2 * NGX_HTTP_RECOVERY_CALL_STATEMENTS + 1)
 
 
 typedef void (*ngx_http_recovery_conn_changed_pt)(

@@ -20,6 +20,7 @@
 #include "ngx_http_recovery_call.h"
 #include "ngx_http_recovery_idempotency.h"
 #include "ngx_http_recovery_metrics.h"
+#include "ngx_http_recovery_replicas.h"
 #include "ngx_http_recovery_request_id.h"
 #include "ngx_http_recovery_response.h"
 #include "ngx_http_recovery_route.h"
@@ -30,6 +31,7 @@ static ngx_int_t ngx_http_recovery_admit(ngx_http_request_t *r,
 static void ngx_http_recovery_body_read(ngx_http_request_t *r);
 static ngx_int_t ngx_http_recovery_start(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx);
+static ngx_int_t ngx_http_recovery_ask_primary(ngx_http_recovery_ctx_t *ctx);
 static void ngx_http_recovery_call_done(ngx_http_recovery_call_t *call);
 static ngx_int_t ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx);
 static ngx_int_t ngx_http_recovery_unavailable(ngx_http_request_t *r,
@@ -145,6 +147,10 @@ ngx_http_recovery_admit(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
 
     ctx->read_only = (ctx->route->method == NGX_HTTP_GET);
 
+    if (ctx->read_only) {
+        ngx_http_recovery_replicas_lsn(r, ctx);
+    }
+
     if (ctx->route->kind != NGX_HTTP_RECOVERY_LOGIN && rlcf->auth) {
         refusal = NULL;
         rc = ngx_http_recovery_authenticate(r, ctx, rlcf, &refusal);
@@ -246,9 +252,17 @@ ngx_http_recovery_start(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_recovery_call_init(r, ctx, ngx_http_recovery_call_done);
+    ctx->pool = ngx_http_recovery_replicas_pick(r, ctx);
 
-    rc = ngx_http_recovery_pool_run(rmcf->pool, &ctx->call);
+    ngx_http_recovery_call_init(r, ctx, ngx_http_recovery_call_done,
+                                ctx->pool != rmcf->pool);
+
+    rc = ngx_http_recovery_pool_run(ctx->pool, &ctx->call);
+
+    /* the standbys' queue is full: the primary may have room */
+    if (rc != NGX_OK && ctx->pool != rmcf->pool) {
+        rc = ngx_http_recovery_ask_primary(ctx);
+    }
 
     if (rc == NGX_OK) {
         /* a client that goes away is noticed; its call is released */
@@ -267,6 +281,24 @@ ngx_http_recovery_start(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx)
 }
 
 
+/* the request's call again, on the primary's pool */
+static ngx_int_t
+ngx_http_recovery_ask_primary(ngx_http_recovery_ctx_t *ctx)
+{
+    ngx_http_recovery_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_get_module_main_conf(ctx->request,
+                                         ngx_http_recovery_module);
+
+    ngx_http_recovery_pool_release(&ctx->call);
+    ctx->pool = rmcf->pool;
+    ngx_http_recovery_call_init(ctx->request, ctx,
+                                ngx_http_recovery_call_done, 0);
+
+    return ngx_http_recovery_pool_run(ctx->pool, &ctx->call);
+}
+
+
 /* the pool's callback: the database has answered, or the call failed */
 static void
 ngx_http_recovery_call_done(ngx_http_recovery_call_t *call)
@@ -279,6 +311,13 @@ ngx_http_recovery_call_done(ngx_http_recovery_call_t *call)
     ctx = call->data;
     r = ctx->request;
     c = r->connection;
+
+    /* a standby that cannot answer yet: the primary can */
+    if (ngx_http_recovery_replicas_retry(ctx)
+        && ngx_http_recovery_ask_primary(ctx) == NGX_OK)
+    {
+        return;
+    }
 
     rc = ngx_http_recovery_respond(ctx);
 
@@ -349,6 +388,13 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
 
     if (ctx->route->kind == NGX_HTTP_RECOVERY_LOGIN) {
         return ngx_http_recovery_auth_login(ctx, json, len);
+    }
+
+    if (ngx_http_recovery_replicas_committed(r,
+            ngx_http_recovery_call_commit_lsn(ctx))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ctx->route->location.len) {

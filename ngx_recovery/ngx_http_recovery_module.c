@@ -22,6 +22,8 @@ static void *ngx_http_recovery_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_recovery_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_recovery_conninfo_check(ngx_conf_t *cf,
+    const char *directive, ngx_str_t *conninfo);
 static void ngx_http_recovery_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_recovery_route_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -40,6 +42,13 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_recovery_main_conf_t, pool_conf.conninfo),
+      NULL },
+
+    { ngx_string("recovery_replicas"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_recovery_main_conf_t, replica_conf.conninfo),
       NULL },
 
     { ngx_string("recovery_pool_size"),
@@ -302,9 +311,6 @@ ngx_http_recovery_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_recovery_main_conf_t  *rmcf = conf;
 
-    char              *error;
-    PQconninfoOption  *options;
-
     ngx_conf_init_uint_value(rmcf->pool_conf.size, 4);
     ngx_conf_init_uint_value(rmcf->pool_conf.queue_size, 256);
     ngx_conf_init_msec_value(rmcf->pool_conf.queue_timeout, 2000);
@@ -349,25 +355,45 @@ ngx_http_recovery_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    error = NULL;
-    options = PQconninfoParse((const char *) rmcf->pool_conf.conninfo.data,
-                              &error);
-
-    if (options == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"recovery_database\": %s",
-                           error ? error : "out of memory");
-        PQfreemem(error);
+    if (ngx_http_recovery_conninfo_check(cf, "recovery_database",
+                                         &rmcf->pool_conf.conninfo)
+        != NGX_OK
+        || (rmcf->replica_conf.conninfo.len
+            && ngx_http_recovery_conninfo_check(cf, "recovery_replicas",
+                                                &rmcf->replica_conf.conninfo)
+               != NGX_OK))
+    {
         return NGX_CONF_ERROR;
     }
-
-    PQconninfoFree(options);
 
     if (ngx_http_recovery_metrics_init_zone(cf, rmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_recovery_conninfo_check(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *conninfo)
+{
+    char              *error;
+    PQconninfoOption  *options;
+
+    error = NULL;
+    options = PQconninfoParse((const char *) conninfo->data, &error);
+
+    if (options == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%s\": %s",
+                           directive, error ? error : "out of memory");
+        PQfreemem(error);
+        return NGX_ERROR;
+    }
+
+    PQconninfoFree(options);
+
+    return NGX_OK;
 }
 
 
@@ -558,6 +584,7 @@ ngx_http_recovery_ops(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_recovery_init_process(ngx_cycle_t *cycle)
 {
+    ngx_str_t                       conninfo;
     ngx_http_recovery_main_conf_t  *rmcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -575,8 +602,25 @@ ngx_http_recovery_init_process(ngx_cycle_t *cycle)
     rmcf->pool_conf.statements = ngx_http_recovery_call_statements(rmcf);
 
     rmcf->pool = ngx_http_recovery_pool_init(cycle, &rmcf->pool_conf);
+    if (rmcf->pool == NULL) {
+        return NGX_ERROR;
+    }
 
-    return rmcf->pool ? NGX_OK : NGX_ERROR;
+    /* the standbys' pool: the same settings; every connection reads */
+    if (rmcf->replica_conf.conninfo.len) {
+        conninfo = rmcf->replica_conf.conninfo;
+        rmcf->replica_conf = rmcf->pool_conf;
+        rmcf->replica_conf.conninfo = conninfo;
+        rmcf->replica_conf.read_reserve = 0;
+
+        rmcf->replicas = ngx_http_recovery_pool_init(cycle,
+                                                     &rmcf->replica_conf);
+        if (rmcf->replicas == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -589,5 +633,6 @@ ngx_http_recovery_exit_process(ngx_cycle_t *cycle)
                                                ngx_http_recovery_module);
     if (rmcf) {
         ngx_http_recovery_pool_done(rmcf->pool);
+        ngx_http_recovery_pool_done(rmcf->replicas);
     }
 }

@@ -74,14 +74,17 @@ typedef struct {
     unsigned                    whole_body:1;   /* any field is welcome */
     unsigned                    raw_body:1;     /* any content, not JSON */
     unsigned                    file:1;         /* answers with a file */
+    unsigned                    primary:1;      /* a GET the primary serves */
 } ngx_http_recovery_route_t;
 
 
 typedef struct {
     ngx_http_recovery_pool_conf_t  pool_conf;
+    ngx_http_recovery_pool_conf_t  replica_conf;    /* recovery_replicas */
     ngx_array_t                 routes;     /* ngx_http_recovery_route_t * */
     ngx_shm_zone_t             *metrics_zone;
     ngx_http_recovery_pool_t   *pool;       /* this worker's */
+    ngx_http_recovery_pool_t   *replicas;   /* its reads' on standbys */
     ngx_int_t                   request_id_index;
     unsigned                    used:1;
 } ngx_http_recovery_main_conf_t;
@@ -128,8 +131,13 @@ typedef struct {
     u_char                      request_hash[65];   /* body SHA-256, hex */
     ngx_msec_t                  start;
     ngx_http_recovery_call_t    call;       /* its round trip (_call.c) */
+    ngx_http_recovery_pool_t   *pool;       /* the pool that runs it */
     const char                 *context[7]; /* the call's parameters */
     const char                 *begin[3];
+    const char                 *replayed[1];
+    u_char                      lsn[32];    /* the caller's last write's
+                                               commit position, or "" */
+    ngx_uint_t                  routed;     /* the routed statement */
     u_char                      timeout[NGX_INT64_LEN + 1];
     unsigned                    read_only:1;
 } ngx_http_recovery_ctx_t;

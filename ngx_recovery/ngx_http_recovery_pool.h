@@ -16,7 +16,7 @@
 #include <libpq-fe.h>
 
 
-#define NGX_HTTP_RECOVERY_CALL_STATEMENTS  3
+#define NGX_HTTP_RECOVERY_CALL_STATEMENTS  4
 
 
 typedef struct ngx_http_recovery_pool_s  ngx_http_recovery_pool_t;
@@ -54,11 +54,16 @@ typedef struct {
 } ngx_http_recovery_statement_t;
 
 
-/* one round trip: its statements, then the sync */
+/*
+ * One round trip: its statements, then the sync.  With committed set, the
+ * statements from that one on run after a first sync, once the others have
+ * committed, in a transaction of their own (a write's commit position).
+ */
 struct ngx_http_recovery_call_s {
     ngx_http_recovery_statement_t
                           statements[NGX_HTTP_RECOVERY_CALL_STATEMENTS];
     ngx_uint_t                      nstatements;
+    ngx_uint_t                      committed;  /* 0: one transaction */
     ngx_msec_t                      timeout;    /* the server's, for it */
     ngx_log_t                      *log;
     unsigned                        writes:1;   /* may wait on row locks */

@@ -40,7 +40,7 @@ static ngx_int_t ngx_http_recovery_is_identifier(ngx_str_t *s,
 
 /*
  * recovery_call METHOD schema.function [name=source ...] [status=201]
- *               [timeout=60s];
+ *               [timeout=60s] [primary];
  * recovery_login schema.function [name=source ...];
  */
 char *
@@ -183,6 +183,12 @@ ngx_http_recovery_route_arg(ngx_conf_t *cf, ngx_http_recovery_route_t *route,
     ngx_str_t                          name, source;
     ngx_http_recovery_arg_t           *arg;
     ngx_http_compile_complex_value_t   ccv;
+
+    /* a read that must see the newest data: never on a standby */
+    if (word->len == 7 && ngx_strncmp(word->data, "primary", 7) == 0) {
+        route->primary = 1;
+        return NGX_CONF_OK;
+    }
 
     p = ngx_strlchr(word->data, word->data + word->len, '=');
 

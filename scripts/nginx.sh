@@ -8,6 +8,7 @@
 #                                    written to DIR/tls-port) with a
 #                                    self-signed certificate made in DIR/tls
 #   nginx.sh stop DIR                stop it (graceful, then forced)
+# REPLICAS=5502,5503 adds a recovery_replicas pool on those standbys.
 # Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s LOCK_TIMEOUT=1s READ_RESERVE=1
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 API_RATE=100r/s API_BURST=200
 #   LOG_LEVEL=notice MODULE=build/...so
@@ -50,7 +51,11 @@ start() {
              pghosts="host=$hosts port=$pgport target_session_attrs=read-write" ;;
         *) pghosts="host=127.0.0.1 port=$pgport" ;;
     esac
-    sed -e "s|@MODULE@|$module|g" -e "s|@PGHOSTS@|$pghosts|g" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
+    replicas="# recovery_replicas  \"host=db2,db3 port=5432,5432 target_session_attrs=standby ...\";"
+    if [ -n "${REPLICAS:-}" ]; then
+        replicas="recovery_replicas  \"host=$(echo "$REPLICAS" | sed 's/[0-9][0-9]*/127.0.0.1/g') port=$REPLICAS target_session_attrs=standby dbname=recovery user=recovery_authenticator password=authenticator connect_timeout=2\";"
+    fi
+    sed -e "s|@MODULE@|$module|g" -e "s|@PGHOSTS@|$pghosts|g" -e "s|@REPLICAS@|$replicas|" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
         -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \

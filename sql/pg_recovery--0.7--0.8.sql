@@ -4,7 +4,8 @@
 -- `pgbackrest info` into it), recovery.backup_health says how old the newest
 -- backup and archived WAL are, GET /api/v1/jobs shows both; customer_erase()
 -- records the customer in the ledger (recovery.erasure_ledger) as it commits,
--- and erasure_ledger_replay() erases them again after a restore.
+-- and erasure_ledger_replay() erases them again after a restore.  replayed()
+-- lets the gateway read from a standby only once it has the caller's writes.
 \echo Use "ALTER EXTENSION pg_recovery UPDATE TO '0.8'" to load this file. \quit
 
 -------------------------------------------------------------------------------
@@ -86,6 +87,30 @@ COMMENT ON VIEW backup_health IS
 GRANT SELECT ON backup_health TO recovery_manager, recovery_auditor, pg_monitor;
 
 REVOKE ALL ON FUNCTION backups_sync(jsonb) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Reads on standbys, and the caller's own writes
+-------------------------------------------------------------------------------
+-- Read-your-writes on a standby: the gateway sends a read that carries the
+-- commit position of the caller's last write to a standby with this first;
+-- a standby that has not replayed that far refuses (PR011) and the gateway
+-- sends the read to the primary.  On the primary it always passes.
+CREATE FUNCTION replayed(lsn pg_lsn) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF pg_is_in_recovery() AND coalesce(pg_last_wal_replay_lsn() < lsn, true) THEN
+        RAISE EXCEPTION 'this standby has replayed the WAL to %, not yet to %',
+                        pg_last_wal_replay_lsn(), lsn
+            USING ERRCODE = 'PR011',
+                  HINT = 'Read from the primary, or wait: the standby is catching up.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION replayed(pg_lsn) IS
+    'Fails with PR011 on a standby that has not replayed the WAL up to lsn (the commit position of a write the caller made); passes on the primary.';
+GRANT EXECUTE ON FUNCTION replayed(pg_lsn) TO recovery_viewer, recovery_auditor, recovery_authenticator;
+REVOKE ALL ON FUNCTION replayed(pg_lsn) FROM PUBLIC;
 
 -------------------------------------------------------------------------------
 -- The erasure ledger

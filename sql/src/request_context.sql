@@ -27,3 +27,23 @@ CREATE FUNCTION caller_has_role(role text) RETURNS boolean
 COMMENT ON FUNCTION caller_has_role(text) IS
     'Whether the role the request runs as (after SET ROLE, outside SECURITY DEFINER functions) has the privileges of role.';
 GRANT EXECUTE ON FUNCTION caller_has_role(text) TO recovery_viewer, recovery_auditor;
+
+-- Read-your-writes on a standby: the gateway sends a read that carries the
+-- commit position of the caller's last write to a standby with this first;
+-- a standby that has not replayed that far refuses (PR011) and the gateway
+-- sends the read to the primary.  On the primary it always passes.
+CREATE FUNCTION replayed(lsn pg_lsn) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF pg_is_in_recovery() AND coalesce(pg_last_wal_replay_lsn() < lsn, true) THEN
+        RAISE EXCEPTION 'this standby has replayed the WAL to %, not yet to %',
+                        pg_last_wal_replay_lsn(), lsn
+            USING ERRCODE = 'PR011',
+                  HINT = 'Read from the primary, or wait: the standby is catching up.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION replayed(pg_lsn) IS
+    'Fails with PR011 on a standby that has not replayed the WAL up to lsn (the commit position of a write the caller made); passes on the primary.';
+GRANT EXECUTE ON FUNCTION replayed(pg_lsn) TO recovery_viewer, recovery_auditor, recovery_authenticator;

@@ -81,7 +81,7 @@ run: deps install
 	@scripts/ha.sh psql $(HA_DIR) leader -q -v ON_ERROR_STOP=1 -f sql/demo.sql
 	@scripts/ha.sh psql $(HA_DIR) leader -q -v ON_ERROR_STOP=1 -c 'SELECT recovery.schedule_jobs()' >/dev/null
 	@scripts/nginx.sh stop $(NGINX_DIR)
-	@scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $$(scripts/ha.sh hosts $(HA_DIR)) $(TLS_PORT)
+	@REPLICAS=$$(scripts/ha.sh hosts $(HA_DIR)) scripts/nginx.sh start $(NGINX_DIR) $(NGINX_PORT) $$(scripts/ha.sh hosts $(HA_DIR)) $(TLS_PORT)
 	@HA_DIR=$(HA_DIR) scripts/print-run-info.sh $(RUN_DIR) $(PG_PORT) $(NGINX_PORT) $(TLS_PORT)
 else
 run: deps install

@@ -612,6 +612,7 @@ ngx_http_recovery_init_process(ngx_cycle_t *cycle)
         rmcf->replica_conf = rmcf->pool_conf;
         rmcf->replica_conf.conninfo = conninfo;
         rmcf->replica_conf.read_reserve = 0;
+        rmcf->replica_conf.spread = 1;
 
         rmcf->replicas = ngx_http_recovery_pool_init(cycle,
                                                      &rmcf->replica_conf);

@@ -32,6 +32,11 @@ static void ngx_http_recovery_wait_handler(ngx_event_t *ev);
 static void ngx_http_recovery_unqueue(ngx_http_recovery_pool_t *pool,
     ngx_http_recovery_call_t *call);
 static ngx_uint_t ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool);
+static ngx_int_t ngx_http_recovery_pool_spread(ngx_cycle_t *cycle,
+    ngx_http_recovery_pool_t *pool, ngx_http_recovery_conn_t *conn,
+    ngx_uint_t n);
+static const char *ngx_http_recovery_pool_rotate(ngx_pool_t *pool,
+    const char *list, ngx_uint_t n);
 static void ngx_http_recovery_pool_changed(ngx_http_recovery_conn_t *conn);
 
 
@@ -93,6 +98,15 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
         conn->conf = conf;
         conn->keywords = pool->keywords;
         conn->values = pool->values;
+
+        if (conf->spread
+            && ngx_http_recovery_pool_spread(cycle, pool, conn,
+                                             ngx_worker * pool->nconns + i)
+               != NGX_OK)
+        {
+            return NULL;
+        }
+
         conn->log = cycle->log;
         conn->changed = ngx_http_recovery_pool_changed;
         conn->data = pool;
@@ -413,4 +427,115 @@ ngx_http_recovery_pool_changed(ngx_http_recovery_conn_t *conn)
     }
 
     ngx_http_recovery_pool_dispatch(pool);
+}
+
+
+/*
+ * Each connection of a pool that spreads (the standbys') starts its walk
+ * down the host list at another host, so that the connections share the
+ * standbys: libpq 15 always tries the hosts in their order.
+ */
+static ngx_int_t
+ngx_http_recovery_pool_spread(ngx_cycle_t *cycle,
+    ngx_http_recovery_pool_t *pool, ngx_http_recovery_conn_t *conn,
+    ngx_uint_t n)
+{
+    char              *error;
+    ngx_uint_t         k;
+    const char       **keywords, **values;
+    PQconninfoOption  *options, *o;
+
+    error = NULL;
+    options = PQconninfoParse((const char *) pool->conf->conninfo.data,
+                              &error);
+    if (options == NULL) {
+        PQfreemem(error);
+        return NGX_ERROR;
+    }
+
+    keywords = ngx_pcalloc(cycle->pool, 8 * sizeof(char *));
+    values = ngx_pcalloc(cycle->pool, 8 * sizeof(char *));
+    if (keywords == NULL || values == NULL) {
+        PQconninfoFree(options);
+        return NGX_ERROR;
+    }
+
+    /* the pool's own settings, then host and port turned by n */
+    for (k = 0; pool->keywords[k]; k++) {
+        keywords[k] = pool->keywords[k];
+        values[k] = pool->values[k];
+    }
+
+    for (o = options; o->keyword; o++) {
+        if (o->val == NULL || (ngx_strcmp(o->keyword, "host") != 0
+                               && ngx_strcmp(o->keyword, "hostaddr") != 0
+                               && ngx_strcmp(o->keyword, "port") != 0))
+        {
+            continue;
+        }
+
+        keywords[k] = (o->keyword[0] == 'h')
+                      ? (o->keyword[4] ? "hostaddr" : "host") : "port";
+        values[k] = ngx_http_recovery_pool_rotate(cycle->pool, o->val, n);
+        if (values[k] == NULL) {
+            PQconninfoFree(options);
+            return NGX_ERROR;
+        }
+
+        k++;
+    }
+
+    PQconninfoFree(options);
+
+    conn->keywords = keywords;
+    conn->values = values;
+
+    return NGX_OK;
+}
+
+
+/* "a,b,c" turned by 1: "b,c,a" */
+static const char *
+ngx_http_recovery_pool_rotate(ngx_pool_t *pool, const char *list,
+    ngx_uint_t n)
+{
+    u_char      *out, *p;
+    size_t       len;
+    ngx_uint_t   count, start, i;
+    const char  *from, *comma;
+
+    count = 1;
+    for (from = list; *from; from++) {
+        count += (*from == ',');
+    }
+
+    len = ngx_strlen(list);
+    out = ngx_pnalloc(pool, len + 2);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    start = n % count;
+    p = out;
+
+    for (i = 0; i < count; i++) {
+        /* the ((start + i) % count)-th item */
+        from = list;
+        for (n = (start + i) % count; n; n--) {
+            from = strchr(from, ',') + 1;
+        }
+
+        comma = strchr(from, ',');
+        len = comma ? (size_t) (comma - from) : ngx_strlen(from);
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, from, len);
+    }
+
+    *p = '\0';
+
+    return (const char *) out;
 }

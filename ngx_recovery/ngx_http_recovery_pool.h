@@ -38,6 +38,7 @@ typedef struct {
     ngx_msec_t                      lock_timeout;
     ngx_msec_t                      reconnect_max_delay;
     ngx_uint_t                      statements;     /* prepared, by index */
+    unsigned                        spread:1;   /* over its hosts */
 } ngx_http_recovery_pool_conf_t;
 
 

@@ -31,7 +31,8 @@ $(if [ -n "${HA_DIR:-}" ]; then
     lead=$(scripts/ha.sh leader "$HA_DIR")
     echo "  Three PostgreSQL 15 nodes under Patroni (etcd in $HA_DIR/etcd), $lead leads;"
     echo "  replication is synchronous: a write the primary acknowledged is on a standby."
-    echo "  nginx connects to whichever node is the primary (target_session_attrs=read-write)."
+    echo "  nginx writes to whichever node is the primary (target_session_attrs=read-write)"
+    echo "  and reads from the standbys, a caller's own writes included (README \"Replicas\")."
     echo "    scripts/ha.sh patronictl $HA_DIR list     the cluster, as Patroni sees it"
     echo "    scripts/ha.sh psql $HA_DIR leader         psql into the primary (or node1..node3)"
 else

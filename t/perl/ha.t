@@ -6,8 +6,10 @@
 # answer; the leader's server is lost (kill -9 of its Patroni and its
 # postmaster); a standby is promoted and writes succeed again through the same
 # nginx.  Every acknowledged write is on the new primary, once, and the chain
-# verifies.  Then: writes go on with every standby down, and get 503 with
-# Retry-After, at once, while no primary exists.
+# verifies.  Before that: reads go to the standbys (recovery_replicas), and a
+# read that sends back a write's commit position sees the write although the
+# standbys lag.  After: reads and writes go on with every standby down, and
+# writes get 503 with Retry-After, at once, while no primary exists.
 use strict;
 use warnings;
 use Cwd qw(abs_path);
@@ -54,7 +56,8 @@ psql('leader', q{ALTER ROLE recovery_authenticator PASSWORD 'authenticator'});
 my $admin_id = psql('leader', q{SET ROLE recovery_admin; SELECT recovery.user_create('admin@ha.test', 'HA Admin', 'recovery_admin', 'ha-test-password')});
 like($admin_id, qr/^\d+$/, 'an administrator on the primary');
 {
-    local @ENV{qw(LOGIN_RATE LOGIN_BURST API_RATE API_BURST WORKERS)} = ('1000r/s', 1000, '100000r/s', 100000, 2);
+    local @ENV{qw(LOGIN_RATE LOGIN_BURST API_RATE API_BURST WORKERS REPLICAS)}
+        = ('1000r/s', 1000, '100000r/s', 100000, 2, $hosts);
     system("$root/scripts/nginx.sh", 'start', $nginx_dir, $http_port, $hosts) == 0 or BAIL_OUT('nginx');
 }
 my $admin = jwt(claims(role => 'recovery_admin', sub => $admin_id, exp => time + 3600), dir => $nginx_dir);
@@ -66,6 +69,43 @@ ok(wait_for('the delivery worker on the primary', sub {
    "the delivery worker runs on the primary ($first)");
 is(psql($standbys[0], q{SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('pg_recovery delivery', 'pg_cron launcher')}),
    '0', 'neither it nor pg_cron runs on a standby');
+
+# --- reads on standbys, and read-your-writes ----------------------------------------
+ok(wait_for('the gateway\'s connections on both standbys', sub {
+       !grep { psql($_, q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ngx_recovery'}) == 0 } @standbys }),
+   'the gateway keeps connections on both standbys (recovery_replicas)');
+my $res = http(POST => '/api/v1/customers', token => $admin, base => $base,
+               json => { external_ref => "ha$$-ryw", name => 'Before' });
+is($res->{status}, 201, 'a customer written');
+my $customer = $res->{json}{id};
+ok(wait_for('the customer on the standbys', sub {
+       !grep { psql($_, "SELECT count(*) FROM recovery.customers WHERE id = $customer") ne '1' } @standbys }),
+   'and replicated');
+psql($_, 'SELECT pg_wal_replay_pause()') for @standbys;
+ok(wait_for('the standbys to stop replaying', sub {
+       !grep { psql($_, 'SELECT pg_get_wal_replay_pause_state()') ne 'paused' } @standbys }),
+   'the standbys lag: their replay is paused');
+$res = http(PATCH => "/api/v1/customers/$customer", token => $admin, base => $base,
+            json => { expected_version => 1, name => 'After' });
+is($res->{status}, 200, 'the customer renamed');
+my $lsn = $res->{headers}{'recovery-commit-lsn'};
+like($lsn // '', qr{^[0-9A-F]+/[0-9A-F]+$}, "the answer says where the write committed: $lsn");
+like($res->{headers}{'set-cookie'} // '', qr{^recovery_lsn=\Q$lsn\E; Path=/; .*HttpOnly}, 'in a cookie too, for browsers');
+is(http(GET => "/api/v1/customers/$customer", token => $admin, base => $base)->{json}{name}, 'Before',
+   'a read that does not send it back is served by a lagging standby');
+is(http(GET => "/api/v1/customers/$customer", token => $admin, base => $base,
+        headers => { 'Recovery-Commit-LSN' => $lsn })->{json}{name}, 'After',
+   'a read that sends it back sees the write (the primary answers)');
+is(http(GET => "/api/v1/customers/$customer", token => $admin, base => $base,
+        headers => { Cookie => "recovery_lsn=$lsn" })->{json}{name}, 'After',
+   'and so does one with the cookie');
+is(http(GET => "/api/v1/customers/$customer", token => $admin, base => $base,
+        headers => { 'Recovery-Commit-LSN' => "0/0'; DROP TABLE x; --" })->{status}, 200,
+   'a position that is not one is ignored');
+psql($_, 'SELECT pg_wal_replay_resume()') for @standbys;
+ok(wait_for('the standbys to catch up', sub {
+       http(GET => "/api/v1/customers/$customer", token => $admin, base => $base)->{json}{name} eq 'After' }),
+   'once they replay again, every read sees it');
 
 # --- a failover under write load ------------------------------------------------
 my $stop = "$nginx_dir/stop-writers";
@@ -97,6 +137,7 @@ sleep 2;
 my $killed_at = time;
 kill 'KILL', pid_of("$dir/$first/patroni.pid"), pid_of("$dir/$first/data/postmaster.pid");
 my $second = wait_for('Patroni to promote a standby', sub { my $l = leader(); $l && $l ne $first ? $l : undef }, 60);
+my $promoted_at = time;
 ok($second, "the server of $first lost, Patroni promotes " . ($second // 'nobody'));
 ok(wait_for('writes committed on the new primary', sub {
        psql($second, sprintf(q{SELECT count(*) > 0 FROM recovery.customers WHERE external_ref LIKE 'ha%%' AND created_at > to_timestamp(%.3f)}, $killed_at)) eq 't' }, 60),
@@ -104,18 +145,22 @@ ok(wait_for('writes committed on the new primary', sub {
 sleep 2;    # writes go on a while on the new primary
 open my $touch, '>', $stop or die $!;
 close $touch;
-my (%acked, $failures, $first_after);
+# writes succeed again: the first acknowledged once Patroni has promoted a
+# standby (until they see their postmaster gone, the old primary's backends
+# may still answer: those writes were replicated synchronously, and count)
+my (%acked, $failures, @acks, $first_after);
 for my $fh (@writers) {
     while (my $line = <$fh>) {
         if ($line =~ /^ack (\S+) (\S+)/) {
             $acked{$1}++;
-            $first_after = $2 if $2 > $killed_at && (!defined $first_after || $2 < $first_after);
+            push @acks, $2;
         } elsif ($line =~ /^fail/) {
             $failures++;
         }
     }
     close $fh;
 }
+($first_after) = sort { $a <=> $b } grep { $_ > $promoted_at } @acks;
 ok(defined $first_after, 'writes are acknowledged again after the loss');
 my $downtime = defined $first_after ? $first_after - $killed_at : 999;
 cmp_ok($downtime, '<', 30, sprintf('the first write succeeds %.1f s after the loss', $downtime));
@@ -139,7 +184,6 @@ ok(wait_for('the delivery worker on the new primary', sub {
 my ($third) = grep { $_ ne $first && $_ ne $second } qw(node1 node2 node3);
 kill 'TERM', pid_of("$dir/$third/patroni.pid");
 ok(wait_for("$third to stop", sub { !kill 0, pid_of("$dir/$third/patroni.pid") }, 60), "the last standby ($third) stops");
-my $res;
 ok(wait_for('a write with no standby left', sub {
        $res = http(POST => '/api/v1/customers', token => $admin, base => $base, timeout => 15,
                    json => { external_ref => "ha$$-alone", name => 'Alone' });

@@ -29,6 +29,7 @@ static ngx_http_recovery_sqlstate_t  ngx_http_recovery_sqlstates[] = {
     { "PR008", 403, "audit_immutable" },
     { "PR009", 409, "conflict" },
     { "PR010", 422, "idempotency_key_reused" },
+    { "PR011", 503, "standby_lagging" },          /* asked of the primary */
     { "P0002", 404, "not_found" },
     { "42501", 403, "permission_denied" },
     { "23505", 409, "already_exists" },

@@ -28,6 +28,10 @@ VER = {"type": "integer", "description": "the version you read; a stale one is 4
 IDEM = {"name": "Idempotency-Key", "in": "header", "required": False,
         "description": "a retry with the same key and body gets the first response; another body is 422",
         "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+LSN = {"name": "Recovery-Commit-LSN", "in": "header", "required": False,
+       "description": "the Recovery-Commit-LSN of your last write: the read then sees it, whichever server answers "
+                      "(a browser sends the recovery_lsn cookie instead, by itself)",
+       "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"}}
 cursor = qp("cursor", "string", "next_cursor of the previous page")
 limit = qp("limit", "integer", "page size, 50 by default", minimum=1, maximum=200)
 
@@ -503,6 +507,10 @@ for path, item in paths.items():
                         "schema": {"type": "string", "pattern": "^%s[0-9]+$" % location}}
                 if any(p is IDEM for p in op.get("parameters", [])):
                     response["headers"]["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}
+                if method != "get":
+                    response["headers"]["Recovery-Commit-LSN"] = {"$ref": "#/components/headers/Recovery-Commit-LSN"}
+        if method == "get" and not (op.get("responses", {}).get("200", {}).get("content", {}).get("text/event-stream")):
+            op.setdefault("parameters", []).append(LSN)
         login = op.get("security") == []
         if login:
             # the token is a credential; a refused password is a 401 too
@@ -626,7 +634,10 @@ doc = {
      "Idempotent-Replayed": {"description": "true: a retry with the same Idempotency-Key, answered with the first response",
                              "schema": {"const": "true"}},
      "Content-Disposition": {"description": "attachment, with the file's name", "schema": {"type": "string"}},
-     "Cache-Control": {"description": "no-store: a token is a credential", "schema": {"const": "no-store"}}},
+     "Cache-Control": {"description": "no-store: a token is a credential", "schema": {"const": "no-store"}},
+     "Recovery-Commit-LSN": {"description": "where this write committed (a WAL position); send it back with your next reads "
+                                            "to see the write even from a standby (a Set-Cookie recovery_lsn carries it for browsers)",
+                             "schema": {"type": "string", "pattern": "^[0-9A-F]{1,8}/[0-9A-F]{1,8}$"}}},
    "responses": {
      "Error": {"description": "an error: its code, message, detail and hint",
                "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},

@@ -124,6 +124,7 @@ bench: deps install
 	@bench/reminders.sh
 	@bench/extraction.sh
 	@bench/backup.sh
+	@bench/replicas.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean

@@ -12,6 +12,8 @@
 #   ha.sh stop DIR         stop the nodes and etcd
 #   ha.sh destroy DIR      stop, and remove DIR
 #   ha.sh leader DIR       the name of the node that leads (node1..node3)
+#   ha.sh ready DIR        exit 0 when all three run and, with synchronous
+#                          replication, a standby is synchronous
 #   ha.sh hosts DIR        the nodes' PostgreSQL ports, comma-separated
 #   ha.sh psql DIR NODE .. psql as the superuser into "recovery" on NODE
 #                          (NODE "leader": the current one)
@@ -266,6 +268,7 @@ case "$cmd" in
     stop) stop "$1" ;;
     destroy) stop "$1"; rm -rf "$1" ;;
     leader) leader "$1" ;;
+    ready) cluster_ready "$1" ;;
     hosts) dir=$1; echo "$(port_of "$dir" node1.pg),$(port_of "$dir" node2.pg),$(port_of "$dir" node3.pg)" ;;
     psql) psql_node "$@" ;;
     patronictl) dir=$1; shift; as_postgres patronictl -c "$dir/node1/patroni.yml" "$@" ;;

@@ -178,14 +178,20 @@ cmp_ok($failover, '<', 30, sprintf('writes succeed again through the same nginx 
 sleep 2;    # writes go on a while on the new primary
 open my $touch, '>', $stop or die $!;
 close $touch;
-my (%acked, $failures);
+my (%acked, $failures, %statuses);
 for my $fh (@writers) {
     while (my $line = <$fh>) {
         $acked{$1}++ if $line =~ /^ack (\S+)/;
-        $failures++ if $line =~ /^fail/;
+        if ($line =~ /^fail (\d+)/) {
+            $failures++;
+            $statuses{$1}++;
+        }
     }
     close $fh;
 }
+is_deeply([sort keys %statuses], [503],
+          'every write that failed meanwhile got 503 at once (no hang, no other error): '
+          . join(', ', map { "$statuses{$_} x $_" } sort keys %statuses));
 diag(sprintf('%d writes acknowledged through both outages, %d attempts answered otherwise; '
              . 'writes succeeded again %.1f s after the postmaster\'s kill, %.1f s after the server\'s loss',
              scalar(keys %acked), $failures // 0, $restarted, $failover));

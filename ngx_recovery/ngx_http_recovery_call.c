@@ -4,9 +4,10 @@
  * and one transaction, the request context (who is acting, whether it may
  * write, its timeout), idempotency_begin when the request has an
  * Idempotency-Key, and the routed function.  A read on a standby first asks
- * whether the standby has the caller's last write (recovery.replayed); a
- * write asks, once committed, where the WAL is: its commit position, which
- * the client sends back so that its next reads see what it wrote.
+ * whether the standby has the caller's last write (recovery.replayed); with
+ * standbys to read from, a write asks, once committed, where the WAL is: its
+ * commit position, which the client sends back so that its next reads see
+ * what it wrote.
  */
 
 #include "ngx_http_recovery_module.h"
@@ -165,7 +166,8 @@ ngx_http_recovery_call_init(ngx_http_request_t *r,
     st->binary = route->file ? 1 : 0;
     st->keep = 1;
 
-    if (call->writes) {
+    /* only reads on standbys need a write's position */
+    if (call->writes && rmcf->replica_conf.conninfo.len) {
         call->committed = call->nstatements;
 
         st = &call->statements[call->nstatements++];

@@ -147,10 +147,6 @@ ngx_http_recovery_admit(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
 
     ctx->read_only = (ctx->route->method == NGX_HTTP_GET);
 
-    if (ctx->read_only) {
-        ngx_http_recovery_replicas_lsn(r, ctx);
-    }
-
     if (ctx->route->kind != NGX_HTTP_RECOVERY_LOGIN && rlcf->auth) {
         refusal = NULL;
         rc = ngx_http_recovery_authenticate(r, ctx, rlcf, &refusal);

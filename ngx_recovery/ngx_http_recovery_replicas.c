@@ -22,11 +22,13 @@
 #define NGX_HTTP_RECOVERY_LSN_MAX_AGE  "600"
 
 
+static void ngx_http_recovery_replicas_lsn(ngx_http_request_t *r,
+    ngx_http_recovery_ctx_t *ctx);
 static ngx_int_t ngx_http_recovery_lsn_valid(u_char *p, size_t len);
 
 
 /* the position the caller sends back: its header, else its cookie */
-void
+static void
 ngx_http_recovery_replicas_lsn(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx)
 {
@@ -78,6 +80,7 @@ ngx_http_recovery_replicas_pick(ngx_http_request_t *r,
     if (rmcf->replicas && ctx->read_only && !ctx->route->primary
         && ngx_http_recovery_pool_connected(rmcf->replicas))
     {
+        ngx_http_recovery_replicas_lsn(r, ctx);
         return rmcf->replicas;
     }
 
@@ -99,7 +102,7 @@ ngx_http_recovery_replicas_retry(ngx_http_recovery_ctx_t *ctx)
     rmcf = ngx_http_get_module_main_conf(ctx->request,
                                          ngx_http_recovery_module);
 
-    if (ctx->pool != rmcf->replicas || ctx->pool == rmcf->pool) {
+    if (ctx->pool != rmcf->replicas) {
         return 0;
     }
 

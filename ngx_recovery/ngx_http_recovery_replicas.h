@@ -12,8 +12,6 @@
 #include "ngx_http_recovery_module.h"
 
 
-void ngx_http_recovery_replicas_lsn(ngx_http_request_t *r,
-    ngx_http_recovery_ctx_t *ctx);
 ngx_http_recovery_pool_t *ngx_http_recovery_replicas_pick(
     ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx);
 ngx_uint_t ngx_http_recovery_replicas_retry(ngx_http_recovery_ctx_t *ctx);

@@ -98,6 +98,11 @@ stanza() {
         fail "pgbackrest could not create the stanza; see $1/pgbackrest/log/"
 }
 
+# whether `pgbackrest info --output=json` on standard input lists a backup
+has_backup() {
+    perl -MJSON::PP -0777 -ne 'exit(@{decode_json($_)->[0]{backup}} ? 0 : 1)'
+}
+
 # `pgbackrest info` into recovery.backups, for GET /api/v1/jobs and alerts
 sync() {
     dir=$1
@@ -185,8 +190,7 @@ restore() {
     ledger=$(setting "$dir" recovery.erasure_ledger)
 
     info=$(pgbackrest_in "$dir" info --output=json) || fail "cannot read the repository; see $dir/pgbackrest/log/"
-    echo "$info" | perl -MJSON::PP -0777 -ne 'exit(@{decode_json($_)->[0]{backup}} ? 0 : 1)' ||
-        fail "the repository holds no backup to restore from: take one first (make backup)"
+    echo "$info" | has_backup || fail "the repository holds no backup to restore from: take one first (make backup)"
     if [ "$kind" = time ]; then
         oldest=$(echo "$info" | perl -MJSON::PP -0777 -ne 'print decode_json($_)->[0]{backup}[0]{timestamp}{stop}')
         wanted=$(as_postgres "$PGBIN/psql" -X -qtA -h "$dir/sock" -p "$port" -U postgres -d postgres \
@@ -279,9 +283,7 @@ case "$cmd" in
     archive-command) archive_command "$1" ;;
     stanza) stanza "$1" ;;
     backup) backup "$@" ;;
-    initial) pgbackrest_in "$1" info --output=json |
-                 perl -MJSON::PP -0777 -ne 'exit(@{decode_json($_)->[0]{backup}} ? 0 : 1)' ||
-                 backup "$1" full ;;
+    initial) pgbackrest_in "$1" info --output=json | has_backup || backup "$1" full ;;
     restore) restore "$@" ;;
     verify) verify "$1" && say "the repository verifies" ;;
     info) pgbackrest_in "$1" info ;;

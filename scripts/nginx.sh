@@ -27,6 +27,11 @@ run_nginx() {
     fi
 }
 
+# "5501,5502": "host=127.0.0.1,127.0.0.1 port=5501,5502", a libpq host list
+loopback() {
+    echo "host=$(echo "$1" | sed 's/[0-9][0-9]*/127.0.0.1/g') port=$1"
+}
+
 start() {
     dir=$1 port=$2 pgport=$3 tls_port=${4:-$(scripts/cluster.sh free-port)}
     module=${MODULE:-$(pwd)/build/ngx_http_recovery_module.so}
@@ -47,13 +52,12 @@ start() {
     reserve=0
     [ "${POOL_SIZE:-2}" -gt 1 ] && reserve=1
     case "$pgport" in
-        *,*) hosts=$(echo "$pgport" | sed 's/[0-9][0-9]*/127.0.0.1/g')
-             pghosts="host=$hosts port=$pgport target_session_attrs=read-write" ;;
-        *) pghosts="host=127.0.0.1 port=$pgport" ;;
+        *,*) pghosts="$(loopback "$pgport") target_session_attrs=read-write" ;;
+        *) pghosts=$(loopback "$pgport") ;;
     esac
     replicas="# recovery_replicas  \"host=db2,db3 port=5432,5432 target_session_attrs=standby ...\";"
     if [ -n "${REPLICAS:-}" ]; then
-        replicas="recovery_replicas  \"host=$(echo "$REPLICAS" | sed 's/[0-9][0-9]*/127.0.0.1/g') port=$REPLICAS target_session_attrs=standby dbname=recovery user=recovery_authenticator password=authenticator connect_timeout=2\";"
+        replicas="recovery_replicas  \"$(loopback "$REPLICAS") target_session_attrs=standby dbname=recovery user=recovery_authenticator password=authenticator connect_timeout=2\";"
     fi
     sed -e "s|@MODULE@|$module|g" -e "s|@PGHOSTS@|$pghosts|g" -e "s|@REPLICAS@|$replicas|" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
         -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \

@@ -636,7 +636,8 @@ doc = {
      "Content-Disposition": {"description": "attachment, with the file's name", "schema": {"type": "string"}},
      "Cache-Control": {"description": "no-store: a token is a credential", "schema": {"const": "no-store"}},
      "Recovery-Commit-LSN": {"description": "where this write committed (a WAL position); send it back with your next reads "
-                                            "to see the write even from a standby (a Set-Cookie recovery_lsn carries it for browsers)",
+                                            "to see the write even from a standby (a Set-Cookie recovery_lsn carries it for browsers); "
+                                            "sent when the gateway reads from standbys (recovery_replicas)",
                              "schema": {"type": "string", "pattern": "^[0-9A-F]{1,8}/[0-9A-F]{1,8}$"}}},
    "responses": {
      "Error": {"description": "an error: its code, message, detail and hint",

@@ -123,6 +123,14 @@ ngx_http_recovery_args_query(ngx_http_recovery_ctx_t *ctx, ngx_str_t *error)
             p = end;
         }
 
+        /* an event stream's credentials (_auth.c), not an argument */
+        if (route->kind == NGX_HTTP_RECOVERY_EVENTS && p - name == 6
+            && ngx_strncmp(name, "ticket", 6) == 0)
+        {
+            p = end + 1;
+            continue;
+        }
+
         if (p > name) {
             for (i = 0; i < route->args.nelts; i++) {
                 if (!args[i].from_body && args[i].value == NULL

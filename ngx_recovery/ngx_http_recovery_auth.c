@@ -2,8 +2,9 @@
 /*
  * Authentication: a JWT verified here, without the database, or an API key
  * taken along for the extension to check in the request's own round trip;
- * the 401 answers; the tokens recovery_login mints; and the directives that
- * configure them (algorithms, keys, roles).
+ * the 401 answers; the tokens recovery_login mints and the event-stream
+ * tickets recovery_events_ticket mints; and the directives that configure
+ * them (algorithms, keys, roles).
  */
 
 #include "ngx_http_recovery_module.h"
@@ -22,6 +23,13 @@ static ngx_int_t ngx_http_recovery_credentials(ngx_http_request_t *r,
 static ngx_int_t ngx_http_recovery_claims(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf,
     json_object *claims, const char **error);
+static json_object *ngx_http_recovery_profile(ngx_http_recovery_ctx_t *ctx,
+    u_char *user);
+static char *ngx_http_recovery_sign(ngx_http_request_t *r,
+    ngx_http_recovery_loc_conf_t *rlcf, json_object *profile, time_t ttl,
+    time_t session_exp);
+static ngx_int_t ngx_http_recovery_send_credential(ngx_http_request_t *r,
+    json_object *out);
 static void ngx_http_recovery_free_key(void *data);
 
 
@@ -137,6 +145,15 @@ ngx_http_recovery_credentials(ngx_http_request_t *r,
                                               : NGX_HTTP_RECOVERY_AUTH_KEY;
     }
 
+    /* a browser's EventSource cannot send headers: it sends a ticket */
+    if (ctx->auth == NGX_HTTP_RECOVERY_AUTH_NONE
+        && ctx->route->kind == NGX_HTTP_RECOVERY_EVENTS
+        && ngx_http_arg(r, (u_char *) "ticket", 6, token) == NGX_OK)
+    {
+        ctx->auth = NGX_HTTP_RECOVERY_AUTH_JWT;
+        ctx->ticket = 1;
+    }
+
     if (ctx->auth == NGX_HTTP_RECOVERY_AUTH_NONE || token->len == 0) {
         *refusal = NULL;
         return NGX_DECLINED;
@@ -159,7 +176,7 @@ ngx_http_recovery_claims(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
     u_char       *copy;
     size_t        len;
     ngx_str_t    *role;
-    ngx_uint_t    i;
+    ngx_uint_t    i, scoped;
     const char   *s;
     json_object  *field;
 
@@ -214,6 +231,34 @@ ngx_http_recovery_claims(ngx_http_request_t *r, ngx_http_recovery_ctx_t *ctx,
     }
 
     ctx->role = role[i];
+
+    /*
+     * A ticket (scope "events") opens an event stream and nothing else; a
+     * token does not go into a URL.  The stream lives as long as the
+     * session the ticket came from (session_exp), else as the token.
+     */
+    scoped = json_object_object_get_ex(claims, "scope", &field)
+             && json_object_is_type(field, json_type_string)
+             && ngx_strcmp(json_object_get_string(field),
+                           NGX_HTTP_RECOVERY_TICKET_SCOPE) == 0;
+
+    if (scoped && !ctx->ticket) {
+        *error = "an event-stream ticket goes in ?ticket= of "
+                 "GET /api/v1/events, and opens nothing else";
+        goto refused;
+    }
+
+    if (ctx->ticket && !scoped) {
+        *error = "?ticket= takes a ticket from POST /api/v1/events/ticket, "
+                 "not a token";
+        goto refused;
+    }
+
+    if ((scoped && json_object_object_get_ex(claims, "session_exp", &field))
+        || json_object_object_get_ex(claims, "exp", &field))
+    {
+        ctx->expires = (time_t) json_object_get_int64(field);
+    }
 
     if (json_object_object_get_ex(claims, "email", &field)
         && json_object_is_type(field, json_type_string))
@@ -304,23 +349,110 @@ ngx_http_recovery_auth_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     size_t len)
 {
     char                          *token;
-    time_t                         now;
-    json_object                   *profile, *claims, *field, *out;
-    ngx_table_elt_t               *h;
+    json_object                   *profile, *out;
     ngx_http_request_t            *r;
     ngx_http_recovery_loc_conf_t  *rlcf;
 
     r = ctx->request;
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_recovery_module);
 
-    profile = json_tokener_parse((const char *) user);
-    if (profile == NULL || !json_object_is_type(profile, json_type_object)) {
-        json_object_put(profile);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "recovery: %V did not return a JSON object",
-                      &ctx->route->function);
+    profile = ngx_http_recovery_profile(ctx, user);
+    if (profile == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    token = ngx_http_recovery_sign(r, rlcf, profile, rlcf->token_ttl, 0);
+    if (token == NULL) {
+        json_object_put(profile);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out = json_object_new_object();
+    json_object_object_add(out, "token", json_object_new_string(token));
+    json_object_object_add(out, "token_type", json_object_new_string("Bearer"));
+    json_object_object_add(out, "expires_in",
+                           json_object_new_int64(rlcf->token_ttl));
+    json_object_object_add(out, "user", profile);
+    free(token);
+
+    return ngx_http_recovery_send_credential(r, out);
+}
+
+
+/*
+ * POST /api/v1/events/ticket: the extension confirmed the user; the ticket
+ * opens their event stream for NGX_HTTP_RECOVERY_TICKET_TTL seconds, and
+ * the stream lasts as long as the token it was asked with.
+ */
+ngx_int_t
+ngx_http_recovery_auth_ticket(ngx_http_recovery_ctx_t *ctx, u_char *user,
+    size_t len)
+{
+    char                          *ticket;
+    json_object                   *profile, *out;
+    ngx_http_request_t            *r;
+    ngx_http_recovery_loc_conf_t  *rlcf;
+
+    r = ctx->request;
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_recovery_module);
+
+    profile = ngx_http_recovery_profile(ctx, user);
+    if (profile == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ticket = ngx_http_recovery_sign(r, rlcf, profile,
+                                    NGX_HTTP_RECOVERY_TICKET_TTL,
+                                    ctx->expires ? ctx->expires
+                                                 : ngx_time()
+                                                   + rlcf->token_ttl);
+    json_object_put(profile);
+
+    if (ticket == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out = json_object_new_object();
+    json_object_object_add(out, "ticket", json_object_new_string(ticket));
+    json_object_object_add(out, "expires_in",
+                           json_object_new_int64(NGX_HTTP_RECOVERY_TICKET_TTL));
+    free(ticket);
+
+    return ngx_http_recovery_send_credential(r, out);
+}
+
+
+static json_object *
+ngx_http_recovery_profile(ngx_http_recovery_ctx_t *ctx, u_char *user)
+{
+    json_object  *profile;
+
+    profile = json_tokener_parse((const char *) user);
+
+    if (profile == NULL || !json_object_is_type(profile, json_type_object)) {
+        json_object_put(profile);
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "recovery: %V did not return a JSON object",
+                      &ctx->route->function);
+        return NULL;
+    }
+
+    return profile;
+}
+
+
+/*
+ * A token for the profile's user (user_id, role, email), valid for ttl;
+ * with session_exp, a ticket for the event stream (scope "events").
+ */
+static char *
+ngx_http_recovery_sign(ngx_http_request_t *r,
+    ngx_http_recovery_loc_conf_t *rlcf, json_object *profile, time_t ttl,
+    time_t session_exp)
+{
+    char         *token;
+    time_t        now;
+    json_object  *claims, *field;
 
     now = ngx_time();
     claims = json_object_new_object();
@@ -350,8 +482,14 @@ ngx_http_recovery_auth_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     }
 
     json_object_object_add(claims, "iat", json_object_new_int64(now));
-    json_object_object_add(claims, "exp",
-                           json_object_new_int64(now + rlcf->token_ttl));
+    json_object_object_add(claims, "exp", json_object_new_int64(now + ttl));
+
+    if (session_exp) {
+        json_object_object_add(claims, "scope", json_object_new_string(
+                                   NGX_HTTP_RECOVERY_TICKET_SCOPE));
+        json_object_object_add(claims, "session_exp",
+                               json_object_new_int64(session_exp));
+    }
 
     token = recovery_jwt_sign((unsigned) rlcf->sign_algorithm,
                               rlcf->secret.data, rlcf->secret.len,
@@ -359,21 +497,20 @@ ngx_http_recovery_auth_login(ngx_http_recovery_ctx_t *ctx, u_char *user,
     json_object_put(claims);
 
     if (token == NULL) {
-        json_object_put(profile);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "recovery: cannot sign a token");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    out = json_object_new_object();
-    json_object_object_add(out, "token", json_object_new_string(token));
-    json_object_object_add(out, "token_type", json_object_new_string("Bearer"));
-    json_object_object_add(out, "expires_in",
-                           json_object_new_int64(rlcf->token_ttl));
-    json_object_object_add(out, "user", profile);
-    free(token);
+    return token;
+}
 
-    /* a token is a credential: no cache may keep it */
+
+/* a token is a credential: no cache may keep it */
+static ngx_int_t
+ngx_http_recovery_send_credential(ngx_http_request_t *r, json_object *out)
+{
+    ngx_table_elt_t  *h;
+
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         json_object_put(out);

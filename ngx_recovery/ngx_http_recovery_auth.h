@@ -1,7 +1,8 @@
 
 /*
  * Authentication: JWTs and API keys, the 401 answers, the tokens that
- * recovery_login mints, and the directives that configure them.
+ * recovery_login mints and the event-stream tickets, and the directives
+ * that configure them.
  */
 
 #ifndef _NGX_HTTP_RECOVERY_AUTH_H_INCLUDED_
@@ -17,6 +18,8 @@ ngx_int_t ngx_http_recovery_authenticate(ngx_http_request_t *r,
 ngx_int_t ngx_http_recovery_unauthorized(ngx_http_request_t *r,
     const char *description);
 ngx_int_t ngx_http_recovery_auth_login(ngx_http_recovery_ctx_t *ctx,
+    u_char *user, size_t len);
+ngx_int_t ngx_http_recovery_auth_ticket(ngx_http_recovery_ctx_t *ctx,
     u_char *user, size_t len);
 
 char *ngx_http_recovery_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,

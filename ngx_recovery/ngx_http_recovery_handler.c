@@ -7,7 +7,9 @@
  *   ngx_http_recovery_body_read   the body, read whole, checked
  *   ngx_http_recovery_start       the arguments, and the call on the pool
  *   ngx_http_recovery_call_done   the pool's answer (or failure) ...
- *   ngx_http_recovery_respond     ... turned into the response
+ *   ngx_http_recovery_respond     ... turned into the response (or, for
+ *                                 GET /api/v1/events, into a stream:
+ *                                 ngx_http_recovery_events.c)
  *
  * Each step answers the client itself when the request stops there.
  */
@@ -18,6 +20,7 @@
 #include "ngx_http_recovery_auth.h"
 #include "ngx_http_recovery_body.h"
 #include "ngx_http_recovery_call.h"
+#include "ngx_http_recovery_events.h"
 #include "ngx_http_recovery_idempotency.h"
 #include "ngx_http_recovery_metrics.h"
 #include "ngx_http_recovery_replicas.h"
@@ -382,8 +385,19 @@ ngx_http_recovery_respond(ngx_http_recovery_ctx_t *ctx)
     ngx_memcpy(json, PQgetvalue(result, 0, 0), len);
     json[len] = '\0';
 
-    if (ctx->route->kind == NGX_HTTP_RECOVERY_LOGIN) {
+    switch (ctx->route->kind) {
+
+    case NGX_HTTP_RECOVERY_LOGIN:
         return ngx_http_recovery_auth_login(ctx, json, len);
+
+    case NGX_HTTP_RECOVERY_TICKET:
+        return ngx_http_recovery_auth_ticket(ctx, json, len);
+
+    case NGX_HTTP_RECOVERY_EVENTS:
+        return ngx_http_recovery_events_start(ctx, json, len);
+
+    default:
+        break;
     }
 
     if (ngx_http_recovery_replicas_committed(r,
@@ -427,6 +441,7 @@ ngx_http_recovery_cleanup(void *data)
     ngx_http_recovery_ctx_t  *ctx = data;
 
     ngx_http_recovery_pool_release(&ctx->call);
+    ngx_http_recovery_events_stop(ctx);
 
     if (ctx->body) {
         json_object_put(ctx->body);

@@ -122,6 +122,34 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       0,
       (void *) NGX_HTTP_RECOVERY_LOGIN },
 
+    { ngx_string("recovery_events"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_recovery_route_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_RECOVERY_EVENTS },
+
+    { ngx_string("recovery_events_ticket"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_recovery_route_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_RECOVERY_TICKET },
+
+    { ngx_string("recovery_events_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_recovery_loc_conf_t, events_buffer),
+      NULL },
+
+    { ngx_string("recovery_events_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_recovery_loc_conf_t, events_heartbeat),
+      NULL },
+
     { ngx_string("recovery_auth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -426,6 +454,8 @@ ngx_http_recovery_create_loc_conf(ngx_conf_t *cf)
     rlcf->roles = NGX_CONF_UNSET_PTR;
     rlcf->public_key = NGX_CONF_UNSET_PTR;
     rlcf->private_key = NGX_CONF_UNSET_PTR;
+    rlcf->events_buffer = NGX_CONF_UNSET_SIZE;
+    rlcf->events_heartbeat = NGX_CONF_UNSET_MSEC;
 
     return rlcf;
 }
@@ -452,6 +482,10 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->issuer, prev->issuer, "");
     ngx_conf_merge_str_value(conf->audience, prev->audience, "");
     ngx_conf_merge_ptr_value(conf->roles, prev->roles, NULL);
+    ngx_conf_merge_size_value(conf->events_buffer, prev->events_buffer,
+                              256 * 1024);
+    ngx_conf_merge_msec_value(conf->events_heartbeat, prev->events_heartbeat,
+                              15000);
 
     if (conf->public_key == NGX_CONF_UNSET_PTR) {
         conf->public_key = NULL;
@@ -505,7 +539,8 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     routes = conf->routes->elts;
 
     for (i = 0; i < conf->routes->nelts; i++) {
-        login |= (routes[i]->kind == NGX_HTTP_RECOVERY_LOGIN);
+        login |= (routes[i]->kind == NGX_HTTP_RECOVERY_LOGIN
+                  || routes[i]->kind == NGX_HTTP_RECOVERY_TICKET);
     }
 
     if (login) {
@@ -520,7 +555,8 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                 && conf->private_key == NULL))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "recovery_login needs a key to sign tokens "
+                               "recovery_login and recovery_events_ticket "
+                               "need a key to sign tokens "
                                "with: \"recovery_jwt_secret_file\" for HS256, "
                                "or \"recovery_jwt_private_key\" and "
                                "\"recovery_jwt_sign_algorithm\"");
@@ -542,7 +578,10 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* recovery_call, recovery_login: a route, and the gateway's handler here */
+/*
+ * recovery_call, recovery_login, recovery_events, recovery_events_ticket:
+ * a route, and the gateway's handler here
+ */
 static char *
 ngx_http_recovery_route_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -621,6 +660,17 @@ ngx_http_recovery_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    /* live events come from the primary, as the pool's connections do */
+    if (rmcf->events) {
+        rmcf->listen = ngx_http_recovery_listen_init(cycle,
+                           &rmcf->pool_conf.conninfo,
+                           rmcf->pool_conf.connect_timeout,
+                           rmcf->pool_conf.reconnect_max_delay);
+        if (rmcf->listen == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     return NGX_OK;
 }
 
@@ -635,5 +685,9 @@ ngx_http_recovery_exit_process(ngx_cycle_t *cycle)
     if (rmcf) {
         ngx_http_recovery_pool_done(rmcf->pool);
         ngx_http_recovery_pool_done(rmcf->replicas);
+
+        if (rmcf->listen) {
+            ngx_http_recovery_listen_done(rmcf->listen);
+        }
     }
 }

@@ -21,11 +21,18 @@
 #include <json.h>
 
 #include "ngx_http_recovery_jwt.h"
+#include "ngx_http_recovery_listen.h"
 #include "ngx_http_recovery_pool.h"
 
 
 #define NGX_HTTP_RECOVERY_CALL       1    /* recovery_call: a SQL function */
 #define NGX_HTTP_RECOVERY_LOGIN      2    /* recovery_login: mints a token */
+#define NGX_HTTP_RECOVERY_EVENTS     3    /* recovery_events: a stream */
+#define NGX_HTTP_RECOVERY_TICKET     4    /* recovery_events_ticket */
+
+/* an event-stream ticket: what a browser's EventSource sends in ?ticket= */
+#define NGX_HTTP_RECOVERY_TICKET_TTL   30
+#define NGX_HTTP_RECOVERY_TICKET_SCOPE "events"
 
 #define NGX_HTTP_RECOVERY_AUTH_NONE  0
 #define NGX_HTTP_RECOVERY_AUTH_JWT   1
@@ -85,8 +92,10 @@ typedef struct {
     ngx_shm_zone_t             *metrics_zone;
     ngx_http_recovery_pool_t   *pool;       /* this worker's */
     ngx_http_recovery_pool_t   *replicas;   /* its reads' on standbys */
+    ngx_http_recovery_listen_t *listen;     /* its live events' reader */
     ngx_int_t                   request_id_index;
     unsigned                    used:1;
+    unsigned                    events:1;   /* a recovery_events route */
 } ngx_http_recovery_main_conf_t;
 
 
@@ -106,6 +115,8 @@ typedef struct {
     ngx_array_t                *roles;      /* ngx_str_t, NUL-terminated */
     recovery_jwt_verifier_t     verifier;
     ngx_uint_t                  handler;    /* 0, or the ops handler */
+    size_t                      events_buffer;      /* unsent, per stream */
+    ngx_msec_t                  events_heartbeat;
 } ngx_http_recovery_loc_conf_t;
 
 
@@ -119,6 +130,7 @@ typedef struct {
     ngx_str_t                   user_id;
     ngx_str_t                   actor;
     ngx_str_t                   claims;     /* JSON text */
+    time_t                      expires;    /* the token's, or 0 */
     ngx_str_t                   api_key;
     json_object                *body;
     ngx_str_t                   raw;        /* the uploaded bytes */
@@ -139,7 +151,9 @@ typedef struct {
                                                commit position, or "" */
     ngx_uint_t                  routed;     /* the routed statement */
     u_char                      timeout[NGX_INT64_LEN + 1];
+    void                       *stream;     /* GET /api/v1/events */
     unsigned                    read_only:1;
+    unsigned                    ticket:1;   /* credentials from ?ticket= */
 } ngx_http_recovery_ctx_t;
 
 

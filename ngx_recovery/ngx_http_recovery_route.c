@@ -42,6 +42,8 @@ static ngx_int_t ngx_http_recovery_is_identifier(ngx_str_t *s,
  * recovery_call METHOD schema.function [name=source ...] [status=201]
  *               [timeout=60s] [primary];
  * recovery_login schema.function [name=source ...];
+ * recovery_events schema.function [name=source ...];      GET, a stream
+ * recovery_events_ticket schema.function;                  POST, a ticket
  */
 char *
 ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -64,10 +66,21 @@ ngx_http_recovery_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     route->status = NGX_HTTP_OK;
 
-    if (cmd->post == (void *) NGX_HTTP_RECOVERY_LOGIN) {
-        route->kind = NGX_HTTP_RECOVERY_LOGIN;
+    if (cmd->post == (void *) NGX_HTTP_RECOVERY_LOGIN
+        || cmd->post == (void *) NGX_HTTP_RECOVERY_TICKET)
+    {
+        route->kind = (ngx_uint_t) cmd->post;
         route->method = NGX_HTTP_POST;
         ngx_str_set(&route->method_name, "POST");
+        first = 1;
+
+    } else if (cmd->post == (void *) NGX_HTTP_RECOVERY_EVENTS) {
+        /* the stream follows the primary, as its reader does */
+        route->kind = NGX_HTTP_RECOVERY_EVENTS;
+        route->method = NGX_HTTP_GET;
+        ngx_str_set(&route->method_name, "GET");
+        route->primary = 1;
+        rmcf->events = 1;
         first = 1;
 
     } else {

@@ -129,3 +129,18 @@ recovery_caller_has_role_sql(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(recovery_caller_has_role(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }
+
+/*
+ * recovery.caller_role() returns name
+ *
+ * The role the request runs as, seen from inside a SECURITY DEFINER
+ * function: for has_function_privilege() and the like.
+ */
+PG_FUNCTION_INFO_V1(recovery_caller_role_sql);
+
+Datum
+recovery_caller_role_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DirectFunctionCall1(namein,
+										CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
+}

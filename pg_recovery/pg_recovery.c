@@ -17,6 +17,9 @@ void		_PG_init(void);
 static int	idempotency_ttl = 86400;
 static char *idempotency_replay = NULL;
 
+/* read by recovery.live_events_purge() (SQL) */
+static int	live_events_retention = 7 * 86400;
+
 void
 _PG_init(void)
 {
@@ -33,6 +36,12 @@ _PG_init(void)
 							   "Set by recovery.idempotency_begin() for the rest of the transaction.",
 							   &idempotency_replay, "", PGC_USERSET, GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("recovery.live_events_retention",
+							"How long live events are kept for clients that resume a stream.",
+							"A client that resumes from an older event is told to reload (a reset event).",
+							&live_events_retention, 7 * 86400, 60, 365 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	recovery_define_render_gucs();
 	recovery_define_contact_gucs();
 	recovery_define_delivery_gucs();

@@ -7,7 +7,7 @@ CREATE FUNCTION job_definitions(OUT name text, OUT schedule text, OUT command te
     AS $$ VALUES ('recovery-reminders', '* * * * *', 'CALL recovery.run_reminders()'),
                  ('recovery-promises', '*/15 * * * *', 'SELECT recovery.check_promises()'),
                  ('recovery-extractions', '* * * * *', 'SELECT recovery.perform_extraction_tasks()'),
-                 ('recovery-retention', '17 3 * * *', 'SELECT recovery.idempotency_purge()') $$;
+                 ('recovery-retention', '17 3 * * *', 'SELECT recovery.idempotency_purge(), recovery.live_events_purge()') $$;
 COMMENT ON FUNCTION job_definitions() IS 'The pg_cron jobs of the extension: name, schedule, command.';
 GRANT EXECUTE ON FUNCTION job_definitions() TO recovery_admin;
 

@@ -28,6 +28,13 @@ COMMENT ON FUNCTION caller_has_role(text) IS
     'Whether the role the request runs as (after SET ROLE, outside SECURITY DEFINER functions) has the privileges of role.';
 GRANT EXECUTE ON FUNCTION caller_has_role(text) TO recovery_viewer, recovery_auditor;
 
+CREATE FUNCTION caller_role() RETURNS name
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'recovery_caller_role_sql';
+COMMENT ON FUNCTION caller_role() IS
+    'The role the request runs as (after SET ROLE), also inside SECURITY DEFINER functions.';
+GRANT EXECUTE ON FUNCTION caller_role() TO recovery_viewer, recovery_auditor;
+
 -- Read-your-writes on a standby: the gateway sends a read that carries the
 -- commit position of the caller's last write to a standby with this first;
 -- a standby that has not replayed that far refuses (PR011) and the gateway

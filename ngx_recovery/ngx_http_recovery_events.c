@@ -4,8 +4,10 @@
  * the worker's reader takes over), each delivery filtered by the event
  * types and case it wants, a heartbeat, and its end: when the token that
  * opened it expires, when the worker exits, or when the client reads too
- * slowly (its unsent bytes pass recovery_events_buffer: it is cut off
- * rather than let the worker grow).
+ * slowly.  A client that has not taken recovery_events_buffer bytes when
+ * more comes makes its stream pause; it catches up from the reader's recent
+ * events once it has read, and is cut off when it falls further behind
+ * than they reach: the worker never grows for a slow client.
  *
  * Its buffers are reused once sent, so a stream that lives for hours does
  * not grow its request's pool.
@@ -40,7 +42,7 @@ typedef struct {
 static ngx_int_t ngx_http_recovery_stream_open(ngx_http_recovery_stream_t *st,
     json_object *opening, ngx_str_t *backlog);
 static ngx_int_t ngx_http_recovery_stream_headers(ngx_http_request_t *r);
-static void ngx_http_recovery_stream_deliver(
+static ngx_int_t ngx_http_recovery_stream_deliver(
     ngx_http_recovery_subscriber_t *sub, ngx_http_recovery_event_t *events,
     ngx_uint_t n);
 static void ngx_http_recovery_stream_reset(
@@ -51,6 +53,11 @@ static u_char *ngx_http_recovery_stream_buf(ngx_http_recovery_stream_t *st,
     size_t len, ngx_chain_t **out);
 static ngx_int_t ngx_http_recovery_stream_send(ngx_http_recovery_stream_t *st,
     ngx_chain_t *out);
+static off_t ngx_http_recovery_stream_unsent(ngx_http_recovery_stream_t *st);
+static ngx_int_t ngx_http_recovery_stream_resume(
+    ngx_http_recovery_stream_t *st);
+static void ngx_http_recovery_stream_behind(
+    ngx_http_recovery_subscriber_t *sub);
 static void ngx_http_recovery_stream_text(ngx_http_recovery_stream_t *st,
     const char *text, size_t len);
 static void ngx_http_recovery_stream_write(ngx_http_request_t *r);
@@ -103,6 +110,7 @@ ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
     st->heartbeat_interval = rlcf->events_heartbeat;
     st->sub.deliver = ngx_http_recovery_stream_deliver;
     st->sub.reset = ngx_http_recovery_stream_reset;
+    st->sub.behind = ngx_http_recovery_stream_behind;
 
     opening = json_tokener_parse((const char *) json);
 
@@ -120,9 +128,6 @@ ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
-
-    /* the backlog is sent whole: the bound is on what comes after it */
-    st->limit += backlog.len;
 
     p = ngx_http_recovery_stream_buf(st, backlog.len, &out);
     if (p == NULL) {
@@ -354,17 +359,33 @@ ngx_http_recovery_stream_headers(ngx_http_request_t *r)
 }
 
 
-/* the reader's new events: those it wants, in one buffer */
-static void
+/*
+ * The reader's new events: those it wants, in one buffer.  A client that
+ * has not yet taken what it was sent before, past the bound, pauses the
+ * stream instead: memory per stream stays under the bound plus one
+ * delivery, and the stream catches up once the client has read.
+ */
+static ngx_int_t
 ngx_http_recovery_stream_deliver(ngx_http_recovery_subscriber_t *sub,
     ngx_http_recovery_event_t *events, ngx_uint_t n)
 {
     u_char                      *p;
     size_t                       len;
+    ngx_int_t                    rc;
     ngx_uint_t                   i;
     ngx_chain_t                 *out;
     ngx_connection_t            *c;
     ngx_http_recovery_stream_t  *st = (ngx_http_recovery_stream_t *) sub;
+
+    if (sub->paused) {
+        /* these events are the reader's recent ones: it catches up, or not */
+        return ngx_http_recovery_stream_resume(st);
+    }
+
+    if ((size_t) ngx_http_recovery_stream_unsent(st) > st->limit) {
+        sub->paused = 1;
+        return NGX_AGAIN;
+    }
 
     len = 0;
 
@@ -381,19 +402,16 @@ ngx_http_recovery_stream_deliver(ngx_http_recovery_subscriber_t *sub,
             sub->cursor = events[n - 1].position;
         }
 
-        return;
+        return NGX_OK;
     }
+
+    c = st->request->connection;
 
     p = ngx_http_recovery_stream_buf(st, len, &out);
     if (p == NULL) {
-        c = st->request->connection;
         ngx_http_recovery_stream_cut(st);
-
-        if (!st->starting) {
-            ngx_http_run_posted_requests(c);
-        }
-
-        return;
+        rc = NGX_ERROR;
+        goto done;
     }
 
     for (i = 0; i < n; i++) {
@@ -410,12 +428,55 @@ ngx_http_recovery_stream_deliver(ngx_http_recovery_subscriber_t *sub,
         sub->cursor = events[n - 1].position;
     }
 
-    c = st->request->connection;
+    rc = ngx_http_recovery_stream_send(st, out);
 
-    if (ngx_http_recovery_stream_send(st, out) != NGX_OK && !st->starting) {
+done:
+
+    if (rc == NGX_ERROR && !st->starting) {
         /* cut off, from the reader's event: close it now */
         ngx_http_run_posted_requests(c);
     }
+
+    return rc;
+}
+
+
+/* it fell further behind than the reader's recent events reach: cut off */
+static void
+ngx_http_recovery_stream_behind(ngx_http_recovery_subscriber_t *sub)
+{
+    ngx_connection_t            *c;
+    ngx_http_recovery_stream_t  *st = (ngx_http_recovery_stream_t *) sub;
+
+    c = st->request->connection;
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "recovery: events client reads too slowly: %O bytes "
+                  "unsent (recovery_events_buffer) and the events it has "
+                  "not been sent are no longer kept; closing its stream",
+                  ngx_http_recovery_stream_unsent(st));
+
+    ngx_http_recovery_stream_cut(st);
+
+    if (!st->starting) {
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+static off_t
+ngx_http_recovery_stream_unsent(ngx_http_recovery_stream_t *st)
+{
+    off_t         unsent;
+    ngx_chain_t  *cl;
+
+    unsent = 0;
+
+    for (cl = st->busy; cl; cl = cl->next) {
+        unsent += ngx_buf_size(cl->buf);
+    }
+
+    return unsent;
 }
 
 
@@ -506,14 +567,12 @@ ngx_http_recovery_stream_buf(ngx_http_recovery_stream_t *st, size_t len,
 }
 
 
-/* out to the client; unsent bytes past the bound cut the stream off */
+/* out to the client; what it cannot take yet waits in busy */
 static ngx_int_t
 ngx_http_recovery_stream_send(ngx_http_recovery_stream_t *st,
     ngx_chain_t *out)
 {
-    off_t                      unsent;
     ngx_int_t                  rc;
-    ngx_chain_t               *cl;
     ngx_connection_t          *c;
     ngx_http_request_t        *r;
     ngx_http_core_loc_conf_t  *clcf;
@@ -531,24 +590,9 @@ ngx_http_recovery_stream_send(ngx_http_recovery_stream_t *st,
         return NGX_ERROR;
     }
 
-    unsent = 0;
-
-    for (cl = st->busy; cl; cl = cl->next) {
-        unsent += ngx_buf_size(cl->buf);
-    }
-
-    if ((size_t) unsent > st->limit) {
-        ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "recovery: events client reads too slowly: %O bytes "
-                      "unsent (recovery_events_buffer); closing its stream",
-                      unsent);
-        ngx_http_recovery_stream_cut(st);
-        return NGX_ERROR;
-    }
-
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (unsent || c->buffered) {
+    if (st->busy || c->buffered) {
         if (!c->write->timer_set) {
             ngx_add_timer(c->write, clcf->send_timeout);
         }
@@ -609,7 +653,39 @@ ngx_http_recovery_stream_write(ngx_http_request_t *r)
         return;
     }
 
-    (void) ngx_http_recovery_stream_send(st, NULL);
+    if (ngx_http_recovery_stream_send(st, NULL) != NGX_OK) {
+        return;
+    }
+
+    if (st->sub.paused) {
+        (void) ngx_http_recovery_stream_resume(st);
+    }
+}
+
+
+/* a paused stream whose client has read half its bound catches up */
+static ngx_int_t
+ngx_http_recovery_stream_resume(ngx_http_recovery_stream_t *st)
+{
+    ngx_int_t                       rc;
+    ngx_http_recovery_main_conf_t  *rmcf;
+
+    if ((size_t) ngx_http_recovery_stream_unsent(st) > st->limit / 2) {
+        return NGX_AGAIN;
+    }
+
+    rmcf = ngx_http_get_module_main_conf(st->request,
+                                         ngx_http_recovery_module);
+    st->sub.paused = 0;
+
+    rc = ngx_http_recovery_listen_catch_up(rmcf->listen, &st->sub);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_recovery_stream_behind(&st->sub);
+        return NGX_ERROR;
+    }
+
+    return rc;
 }
 
 

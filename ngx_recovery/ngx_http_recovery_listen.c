@@ -10,7 +10,8 @@
  *
  * It keeps the last NGX_HTTP_RECOVERY_RECENT events: a stream opens with
  * the database's position at that moment, which the reader may have passed
- * already; it gets those events from here.
+ * already, and a stream whose client fell behind pauses; both get those
+ * events from here.  A client that falls further behind is cut off.
  */
 
 #include "ngx_http_recovery_listen.h"
@@ -159,9 +160,6 @@ void
 ngx_http_recovery_listen_join(ngx_http_recovery_listen_t *ln,
     ngx_http_recovery_subscriber_t *sub)
 {
-    ngx_uint_t                  i, first, n;
-    ngx_http_recovery_event_t  *e;
-
     ngx_queue_insert_tail(&ln->subscribers, &sub->queue);
 
     if (!ln->positioned) {
@@ -172,17 +170,34 @@ ngx_http_recovery_listen_join(ngx_http_recovery_listen_t *ln,
         return;
     }
 
+    if (ngx_http_recovery_listen_catch_up(ln, sub) == NGX_DECLINED) {
+        sub->cursor = ln->position;
+        sub->reset(sub);
+    }
+}
+
+
+/*
+ * The recent events after the stream's cursor, in one delivery or two (the
+ * ring wraps).  NGX_DECLINED: they no longer reach back to it; NGX_AGAIN:
+ * it paused again.
+ */
+ngx_int_t
+ngx_http_recovery_listen_catch_up(ngx_http_recovery_listen_t *ln,
+    ngx_http_recovery_subscriber_t *sub)
+{
+    ngx_int_t                   rc;
+    ngx_uint_t                  i, first, n;
+    ngx_http_recovery_event_t  *e;
+
     if (!ngx_http_recovery_position_after(&ln->position, &sub->cursor)) {
-        return;
+        return NGX_OK;
     }
 
     if (ngx_http_recovery_position_after(&ln->floor, &sub->cursor)) {
-        sub->cursor = ln->position;
-        sub->reset(sub);
-        return;
+        return NGX_DECLINED;
     }
 
-    /* the recent events after its position, in one delivery or two */
     for (i = 0; i < ln->count; i++) {
         e = &ln->recent[(ln->head + i) % NGX_HTTP_RECOVERY_RECENT];
         if (ngx_http_recovery_position_after(&e->position, &sub->cursor)) {
@@ -193,11 +208,19 @@ ngx_http_recovery_listen_join(ngx_http_recovery_listen_t *ln,
     while (i < ln->count) {
         first = (ln->head + i) % NGX_HTTP_RECOVERY_RECENT;
         n = ngx_min(ln->count - i, NGX_HTTP_RECOVERY_RECENT - first);
-        sub->deliver(sub, &ln->recent[first], n);
+
+        rc = sub->deliver(sub, &ln->recent[first], n);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         i += n;
     }
 
+    /* past the events too: the horizon moved on without any */
     sub->cursor = ln->position;
+
+    return NGX_OK;
 }
 
 
@@ -640,7 +663,16 @@ ngx_http_recovery_listen_publish(ngx_http_recovery_listen_t *ln,
         /* a delivery may close the stream, and it leaves the queue */
         next = ngx_queue_next(q);
         sub = ngx_queue_data(q, ngx_http_recovery_subscriber_t, queue);
-        sub->deliver(sub, events, n);
+
+        if (sub->paused
+            && ngx_http_recovery_position_after(&ln->floor, &sub->cursor))
+        {
+            /* the recent events have moved past it: it cannot catch up */
+            sub->behind(sub);
+            continue;
+        }
+
+        (void) sub->deliver(sub, events, n);
     }
 }
 

@@ -37,16 +37,24 @@ typedef struct {
 
 typedef struct ngx_http_recovery_subscriber_s  ngx_http_recovery_subscriber_t;
 
-typedef void (*ngx_http_recovery_deliver_pt)(
+/* NGX_OK: sent, its cursor moved on; NGX_AGAIN: it paused (paused set) */
+typedef ngx_int_t (*ngx_http_recovery_deliver_pt)(
     ngx_http_recovery_subscriber_t *sub, ngx_http_recovery_event_t *events,
     ngx_uint_t n);
 
-/* a stream, as the reader knows it: it skips what is at or before cursor */
+/*
+ * A stream, as the reader knows it: it skips what is at or before cursor.
+ * A stream whose client is behind pauses; it catches up from the recent
+ * events once its client has read, or is dropped (behind) when they no
+ * longer reach back to its cursor.
+ */
 struct ngx_http_recovery_subscriber_s {
     ngx_queue_t                     queue;
     ngx_http_recovery_position_t    cursor;
     ngx_http_recovery_deliver_pt    deliver;
     void                          (*reset)(ngx_http_recovery_subscriber_t *);
+    void                          (*behind)(ngx_http_recovery_subscriber_t *);
+    unsigned                        paused:1;
 };
 
 
@@ -58,6 +66,8 @@ ngx_http_recovery_listen_t *ngx_http_recovery_listen_init(ngx_cycle_t *cycle,
     ngx_msec_t reconnect_max_delay);
 void ngx_http_recovery_listen_done(ngx_http_recovery_listen_t *ln);
 void ngx_http_recovery_listen_join(ngx_http_recovery_listen_t *ln,
+    ngx_http_recovery_subscriber_t *sub);
+ngx_int_t ngx_http_recovery_listen_catch_up(ngx_http_recovery_listen_t *ln,
     ngx_http_recovery_subscriber_t *sub);
 void ngx_http_recovery_listen_leave(ngx_http_recovery_subscriber_t *sub);
 ngx_int_t ngx_http_recovery_position_parse(ngx_http_recovery_position_t *pos,

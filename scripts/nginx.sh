@@ -11,6 +11,7 @@
 # REPLICAS=5502,5503 adds a recovery_replicas pool on those standbys.
 # Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s LOCK_TIMEOUT=1s READ_RESERVE=1
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 API_RATE=100r/s API_BURST=200
+#   WORKER_CONNECTIONS=1024 EVENTS_BUFFER=256k EVENTS_HEARTBEAT=15s
 #   LOG_LEVEL=notice MODULE=build/...so
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
 #   under that command; its exit status is in DIR/under.rc.
@@ -68,6 +69,9 @@ start() {
         -e "s|@LOGIN_RATE@|${LOGIN_RATE:-10r/s}|" -e "s|@LOGIN_BURST@|${LOGIN_BURST:-20}|" \
         -e "s|@API_RATE@|${API_RATE:-100r/s}|" -e "s|@API_BURST@|${API_BURST:-200}|" \
         -e "s|@LOG_LEVEL@|${LOG_LEVEL:-notice}|" \
+        -e "s|@WORKER_CONNECTIONS@|${WORKER_CONNECTIONS:-1024}|" \
+        -e "s|@WORKER_NOFILE@|$(( ${WORKER_CONNECTIONS:-1024} * 2 + 64 ))|" \
+        -e "s|@EVENTS_BUFFER@|${EVENTS_BUFFER:-256k}|" -e "s|@EVENTS_HEARTBEAT@|${EVENTS_HEARTBEAT:-15s}|" \
         conf/nginx.conf.in > "$dir/nginx.conf"
 
     run_nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || {

@@ -71,6 +71,33 @@ paths = {
     "responses": {**ok(), **errs(400, 401, 415, 429)}}},
  "/api/v1/auth/me": {"get": {"summary": "Who you are, and what you may do (may: act, manage, audit, administer)", "tags": ["auth"],
     "responses": {**ok(), **errs(401)}}},
+ "/api/v1/events": {"get": {
+    "summary": "Live events as they commit: server-sent events (text/event-stream) that stay open",
+    "tags": ["events"],
+    "description": ("A stream of `case.changed`, `notification.sent|failed|dead|cancelled`, `extraction.finished`, "
+                    "`reconciliation.review` and `task.dead` events, each `id: <event id>`, `event: <type>`, "
+                    "`data: <JSON>` with the ids it concerns and no personal data. A role receives the types whose "
+                    "reading function it may execute (a viewer gets no `task.dead`). Resume after a disconnect with "
+                    "`Last-Event-ID` (EventSource sends it) or `?after=`: every event committed meanwhile comes, in "
+                    "order, none twice; `event: reset` says the client was too far behind and must reload. A comment "
+                    "line every 15 s keeps the connection open; `event: expired` ends the stream when the token that "
+                    "opened it expires. A browser's EventSource cannot send a header: it opens the stream with "
+                    "`?ticket=` from POST /api/v1/events/ticket."),
+    "parameters": [qp("after", "string", "resume after this event id (Last-Event-ID wins)", pattern="^[0-9]{1,18}$"),
+                   {"name": "Last-Event-ID", "in": "header", "required": False,
+                    "description": "the id of the last event received: resume after it",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+                   qp("types", "string", "comma-separated event types to receive (default: every type the role may)"),
+                   qp("case_id", "integer", "only the events of this case"),
+                   qp("ticket", "string", "a ticket from POST /api/v1/events/ticket, instead of the Authorization header")],
+    "responses": {"200": {"description": "the stream; it stays open",
+                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                  **errs(400, 401)}}},
+ "/api/v1/events/ticket": {"post": {
+    "summary": "A ticket that opens your event stream: good for 30 s, and for GET /api/v1/events only",
+    "tags": ["events"],
+    "description": "For a browser's EventSource, which cannot send an Authorization header: the token stays out of URLs and logs, and the ticket in the URL is worth nothing after 30 s nor anywhere else. The stream it opens ends when the token it was asked with expires.",
+    "responses": {**ok(), **errs(401)}}},
  "/api/v1/case-states": {"get": {"summary": "The states of a case, whether each closes it, and what it means", "tags": ["cases"],
     "responses": {**ok(), **errs(401)}}},
  "/api/v1/customers": {
@@ -452,9 +479,9 @@ def routes_of_conf():
         path = pattern
         if kind == "~":
             path = re.sub(r"\(\?<(\w+)>[^)]*\)", r"{\1}", path.lstrip("^").rstrip("$"))
-        for r in re.finditer(r"recovery_(call|login)\s+([^;]+);", block):
+        for r in re.finditer(r"recovery_(call|login|events_ticket|events)\s+([^;]+);", block):
             words = r.group(2).split()
-            method = "post" if r.group(1) == "login" else words.pop(0).lower()
+            method = {"login": "post", "events_ticket": "post", "events": "get"}.get(r.group(1)) or words.pop(0).lower()
             location = next((w[len("location="):] for w in words if w.startswith("location=")), None)
             found[(method, path)] = (words[0], "recovery_api_keys  on" in block
                                      or path.startswith("/api/v1/automation/"), location)
@@ -512,6 +539,8 @@ for path, item in paths.items():
         if method == "get" and not (op.get("responses", {}).get("200", {}).get("content", {}).get("text/event-stream")):
             op.setdefault("parameters", []).append(LSN)
         login = op.get("security") == []
+        if op["operationId"] == "eventsTicket":
+            responses["200"]["headers"]["Cache-Control"] = {"$ref": "#/components/headers/Cache-Control"}
         if login:
             # the token is a credential; a refused password is a 401 too
             responses["200"]["headers"]["Cache-Control"] = {"$ref": "#/components/headers/Cache-Control"}
@@ -567,6 +596,7 @@ TAGS = {"auth": "Signing in, and who you are", "customers": "The people and comp
         "users": "People who sign in, and API keys", "admin": "Users and API keys (administrators)", "audit": "The audit trail",
         "analytics": "The dashboard's figures", "automation": "The contract for workers with API keys",
         "reconciliation": "The review queue of payments found", "operations": "Liveness, readiness, metrics",
+        "events": "Live events: what changes, as it commits (server-sent events)",
         "meta": "The API itself"}
 used = {tag for item in paths.values() for op in item.values() if isinstance(op, dict) for tag in op.get("tags", [])}
 assert used <= set(TAGS), "tags without a description: %s" % (used - set(TAGS))

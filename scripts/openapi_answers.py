@@ -662,7 +662,11 @@ COMPONENTS = {'Case': {'type': 'object',
                                     'documents',
                                     'duplicates']}}
 
-ANSWERS = {'login': {'type': 'object',
+ANSWERS = {'eventsTicket': {'type': 'object',
+                  'properties': {'ticket': {'type': 'string'},
+                                 'expires_in': {'type': 'integer'}},
+                  'required': ['ticket', 'expires_in']},
+ 'login': {'type': 'object',
            'properties': {'token': {'type': 'string'},
                           'token_type': {'type': 'string'},
                           'expires_in': {'type': 'integer'},

@@ -27,12 +27,13 @@ while ($conf =~ /location\s+(=|~)\s+(\S+)\s*\{(.*?)\}/sg) {
         $path =~ s/\$$//;
         $path =~ s/\(\?<(\w+)>[^)]*\)/{$1}/g;
     }
-    while ($block =~ /recovery_(call|login)\s+([^;]+);/g) {
+    while ($block =~ /recovery_(call|login|events_ticket|events)\s+([^;]+);/g) {
         my ($directive, $args) = ($1, $2);
         my @words = split ' ', $args;
-        my $method = $directive eq 'login' ? 'post' : lc shift @words;
+        my $method = { login => 'post', events_ticket => 'post', events => 'get' }->{$directive} // lc shift @words;
         shift @words;    # the function
         my (%query, %body);
+        $query{ticket} = 1 if $directive eq 'events';    # the stream's credentials
         for (@words) {
             $query{$1} = 1 if /^\w+=\?(\w+)$/;
             $query{filename} = 1 if /^\w+=%filename$/;

@@ -3,6 +3,7 @@
 import { h, mount } from './dom.js';
 import { api, session } from './api.js';
 import { parseHash, go, say } from './nav.js';
+import * as live from './live.js';
 import * as signin from './views/signin.js';
 import * as dashboard from './views/dashboard.js';
 import * as cases from './views/cases.js';
@@ -42,6 +43,7 @@ function navigation(current) {
 }
 
 function signOut() {
+  live.stop();
   session.token = null;
   session.me = null;
   go('/signin');
@@ -60,6 +62,7 @@ async function render() {
     try { session.me = await api('GET', '/auth/me'); } catch { return; }
   }
   navigation(pattern);
+  if (session.me) live.start();
   const shown = location.hash;
   main.dataset.view = 'loading';
   mount(main, h('p', { class: 'loading' }, 'Loading…'));
@@ -73,6 +76,53 @@ async function render() {
   main.dataset.view = shown;
   main.focus();
 }
+
+// What changes elsewhere shows here: the open case redraws and says who
+// changed it, the dashboard and the case list refresh (at most once a
+// second), and a failed reminder or payments to review raise a toast.
+let refreshing = null;
+function refreshSoon(message) {
+  clearTimeout(refreshing);
+  refreshing = setTimeout(async () => {
+    refreshing = null;
+    if (main.dataset.view === 'loading') return;
+    await render();
+    if (message) say(message);
+  }, 300);
+}
+
+function toast(text, href) {
+  const box = document.getElementById('toasts');
+  const item = h('div', { class: 'toast', role: 'status' }, href ? h('a', { href }, text) : text);
+  box.append(item);
+  setTimeout(() => item.remove(), 10000);
+}
+
+const CHANGES = { transition: 'moved it on', payment: 'recorded money received', balance: 'added to its balance',
+  assignment: 'reassigned it', note: 'added a note', document: 'added a document', opened: 'opened it', updated: 'updated it' };
+
+live.on((type, e) => {
+  const { path } = parseHash();
+  if (type === 'reset') {
+    refreshSoon('Some changes were missed while offline: the page was reloaded.');
+  } else if (type === 'case.changed') {
+    const open = path.match(/^\/cases\/(\d+)$/);
+    if (open && Number(open[1]) === e.case_id) {
+      const who = e.actor === session.me?.email ? 'You' : e.actor;
+      refreshSoon(`${who} ${CHANGES[e.change] || 'changed it'} just now${e.state ? ` (${e.state})` : ''}.`);
+    } else if (path === '/' || path === '/cases') {
+      refreshSoon();
+    }
+  } else if (type === 'notification.failed' || type === 'notification.dead') {
+    toast(`A ${e.channel} reminder for case #${e.case_id} ${type === 'notification.dead' ? 'will not be delivered' : 'failed; it will be retried'}.`,
+      `#/cases/${e.case_id}`);
+  } else if (type === 'reconciliation.review') {
+    toast(`${e.lines} payment${e.lines === 1 ? '' : 's'} found in an import wait for review.`, '#/reconciliation');
+    if (path === '/reconciliation') refreshSoon();
+  } else if (type === 'extraction.finished' && path === '/reconciliation') {
+    refreshSoon();
+  }
+});
 
 window.addEventListener('hashchange', render);
 render();

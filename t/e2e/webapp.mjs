@@ -311,6 +311,36 @@ try {
   await page.setViewportSize({ width: 1280, height: 900 });
   ok(true, `screenshots of the main pages are in ${shots}`);
 
+  // live: a change in a second browser shows on the first one's open case
+  // without a reload, saying who made it; payments to review raise a toast
+  const livePayer = `Live Payer ${tag}`;
+  const shared = await newCase(livePayer);
+  await page.goto(`${base}/#/cases/${shared.id}`);
+  await settled(page);
+  await eventuallyIs('the web app keeps a live event stream open', () => page.evaluate(() => document.body.dataset.live), 'on');
+  await page.evaluate(() => { window.notReloaded = true; });
+  const colleague = await signIn('manager@demo.example', 'manager-demo-pass');
+  await colleague.goto(`${base}/#/cases/${shared.id}`);
+  await settled(colleague);
+  const noteText = `Live note ${tag}`;
+  const noteForm = colleague.locator('form[data-action="note"]');
+  await noteForm.locator('textarea, input[name="body"]').fill(noteText);
+  await noteForm.getByRole('button', { name: 'Add note' }).click();
+  await eventually('the first browser shows the colleague one\'s note without a reload',
+    () => page.locator('.timeline li[data-kind="note"]').allTextContents(),
+    (notes) => notes.some((t) => t.includes(noteText)), `a note "${noteText}" in the timeline`);
+  await eventually('and says who changed the case', () => page.locator('#status').textContent(),
+    (status) => status.includes('manager@demo.example'), 'the status line naming manager@demo.example');
+  ok(await page.evaluate(() => window.notReloaded === true), 'the page was not reloaded');
+  await colleague.context().close();
+  await fetch(`${base}/api/v1/extractions/statements`, { method: 'POST',
+    headers: { Authorization: `Bearer ${(await page.evaluate(() => sessionStorage.getItem('recovery.token')))}`,
+      'Content-Type': 'text/csv' },
+    body: `Date;Amount;Currency;Reference;Payer\r\n2026-11-25;1.00;EUR;part ${tag};${livePayer}\r\n` });
+  await eventually('payments waiting for review raise a toast', () => page.locator('.toast').allTextContents(),
+    (toasts) => toasts.some((t) => /wait for review/.test(t)), 'a toast about payments to review');
+  await page.screenshot({ path: `${shots}/live-case.png`, fullPage: true });
+
   // signing out forgets the token
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();

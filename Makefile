@@ -125,6 +125,7 @@ bench: deps install
 	@bench/extraction.sh
 	@bench/backup.sh
 	@bench/replicas.sh
+	@bench/events.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean

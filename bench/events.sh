@@ -80,7 +80,7 @@ measure() {  # CLIENT ARGS...: runs the client while the generator runs; prints 
     for _ in $(seq 1 600); do grep -q '^open' "$out" && break; sleep 0.2; done
     generate "$generator" || { cat "$dir/pgbench.out" >&2; exit 1; }
     wait "$pid"
-    grep '^events' "$out"
+    echo "$(grep '^events' "$out") written $(awk '/number of transactions actually processed/ {print $NF}' "$dir/pgbench.out" | cut -d/ -f1)"
 }
 field() { awk -v f="$1" '{for (i = 1; i < NF; i++) if ($i == f) print $(i + 1)}'; }
 
@@ -91,7 +91,7 @@ for round in $(seq 1 "$rounds"); do
     generator=$dir/event.sql
     sse=$(measure "$client" sse "$http_port" "$token" "$clients" $((seconds + 2)))
     echo "$ref" >> "$dir/ref"; echo "$sse" >> "$dir/sse"
-    echo "bench: round $round: LISTEN client: $ref; $clients streams: $sse"
+    echo "bench: round $round: LISTEN client: $ref; $clients streams: $sse (each client counts every event)"
 done
 
 ref50=$(field p50_us < "$dir/ref" | median); ref99=$(field p99_us < "$dir/ref" | median)

@@ -540,6 +540,15 @@ ngx_http_recovery_stream_buf(ngx_http_recovery_stream_t *st, size_t len,
 
     b = cl->buf;
 
+    /* a big buffer (a backlog, a burst) is not kept for small events */
+    if ((size_t) (b->end - b->start) > 4 * NGX_HTTP_RECOVERY_STREAM_BUF
+        && len <= NGX_HTTP_RECOVERY_STREAM_BUF)
+    {
+        ngx_pfree(st->request->pool, b->start);
+        b->start = NULL;
+        b->end = NULL;
+    }
+
     if ((size_t) (b->end - b->start) < len) {
         if (b->start) {
             ngx_pfree(st->request->pool, b->start);

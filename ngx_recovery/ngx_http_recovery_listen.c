@@ -1,12 +1,13 @@
 
 /*
  * The worker's reader of live events.  One libpq connection, driven by the
- * event loop like the pool's: it connects, LISTENs on recovery_events, and
- * reads the events committed since its position each time a notification
- * says there are some.  The table, not the notification, carries the
- * events: a notification only says "read".  After a lost connection it
- * connects again (to the new primary after a failover) and reads on from
- * where it was, so a database restart loses no event for the streams.
+ * event loop like the pool's, that always has one read on its way:
+ * recovery.live_events_read(position, ..., wait) answers at once when there
+ * are events past the position, else when a transaction that wrote some
+ * commits (the extension wakes it: live_events.c), else after WAIT_MS with
+ * none.  After a lost connection it connects again (to the new primary
+ * after a failover) and reads on from where it was, so a database restart
+ * loses no event for the streams.
  *
  * It keeps the last NGX_HTTP_RECOVERY_RECENT events: a stream opens with
  * the database's position at that moment, which the reader may have passed
@@ -21,7 +22,9 @@
 
 #define NGX_HTTP_RECOVERY_RECENT       4096
 #define NGX_HTTP_RECOVERY_READ_MAX     "1000"
-#define NGX_HTTP_RECOVERY_HELD_DELAY   20       /* ms: an older xact ends */
+#define NGX_HTTP_RECOVERY_WAIT_MS      "5000"   /* the longest read */
+#define NGX_HTTP_RECOVERY_READ_GAP     5        /* ms between reads, at most
+                                                   one read's worth of wait */
 #define NGX_HTTP_RECOVERY_MIN_DELAY    100
 
 
@@ -29,7 +32,7 @@ typedef enum {
     NGX_HTTP_RECOVERY_LISTEN_DOWN = 0,
     NGX_HTTP_RECOVERY_LISTEN_CONNECTING,
     NGX_HTTP_RECOVERY_LISTEN_IDLE,
-    NGX_HTTP_RECOVERY_LISTEN_BUSY       /* LISTEN, or a read, sent */
+    NGX_HTTP_RECOVERY_LISTEN_BUSY       /* a read on its way */
 } ngx_http_recovery_listen_state_e;
 
 
@@ -45,6 +48,7 @@ struct ngx_http_recovery_listen_s {
     ngx_log_t                      *log;
     ngx_event_t                     reconnect;
     ngx_event_t                     again;      /* read again, later */
+    ngx_msec_t                      last_read;  /* when it began */
 
     ngx_http_recovery_position_t    position;
     ngx_queue_t                     subscribers;
@@ -56,8 +60,8 @@ struct ngx_http_recovery_listen_s {
     ngx_http_recovery_position_t    floor;
 
     unsigned                        positioned:1;   /* has a position */
-    unsigned                        listening:1;    /* LISTEN done */
-    unsigned                        dirty:1;    /* notified while busy */
+    unsigned                        from_horizon:1; /* read, unpositioned */
+    unsigned                        had_events:1;   /* the last read */
     unsigned                        stopped:1;  /* the worker exits */
 };
 
@@ -68,6 +72,7 @@ static void ngx_http_recovery_listen_watch(ngx_http_recovery_listen_t *ln,
 static void ngx_http_recovery_listen_handler(ngx_event_t *ev);
 static void ngx_http_recovery_listen_poll(ngx_http_recovery_listen_t *ln);
 static void ngx_http_recovery_listen_input(ngx_http_recovery_listen_t *ln);
+static void ngx_http_recovery_listen_next(ngx_http_recovery_listen_t *ln);
 static void ngx_http_recovery_listen_read(ngx_http_recovery_listen_t *ln);
 static void ngx_http_recovery_listen_result(ngx_http_recovery_listen_t *ln,
     PGresult *res);
@@ -297,7 +302,6 @@ ngx_http_recovery_listen_connect(ngx_http_recovery_listen_t *ln)
     ln->c = c;
 
     ln->state = NGX_HTTP_RECOVERY_LISTEN_CONNECTING;
-    ln->listening = 0;
 
     ngx_http_recovery_listen_watch(ln, 0, 1);
     ngx_add_timer(c->read, ln->connect_timeout);
@@ -404,32 +408,22 @@ ngx_http_recovery_listen_poll(ngx_http_recovery_listen_t *ln)
 
     ln->delay = 0;
 
-    /* LISTEN first: a commit after it is announced, before it is read */
-    if (!PQsendQuery(ln->pg, "LISTEN recovery_events")) {
-        ngx_http_recovery_listen_lost(ln, PQerrorMessage(ln->pg));
-        return;
-    }
-
-    ln->state = NGX_HTTP_RECOVERY_LISTEN_BUSY;
-    ngx_http_recovery_listen_watch(ln, 1, PQflush(ln->pg) == 1);
+    /* what was committed while away first, then on */
+    ln->had_events = 0;
+    ln->state = NGX_HTTP_RECOVERY_LISTEN_IDLE;
+    ngx_http_recovery_listen_read(ln);
 }
 
 
-/* readable: notifications, results, or the server went away */
+/* readable: the read's answer, or the server went away */
 static void
 ngx_http_recovery_listen_input(ngx_http_recovery_listen_t *ln)
 {
     PGresult  *res;
-    PGnotify  *notify;
 
     if (PQconsumeInput(ln->pg) == 0) {
         ngx_http_recovery_listen_lost(ln, PQerrorMessage(ln->pg));
         return;
-    }
-
-    while ((notify = PQnotifies(ln->pg)) != NULL) {
-        ln->dirty = 1;
-        PQfreemem(notify);
     }
 
     while (ln->state == NGX_HTTP_RECOVERY_LISTEN_BUSY && !PQisBusy(ln->pg)) {
@@ -454,18 +448,45 @@ ngx_http_recovery_listen_input(ngx_http_recovery_listen_t *ln)
         return;
     }
 
-    if (ln->state == NGX_HTTP_RECOVERY_LISTEN_IDLE && ln->dirty) {
-        ngx_http_recovery_listen_read(ln);
+    if (ln->state == NGX_HTTP_RECOVERY_LISTEN_IDLE) {
+        ngx_http_recovery_listen_next(ln);
     }
 }
 
 
-/* the events after the position; never started: from the horizon now */
+/*
+ * The next read: after one that brought events, a few milliseconds after
+ * it began, so that under a stream of commits each read takes several
+ * events and each stream gets one write for them, not one per commit.
+ */
+static void
+ngx_http_recovery_listen_next(ngx_http_recovery_listen_t *ln)
+{
+    ngx_msec_int_t  since;
+
+    since = (ngx_msec_int_t) (ngx_current_msec - ln->last_read);
+
+    if (ln->had_events && since >= 0 && since < NGX_HTTP_RECOVERY_READ_GAP) {
+        if (!ln->again.timer_set) {
+            ngx_add_timer(&ln->again, NGX_HTTP_RECOVERY_READ_GAP - since);
+        }
+
+        return;
+    }
+
+    ngx_http_recovery_listen_read(ln);
+}
+
+
+/*
+ * The events after the position, waiting for some; never positioned: from
+ * the horizon now, without waiting, so that the position comes soon.
+ */
 static void
 ngx_http_recovery_listen_read(ngx_http_recovery_listen_t *ln)
 {
     u_char       xid[NGX_INT64_LEN + 1], id[NGX_INT64_LEN + 1];
-    const char  *params[3];
+    const char  *params[4];
 
     if (ln->again.timer_set) {
         ngx_del_timer(&ln->again);
@@ -477,28 +498,31 @@ ngx_http_recovery_listen_read(ngx_http_recovery_listen_t *ln)
     params[0] = ln->positioned ? (const char *) xid : NULL;
     params[1] = (const char *) id;
     params[2] = NGX_HTTP_RECOVERY_READ_MAX;
+    params[3] = ln->positioned ? NGX_HTTP_RECOVERY_WAIT_MS : "0";
 
     if (!PQsendQueryParams(ln->pg,
             "SELECT xid::text, id, type, case_id, event"
             "  FROM recovery.live_events_read("
             "coalesce($1::xid8, pg_snapshot_xmin(pg_current_snapshot())),"
-            " $2, $3)",
-            3, NULL, params, NULL, NULL, 0))
+            " $2, $3, $4)",
+            4, NULL, params, NULL, NULL, 0))
     {
         ngx_http_recovery_listen_lost(ln, PQerrorMessage(ln->pg));
         return;
     }
 
-    ln->dirty = 0;
+    ln->from_horizon = !ln->positioned;
+    ln->last_read = ngx_current_msec;
     ln->state = NGX_HTTP_RECOVERY_LISTEN_BUSY;
     ngx_http_recovery_listen_watch(ln, 1, PQflush(ln->pg) == 1);
 }
 
 
 /*
- * LISTEN's answer starts the first read.  A read's rows are its events,
- * then the horizon row (id 0): the position moves, the events go out, and
- * the type says whether to read again now (more) or soon (held).
+ * A read's rows are its events, then the horizon row (id 0): the position
+ * moves and the events go out.  A read from the horizon that a stream's
+ * position overtook (it joined while the reader had none) may have begun
+ * past events the stream has not seen: it is read again from there.
  */
 static void
 ngx_http_recovery_listen_result(ngx_http_recovery_listen_t *ln,
@@ -510,17 +534,17 @@ ngx_http_recovery_listen_result(ngx_http_recovery_listen_t *ln,
     ngx_http_recovery_event_t     *e;
     ngx_http_recovery_position_t   horizon;
 
-    if (PQresultStatus(res) == PGRES_COMMAND_OK && !ln->listening) {
-        ln->listening = 1;
-        ln->dirty = 1;     /* read what was committed while away */
-        return;
-    }
-
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 5) {
         ngx_log_error(NGX_LOG_ERR, ln->log, 0,
                       "recovery: live events: reading failed: %s",
                       PQresultErrorMessage(res));
         ngx_http_recovery_listen_lost(ln, NULL);
+        return;
+    }
+
+    ln->had_events = 0;
+
+    if (ln->from_horizon && ln->positioned) {
         return;
     }
 
@@ -587,12 +611,7 @@ ngx_http_recovery_listen_result(ngx_http_recovery_listen_t *ln,
         ln->positioned = 1;
     }
 
-    if (ngx_strcmp(state, "more") == 0) {
-        ln->dirty = 1;
-
-    } else if (ngx_strcmp(state, "held") == 0 && !ln->again.timer_set) {
-        ngx_add_timer(&ln->again, NGX_HTTP_RECOVERY_HELD_DELAY);
-    }
+    ln->had_events = (n > 0);
 }
 
 
@@ -726,8 +745,6 @@ static void
 ngx_http_recovery_listen_again(ngx_event_t *ev)
 {
     ngx_http_recovery_listen_t  *ln = ev->data;
-
-    ln->dirty = 1;
 
     if (ln->state == NGX_HTTP_RECOVERY_LISTEN_IDLE) {
         ngx_http_recovery_listen_read(ln);

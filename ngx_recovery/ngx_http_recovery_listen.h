@@ -1,10 +1,10 @@
 
 /*
- * The worker's reader of live events: one libpq connection that LISTENs on
- * recovery_events and, on each notification, reads the new events from the
- * table in order (recovery.live_events_read), then hands them to the
- * streams that subscribed (ngx_http_recovery_events.c).  It keeps the most
- * recent events, so that a stream that joins late misses none.
+ * The worker's reader of live events: one libpq connection whose read
+ * (recovery.live_events_read) answers when events commit, with the new
+ * events in order; it hands them to the streams that subscribed
+ * (ngx_http_recovery_events.c), and keeps the most recent ones, so that a
+ * stream that joins late, or falls behind for a while, misses none.
  */
 
 #ifndef _NGX_HTTP_RECOVERY_LISTEN_H_INCLUDED_

@@ -49,6 +49,7 @@ _PG_init(void)
 	recovery_define_erasure_gucs();
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();
+	recovery_live_events_init();
 	/* the delivery worker exists only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)
 		recovery_register_delivery_worker();

@@ -90,6 +90,9 @@ extern void recovery_register_delivery_worker(void);
 extern char *recovery_format_amount(int64 amount, const char *currency,
 									int minor_units, const char *locale);
 
+/* live_events.c: readers woken when events commit */
+extern void recovery_live_events_init(void);
+
 /* erasure_ledger.c: erasures recorded outside the cluster */
 extern void recovery_define_erasure_gucs(void);
 

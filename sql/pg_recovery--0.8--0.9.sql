@@ -1,9 +1,9 @@
 -- pg_recovery 0.8 -> 0.9: live events.  Changes people watch (a case, a
 -- reminder's outcome, an extraction, payments to review, a dead task) are
--- recorded in recovery.live_events in the changing transaction and NOTIFY
--- recovery_events at commit; the gateway streams them as server-sent events
--- (GET /api/v1/events), resuming without gaps from the last event a client
--- saw.  caller_role() names the request's role inside SECURITY DEFINER
+-- recorded in recovery.live_events in the changing transaction, whose commit
+-- wakes the readers waiting in live_events_read(); the gateway streams them
+-- as server-sent events (GET /api/v1/events), resuming without gaps from the
+-- last event a client saw.  caller_role() names the request's role inside SECURITY DEFINER
 -- functions; the nightly retention job purges old events too.
 \echo Use "ALTER EXTENSION pg_recovery UPDATE TO '0.9'" to load this file. \quit
 
@@ -24,8 +24,9 @@ CREATE OR REPLACE FUNCTION job_definitions(OUT name text, OUT schedule text, OUT
                  ('recovery-retention', '17 3 * * *', 'SELECT recovery.idempotency_purge(), recovery.live_events_purge()') $$;
 
 -- Live events: what the people working cases watch, recorded in the same
--- transaction as the change and announced by NOTIFY at commit; the gateway
--- streams them to the web app (GET /api/v1/events, server-sent events).
+-- transaction as the change; its commit wakes the readers (live_events.c:
+-- not NOTIFY, which serializes commits); the gateway streams them to the
+-- web app (GET /api/v1/events, server-sent events).
 --
 -- Order without gaps.  Ids come from a sequence, and transactions commit in
 -- another order than they took their ids: a reader that went by id alone
@@ -79,7 +80,29 @@ COMMENT ON TABLE live_events IS
 COMMENT ON COLUMN live_events.xid IS
     'The writing transaction''s id: events are read in (xid, id) order once no running transaction is older (see sql/src/live_events.sql).';
 
--- An event of the current transaction, announced when it commits.
+-- Waking the readers (C, live_events.c): a transaction that wrote events
+-- counts its commit and wakes whoever waits in live_events_wait().
+CREATE FUNCTION live_events_announce() RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'recovery_live_events_announce';
+COMMENT ON FUNCTION live_events_announce() IS
+    'This transaction wrote live events: its commit wakes the readers waiting in live_events_wait().';
+
+CREATE FUNCTION live_events_commits() RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'recovery_live_events_commits';
+COMMENT ON FUNCTION live_events_commits() IS
+    'How many transactions that wrote live events have committed since the server started (-1 without pg_recovery in shared_preload_libraries).';
+GRANT EXECUTE ON FUNCTION live_events_commits() TO recovery_authenticator, recovery_admin;
+
+CREATE FUNCTION live_events_wait(seen bigint, timeout_ms integer) RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'recovery_live_events_wait';
+COMMENT ON FUNCTION live_events_wait(bigint, integer) IS
+    'Sleeps until live_events_commits() is no longer seen, or timeout_ms; returns it. Without pg_recovery preloaded: 50 ms at most, -1 (poll).';
+GRANT EXECUTE ON FUNCTION live_events_wait(bigint, integer) TO recovery_authenticator, recovery_admin;
+
+-- An event of the current transaction; its commit wakes the readers.
 CREATE FUNCTION live_event(type text, case_id bigint, customer_id bigint, data jsonb) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
@@ -88,12 +111,11 @@ BEGIN
     VALUES (live_event.type, live_event.case_id, live_event.customer_id,
             live_event.data || jsonb_build_object('actor',
                 coalesce(nullif(current_setting('recovery.actor', true), ''), session_user)));
-    -- one notification per transaction: NOTIFY folds identical ones
-    PERFORM pg_notify('recovery_events', '');
+    PERFORM recovery.live_events_announce();
 END
 $$;
 COMMENT ON FUNCTION live_event(text, bigint, bigint, jsonb) IS
-    'Records a live event in the current transaction and NOTIFYs recovery_events at commit.';
+    'Records a live event in the current transaction; its commit wakes the readers (live_events_wait).';
 
 -- The triggers that record them
 CREATE FUNCTION live_event_case() RETURNS trigger
@@ -191,36 +213,50 @@ CREATE FUNCTION live_event_json(e live_events) RETURNS text
                                      'case_id', e.case_id, 'customer_id', e.customer_id)
                   || e.data)::text $$;
 
--- The gateway's reader (one LISTEN connection per nginx worker): the events
--- after a position, up to max, in order; then one last row with id 0 that
--- gives the new horizon in xid and, in type, 'more' (max was reached: read
--- again from the last event), 'held' (committed events wait for an older
--- transaction: read again soon) or 'idle'.
-CREATE FUNCTION live_events_read(after_xid xid8, after_id bigint, max integer DEFAULT 1000)
+-- The gateway's reader (one connection per nginx worker, always waiting
+-- here): the events after a position, up to max, in order, once there are
+-- some or wait_ms have passed; then one last row with id 0 that gives the
+-- new horizon in xid and, in type, 'more' (max was reached: read again from
+-- the last event), 'held' (committed events wait for an older transaction
+-- to end) or 'idle'.  While it waits it sleeps until a transaction that
+-- wrote events commits (live_events_wait), or 20 ms when events are held.
+CREATE FUNCTION live_events_read(after_xid xid8, after_id bigint, max integer DEFAULT 1000,
+                                 wait_ms integer DEFAULT 0)
     RETURNS TABLE (xid xid8, id bigint, type text, case_id bigint, customer_id bigint, event text)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    horizon xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    horizon xid8;
     n bigint;
+    seen bigint;
+    state text;
+    deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(wait_ms, 0) / 1000.0);
+    left_ms integer;
 BEGIN
-    RETURN QUERY
-        SELECT e.xid, e.id, e.type, e.case_id, e.customer_id, recovery.live_event_json(e)
-          FROM recovery.live_events e
-         WHERE (e.xid, e.id) > (after_xid, after_id) AND e.xid < horizon
-         ORDER BY e.xid, e.id
-         LIMIT max;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN QUERY SELECT horizon, 0::bigint,
-        CASE WHEN n >= max THEN 'more'
-             WHEN EXISTS (SELECT FROM recovery.live_events e WHERE e.xid >= horizon) THEN 'held'
-             ELSE 'idle' END,
-        NULL::bigint, NULL::bigint, NULL::text;
+    LOOP
+        -- counted first: a commit after this wakes the wait below at once
+        seen := recovery.live_events_commits();
+        horizon := pg_snapshot_xmin(pg_current_snapshot());
+        RETURN QUERY
+            SELECT e.xid, e.id, e.type, e.case_id, e.customer_id, recovery.live_event_json(e)
+              FROM recovery.live_events e
+             WHERE (e.xid, e.id) > (after_xid, after_id) AND e.xid < horizon
+             ORDER BY e.xid, e.id
+             LIMIT max;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        state := CASE WHEN n >= max THEN 'more'
+                      WHEN EXISTS (SELECT FROM recovery.live_events e WHERE e.xid >= horizon) THEN 'held'
+                      ELSE 'idle' END;
+        left_ms := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000);
+        EXIT WHEN n > 0 OR left_ms <= 0;
+        PERFORM recovery.live_events_wait(seen, CASE WHEN state = 'held' THEN least(left_ms, 20) ELSE left_ms END);
+    END LOOP;
+    RETURN QUERY SELECT horizon, 0::bigint, state, NULL::bigint, NULL::bigint, NULL::text;
 END
 $$;
-COMMENT ON FUNCTION live_events_read(xid8, bigint, integer) IS
-    'The gateway''s reader: events after the position (after_xid, after_id) whose transactions are older than every running one, in order, then a row with id 0: the horizon (xid) and more, held or idle (type).';
-GRANT EXECUTE ON FUNCTION live_events_read(xid8, bigint, integer) TO recovery_authenticator;
+COMMENT ON FUNCTION live_events_read(xid8, bigint, integer, integer) IS
+    'The gateway''s reader: events after the position (after_xid, after_id) whose transactions are older than every running one, in order, waiting up to wait_ms for some; then a row with id 0: the horizon (xid) and more, held or idle (type).';
+GRANT EXECUTE ON FUNCTION live_events_read(xid8, bigint, integer, integer) TO recovery_authenticator;
 
 -- The kinds of event the calling role may receive, narrowed to a list.
 CREATE FUNCTION live_event_types_for_caller(wanted text) RETURNS text[]
@@ -351,13 +387,16 @@ COMMENT ON FUNCTION live_events_purge() IS
     'Deletes live events older than recovery.live_events_retention (7 days); a client that resumes from one gets a reset event. Returns how many.';
 GRANT EXECUTE ON FUNCTION live_events_purge() TO recovery_admin;
 
-REVOKE ALL ON FUNCTION live_event(text, bigint, bigint, jsonb), live_event_case(),
+REVOKE ALL ON FUNCTION live_events_announce(), live_events_commits(), live_events_wait(bigint, integer),
+    live_event(text, bigint, bigint, jsonb), live_event_case(),
     live_event_case_child(), live_event_notification(), live_event_extraction(),
-    live_event_task(), live_event_json(live_events), live_events_read(xid8, bigint, integer),
+    live_event_task(), live_event_json(live_events), live_events_read(xid8, bigint, integer, integer),
     live_event_types_for_caller(text), live_events_start(text),
     api_events_open(text, text, text, bigint), api_events_ticket(), live_events_purge()
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION live_events_read(xid8, bigint, integer) TO recovery_authenticator;
+GRANT EXECUTE ON FUNCTION live_events_read(xid8, bigint, integer, integer) TO recovery_authenticator;
+GRANT EXECUTE ON FUNCTION live_events_commits(), live_events_wait(bigint, integer)
+    TO recovery_authenticator, recovery_admin;
 GRANT EXECUTE ON FUNCTION api_events_open(text, text, text, bigint), api_events_ticket()
     TO recovery_viewer, recovery_auditor;
 GRANT EXECUTE ON FUNCTION live_events_purge() TO recovery_admin;

@@ -255,14 +255,14 @@ sub worker_rss {
     return $total;    # kB, both workers
 }
 sub flood {
-    # 10,000 events of 1 kB, 500 a transaction every 0.2 s: more than the
+    # 10,000 events of 1 kB, 500 a transaction every 0.3 s: more than the
     # socket, the 64k bound and the 4,096 recent events each worker keeps
     # hold together, at a pace a reader that reads can follow
     my $payload = 'x' x 1000;
     for (1 .. 20) {
         $db->do(q{SELECT recovery.live_event('case.changed', $1, NULL, jsonb_build_object('change', 'flood', 'pad', $2::text))
                     FROM generate_series(1, 500)}, undef, $case, $payload);
-        sleep 0.2;
+        sleep 0.3;
     }
 }
 my @rss;

@@ -123,12 +123,33 @@ connect_stream(int port, const char *token)
 	return fd;
 }
 
+/* one complete line of the stream */
+static void
+stream_line(Stream *s)
+{
+	s->line[s->len] = '\0';
+	if (!s->answered && strncmp(s->line, "HTTP/1.1 ", 9) == 0)
+	{
+		if (strncmp(s->line + 9, "200", 3) != 0)
+		{
+			fprintf(stderr, "stream refused: %s\n", s->line);
+			exit(1);
+		}
+		s->answered = 1;
+	}
+	if (strncmp(s->line, "data: ", 6) == 0)
+		record(s->line);
+	s->len = 0;
+}
+
 /* reads what came; lines of data are recorded; 0: the stream closed */
 static int
 read_stream(Stream *s)
 {
 	char		buf[65536];
-	ssize_t		n, i;
+	char	   *p, *end, *nl;
+	ssize_t		n;
+	size_t		take;
 
 	for (;;)
 	{
@@ -137,27 +158,17 @@ read_stream(Stream *s)
 			return 0;
 		if (n < 0)
 			return errno == EAGAIN ? 1 : 0;
-		for (i = 0; i < n; i++)
+		for (p = buf, end = buf + n; p < end; p = nl + 1)
 		{
-			if (buf[i] != '\n')
-			{
-				if (s->len < LINE_MAX_BYTES - 1)
-					s->line[s->len++] = buf[i];
-				continue;
-			}
-			s->line[s->len] = '\0';
-			if (!s->answered && strncmp(s->line, "HTTP/1.1 ", 9) == 0)
-			{
-				if (strncmp(s->line + 9, "200", 3) != 0)
-				{
-					fprintf(stderr, "stream refused: %s\n", s->line);
-					exit(1);
-				}
-				s->answered = 1;
-			}
-			if (strncmp(s->line, "data: ", 6) == 0)
-				record(s->line);
-			s->len = 0;
+			nl = memchr(p, '\n', end - p);
+			take = (nl ? nl : end) - p;
+			if (take > LINE_MAX_BYTES - 1 - s->len)
+				take = LINE_MAX_BYTES - 1 - s->len;
+			memcpy(s->line + s->len, p, take);
+			s->len += take;
+			if (nl == NULL)
+				break;
+			stream_line(s);
 		}
 	}
 }

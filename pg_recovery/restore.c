@@ -65,3 +65,18 @@ recovery_restore_held(void)
 					  0, NULL, NULL, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }
+
+/*
+ * recovery.restoring() returns boolean
+ *
+ * Whether this session is a pg_restore (for the SQL triggers that, like the
+ * audit trigger, must stand aside: live events record changes, and a
+ * restore changes nothing).
+ */
+PG_FUNCTION_INFO_V1(recovery_restoring_sql);
+
+Datum
+recovery_restoring_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(recovery_restoring());
+}

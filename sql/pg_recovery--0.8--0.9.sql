@@ -7,6 +7,13 @@
 -- functions; the nightly retention job purges old events too.
 \echo Use "ALTER EXTENSION pg_recovery UPDATE TO '0.9'" to load this file. \quit
 
+CREATE FUNCTION restoring() RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'recovery_restoring_sql';
+COMMENT ON FUNCTION restoring() IS
+    'Whether this session is a superuser''s pg_restore: its rows bring their trail and record no live events.';
+REVOKE ALL ON FUNCTION restoring() FROM PUBLIC;
+
 CREATE FUNCTION caller_role() RETURNS name
     LANGUAGE c STABLE
     AS 'MODULE_PATHNAME', 'recovery_caller_role_sql';
@@ -107,6 +114,10 @@ CREATE FUNCTION live_event(type text, case_id bigint, customer_id bigint, data j
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
+    -- a restore replays rows, it changes nothing: no events
+    IF recovery.restoring() THEN
+        RETURN;
+    END IF;
     INSERT INTO recovery.live_events (type, case_id, customer_id, data)
     VALUES (live_event.type, live_event.case_id, live_event.customer_id,
             live_event.data || jsonb_build_object('actor',

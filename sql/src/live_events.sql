@@ -82,6 +82,10 @@ CREATE FUNCTION live_event(type text, case_id bigint, customer_id bigint, data j
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
+    -- a restore replays rows, it changes nothing: no events
+    IF recovery.restoring() THEN
+        RETURN;
+    END IF;
     INSERT INTO recovery.live_events (type, case_id, customer_id, data)
     VALUES (live_event.type, live_event.case_id, live_event.customer_id,
             live_event.data || jsonb_build_object('actor',

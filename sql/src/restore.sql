@@ -21,6 +21,12 @@ CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON restore_holds
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON restore_holds TO recovery_viewer, recovery_auditor;
 
+CREATE FUNCTION restoring() RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'recovery_restoring_sql';
+COMMENT ON FUNCTION restoring() IS
+    'Whether this session is a superuser''s pg_restore: its rows bring their trail and record no live events.';
+
 CREATE FUNCTION restore_held() RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$ SELECT EXISTS (SELECT 1 FROM recovery.restore_holds h WHERE h.released_at IS NULL) $$;

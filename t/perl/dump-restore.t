@@ -74,6 +74,12 @@ for my $table (@$tables) {
         next;
     }
     next if $table eq 'restore_holds';
+    if ($table eq 'live_events') {
+        # for the screens open now, and placed by the source's transaction
+        # ids: not dumped, and a restore records none of its own
+        is($after->[0], 0, "$table: none (a stream that resumes from before gets a reset)");
+        next;
+    }
     is_deeply($after, $before{$table}, "$table: the same $before{$table}[0] rows");
 }
 

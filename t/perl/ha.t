@@ -19,6 +19,7 @@ use IO::Handle;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use Recovery::HTTP qw(http jwt claims);
+use Recovery::SSE;
 use Recovery::Test qw(wait_for);
 
 my $root = abs_path("$FindBin::Bin/../..");
@@ -61,6 +62,19 @@ like($admin_id, qr/^\d+$/, 'an administrator on the primary');
     system("$root/scripts/nginx.sh", 'start', $nginx_dir, $http_port, $hosts) == 0 or BAIL_OUT('nginx');
 }
 my $admin = jwt(claims(role => 'recovery_admin', sub => $admin_id, exp => time + 3600), dir => $nginx_dir);
+
+# --- live events come from the primary, and follow it ----------------------------
+my $live_case = psql('leader', q{SELECT (recovery.payment_fail((recovery.payment_create(
+    (recovery.customer_create('ha-live', 'HA Live')).id, 'INV-1', 10000, 'EUR', current_date - 30)).id, 'declined')).id});
+sub live_note {
+    return http(POST => "/api/v1/recovery-cases/$live_case/notes", token => $admin, base => $base, timeout => 15,
+                json => { body => $_[0] });
+}
+my $live = Recovery::SSE->open($base, "/api/v1/events?case_id=$live_case", token => $admin);
+is($live->status, 200, 'a live event stream through the same nginx');
+my $note = live_note('before the outages')->{json}{id};
+ok((grep { ($_->{json}{note_id} // 0) == $note } $live->events_until(sub { ($_[0]{json}{note_id} // 0) == $note }, 10)),
+   'a note on the primary reaches it');
 
 # --- jobs and the worker run on the primary only -----------------------------
 my @standbys = grep { $_ ne $first } qw(node1 node2 node3);
@@ -175,6 +189,23 @@ my $failover = outage("the loss of ${first}'s server", sub {
 $second = leader() // '';
 ok($second && $second ne $first, "the server of $first lost, Patroni promotes " . ($second || 'nobody'));
 cmp_ok($failover, '<', 30, sprintf('writes succeed again through the same nginx %.1f s after the loss', $failover));
+my $after = live_note('after the failover');
+is($after->{status}, 201, 'a note written after the failover');
+my ($arrived, $resumed);
+my $deadline = time + 30;
+while (!$arrived && time < $deadline) {
+    my $e = $live->next_event(1);
+    if (!$e && $live->ended) {
+        # the stream ended with its worker's database connection: resume it
+        $resumed++;
+        $live = Recovery::SSE->open($base, "/api/v1/events?case_id=$live_case", token => $admin,
+                                    headers => { 'Last-Event-ID' => $live->last_id // '' });
+        next;
+    }
+    $arrived = $e && ($e->{json}{note_id} // 0) == ($after->{json}{id} // -1);
+}
+ok($arrived, 'its live event reaches the stream from the new primary'
+             . ($resumed ? ' (the client resumed)' : ', on the stream that stayed open'));
 sleep 2;    # writes go on a while on the new primary
 open my $touch, '>', $stop or die $!;
 close $touch;

@@ -11,6 +11,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use JSON::PP qw(decode_json);
 use Recovery::HTTP qw(http login);
+use Recovery::SSE;
 use Recovery::Stack;
 use Recovery::Test qw(connect_db);
 
@@ -104,5 +105,13 @@ is($res->{json}{preloaded}, JSON::PP::false, 'it says the library is not preload
 like($res->{json}{problem}{message}, qr/reminders are queued but not delivered/, 'and why nothing is delivered');
 like($res->{json}{problem}{hint}, qr/shared_preload_libraries/, 'with what to do');
 is($res->{json}{outbox}{queued}, $queued, 'the queued reminders are all still in the outbox');
+
+# live events: no shared memory to wake the readers, so they look every 50 ms
+is($db->selectrow_array('SELECT recovery.live_events_commits()'), -1, 'live events have no shared memory here');
+my $stream = Recovery::SSE->open($stack->base, '/api/v1/events?case_id=1', token => $token);
+is($stream->status, 200, 'an event stream opens');
+my ($note) = $db->selectrow_array(q{SELECT (recovery.case_note_add(1, 'without the preload')).id});
+my @seen = $stream->events_until(sub { ($_[0]{json}{note_id} // 0) == $note }, 10);
+ok(@seen && ($seen[-1]{json}{note_id} // 0) == $note, 'and a note reaches it all the same (the reader polls)');
 
 done_testing();

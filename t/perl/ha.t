@@ -189,8 +189,11 @@ my $failover = outage("the loss of ${first}'s server", sub {
 $second = leader() // '';
 ok($second && $second ne $first, "the server of $first lost, Patroni promotes " . ($second || 'nobody'));
 cmp_ok($failover, '<', 30, sprintf('writes succeed again through the same nginx %.1f s after the loss', $failover));
-my $after = live_note('after the failover');
-is($after->{status}, 201, 'a note written after the failover');
+my $after;
+ok(wait_for('a note written on the new primary', sub {
+       $after = live_note('after the failover');
+       $after->{status} == 201 }, 30),
+   'a note written after the failover (a 503 meanwhile is retried)');
 my ($arrived, $resumed);
 my $deadline = time + 30;
 while (!$arrived && time < $deadline) {

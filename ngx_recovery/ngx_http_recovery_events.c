@@ -40,7 +40,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_recovery_stream_open(ngx_http_recovery_stream_t *st,
-    json_object *opening, ngx_str_t *backlog);
+    json_object *opening, ngx_chain_t **backlog);
 static ngx_int_t ngx_http_recovery_stream_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_recovery_stream_deliver(
     ngx_http_recovery_subscriber_t *sub, ngx_http_recovery_event_t *events,
@@ -80,11 +80,9 @@ ngx_int_t
 ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
     size_t len)
 {
-    u_char                          *p;
     time_t                           left;
     ngx_int_t                        rc;
-    ngx_str_t                        backlog;
-    ngx_chain_t                     *out;
+    ngx_chain_t                     *backlog;
     json_object                     *opening;
     ngx_http_request_t              *r;
     ngx_http_recovery_stream_t      *st;
@@ -129,21 +127,13 @@ ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
         return rc;
     }
 
-    p = ngx_http_recovery_stream_buf(st, backlog.len, &out);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, backlog.data, backlog.len);
-    out->buf->last = p + backlog.len;
-
     /* from here on, a stream cut off is finalized (NGX_DONE balances) */
     ctx->stream = st;
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_recovery_stream_write;
     r->main->count++;
 
-    if (ngx_http_recovery_stream_send(st, out) != NGX_OK) {
+    if (ngx_http_recovery_stream_send(st, backlog) != NGX_OK) {
         return NGX_DONE;
     }
 
@@ -174,9 +164,8 @@ ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "recovery: events stream opened for %V at %uL.%L, "
-                  "%uz bytes missed", &ctx->role, st->sub.cursor.xid,
-                  st->sub.cursor.id, backlog.len);
+                  "recovery: events stream opened for %V at %uL.%L",
+                  &ctx->role, st->sub.cursor.xid, st->sub.cursor.id);
 
     return NGX_DONE;
 }
@@ -209,11 +198,12 @@ ngx_http_recovery_events_stop(ngx_http_recovery_ctx_t *ctx)
 
 /*
  * What api_events_open answered: the types and case, the position, and the
- * events missed, formatted into backlog (a reset first when needed).
+ * events missed, formatted into the stream's first buffer, backlog (a reset
+ * first when needed).
  */
 static ngx_int_t
 ngx_http_recovery_stream_open(ngx_http_recovery_stream_t *st,
-    json_object *opening, ngx_str_t *backlog)
+    json_object *opening, ngx_chain_t **backlog)
 {
     u_char       *p;
     size_t        len, i, n;
@@ -287,12 +277,11 @@ ngx_http_recovery_stream_open(ngx_http_recovery_stream_t *st,
                + ngx_strlen(text) + 64;
     }
 
-    p = ngx_pnalloc(st->request->pool, len);
+    p = ngx_http_recovery_stream_buf(st, len, backlog);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    backlog->data = p;
     p = ngx_cpymem(p, NGX_HTTP_RECOVERY_RETRY,
                    sizeof(NGX_HTTP_RECOVERY_RETRY) - 1);
 
@@ -320,7 +309,7 @@ ngx_http_recovery_stream_open(ngx_http_recovery_stream_t *st,
                             e, NGX_HTTP_RECOVERY_JSON));
     }
 
-    backlog->len = p - backlog->data;
+    (*backlog)->buf->last = p;
 
     return NGX_OK;
 }

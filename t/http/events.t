@@ -291,7 +291,13 @@ for my $round (1 .. 3) {
     push @rss, worker_rss();
 }
 diag("nginx workers' RSS after each round: @rss kB");
-cmp_ok($rss[2] - $rss[1], '<', 4096, 'the workers do not grow from one round to the next (under 4 MB)');
+SKIP: {
+    # AddressSanitizer keeps freed memory in its quarantine (256 MB): the
+    # RSS of its build says nothing of leaks, which t/asan/report.pl finds
+    skip 'the ASan build: RSS is measured in the first stage, leaks by ASan', 1
+        if ($ENV{NGINX_PRELOAD} // '') =~ /asan/;
+    cmp_ok($rss[2] - $rss[1], '<', 4096, 'the workers do not grow from one round to the next (under 4 MB)');
+}
 
 # --- tickets, expiry, heartbeats, errors ---------------------------------------------
 my $res = http(POST => '/api/v1/events/ticket', token => $viewer, base => $base);

@@ -129,6 +129,7 @@ ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
 
     /* from here on, a stream cut off is finalized (NGX_DONE balances) */
     ctx->stream = st;
+    ctx->opened = ngx_current_msec;
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_recovery_stream_write;
     r->main->count++;

@@ -200,6 +200,7 @@ ngx_http_recovery_metrics_request(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_recovery_metrics_log_handler(ngx_http_request_t *r)
 {
+    ngx_msec_t                      start;
     ngx_http_recovery_ctx_t        *ctx;
     ngx_http_recovery_main_conf_t  *rmcf;
 
@@ -210,8 +211,14 @@ ngx_http_recovery_metrics_log_handler(ngx_http_request_t *r)
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_http_recovery_module);
 
+    /* an event stream: how long it took to open, not how long it was open */
+    start = ctx->start;
+    if (ctx->opened) {
+        start += ngx_current_msec - ctx->opened;
+    }
+
     ngx_http_recovery_metrics_request(r, ctx->route, r->headers_out.status,
-                                      ctx->start);
+                                      start);
     ngx_http_recovery_metrics_pool(rmcf);
 
     return NGX_OK;

@@ -152,6 +152,7 @@ typedef struct {
     ngx_uint_t                  routed;     /* the routed statement */
     u_char                      timeout[NGX_INT64_LEN + 1];
     void                       *stream;     /* GET /api/v1/events */
+    ngx_msec_t                  opened;     /* when the stream began */
     unsigned                    read_only:1;
     unsigned                    ticket:1;   /* credentials from ?ticket= */
 } ngx_http_recovery_ctx_t;

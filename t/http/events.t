@@ -336,5 +336,16 @@ is($purged->status, 200, 'resuming from an event that is gone');
 is($purged->next_event(5)->{event}, 'reset', 'gets a reset event: reload');
 is(http(POST => '/api/v1/events', token => $agent, base => $base)->{status}, 405, 'POST: 405');
 
+# retention: the nightly job purges old events; resuming from one is a reset
+my ($old_id) = $db->selectrow_array('SELECT max(id) FROM recovery.live_events');
+$db->do(q{UPDATE recovery.live_events SET at = now() - interval '8 days' WHERE id <= $1}, undef, $old_id);
+my ($purged_n) = $db->selectrow_array('SELECT recovery.live_events_purge()');
+cmp_ok($purged_n, '>=', 1000, "live_events_purge() deletes the events older than 7 days ($purged_n)");
+like(join(';', @{ $db->selectcol_arrayref(q{SELECT command FROM recovery.job_definitions()
+                                             WHERE name = 'recovery-retention'}) }),
+     qr/live_events_purge/, 'in the nightly retention job');
+my $late = stream('/api/v1/events', token => $agent, headers => { 'Last-Event-ID' => $old_id });
+is($late->next_event(5)->{event}, 'reset', 'a stream resuming from a purged event gets a reset');
+
 unlike($stack->error_log, qr/\[(alert|emerg|crit)\]|signal \d+/, 'no worker crashed or complained');
 done_testing;

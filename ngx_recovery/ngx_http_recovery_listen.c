@@ -108,6 +108,9 @@ ngx_http_recovery_listen_init(ngx_cycle_t *cycle, ngx_str_t *conninfo,
     ln->values[0] = (const char *) conninfo->data;
     ln->keywords[1] = "fallback_application_name";
     ln->values[1] = "ngx_recovery events";
+    /* its reads wait for commits: no statement timeout may cut them */
+    ln->keywords[2] = "options";
+    ln->values[2] = "-c statement_timeout=0";
 
     ln->connect_timeout = connect_timeout;
     ln->max_delay = reconnect_max_delay;

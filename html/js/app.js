@@ -80,12 +80,24 @@ async function render() {
 // What changes elsewhere shows here: the open case redraws and says who
 // changed it, the dashboard and the case list refresh (at most once a
 // second), and a failed reminder or payments to review raise a toast.
+// A page is never redrawn under someone's hands: while a field has the
+// focus, the redraw waits until it loses it.
 let refreshing = null;
+function typing() {
+  const el = document.activeElement;
+  return !!el && main.contains(el) && ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName);
+}
+
 function refreshSoon(message) {
   clearTimeout(refreshing);
   refreshing = setTimeout(async () => {
     refreshing = null;
     if (main.dataset.view === 'loading') return;
+    if (typing()) {
+      if (message) say(`${message} The page is redrawn when you leave the field.`);
+      main.addEventListener('focusout', () => refreshSoon(message), { once: true });
+      return;
+    }
     await render();
     if (message) say(message);
   }, 300);
@@ -108,8 +120,9 @@ live.on((type, e) => {
   } else if (type === 'case.changed') {
     const open = path.match(/^\/cases\/(\d+)$/);
     if (open && Number(open[1]) === e.case_id) {
-      const who = e.actor === session.me?.email ? 'You' : e.actor;
-      refreshSoon(`${who} ${CHANGES[e.change] || 'changed it'} just now${e.state ? ` (${e.state})` : ''}.`);
+      // your own change: the page has already redrawn after it
+      if (e.actor === session.me?.email) return;
+      refreshSoon(`${e.actor} ${CHANGES[e.change] || 'changed it'} just now${e.state ? ` (${e.state})` : ''}.`);
     } else if (path === '/' || path === '/cases') {
       refreshSoon();
     }

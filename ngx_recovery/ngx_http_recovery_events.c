@@ -16,6 +16,7 @@
 #include "ngx_http_recovery_module.h"
 #include "ngx_http_recovery_events.h"
 #include "ngx_http_recovery_listen.h"
+#include "ngx_http_recovery_metrics.h"
 
 
 #define NGX_HTTP_RECOVERY_STREAM_BUF  4096
@@ -130,6 +131,7 @@ ngx_http_recovery_events_start(ngx_http_recovery_ctx_t *ctx, u_char *json,
     /* from here on, a stream cut off is finalized (NGX_DONE balances) */
     ctx->stream = st;
     ctx->opened = ngx_current_msec;
+    ngx_http_recovery_metrics_stream(r, 1);
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_recovery_stream_write;
     r->main->count++;
@@ -194,6 +196,7 @@ ngx_http_recovery_events_stop(ngx_http_recovery_ctx_t *ctx)
 
     st->ended = 1;
     ctx->stream = NULL;
+    ngx_http_recovery_metrics_stream(ctx->request, -1);
 }
 
 
@@ -440,6 +443,7 @@ ngx_http_recovery_stream_behind(ngx_http_recovery_subscriber_t *sub)
 
     c = st->request->connection;
 
+    ngx_http_recovery_metrics_stream_cut(st->request);
     ngx_log_error(NGX_LOG_WARN, c->log, 0,
                   "recovery: events client reads too slowly: %O bytes "
                   "unsent (recovery_events_buffer) and the events it has "

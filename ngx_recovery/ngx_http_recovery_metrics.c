@@ -2,7 +2,8 @@
 /*
  * Metrics in shared memory, counted by every worker and served in the
  * Prometheus text format: requests by route and status, a latency histogram
- * per route, each worker's pool (busy, idle, queued) and database errors.
+ * per route, each worker's pool (busy, idle, queued) and open event
+ * streams, event streams cut off, and database errors.
  * Counters start again from zero when nginx reloads its configuration.
  */
 
@@ -56,12 +57,14 @@ typedef struct {
     ngx_atomic_t   busy;
     ngx_atomic_t   idle;
     ngx_atomic_t   queued;
+    ngx_atomic_t   streams;     /* event streams open */
     ngx_atomic_t   seen;
 } ngx_http_recovery_worker_metrics_t;
 
 
 typedef struct {
     ngx_atomic_t                         database_errors;
+    ngx_atomic_t                         streams_cut;   /* too slow */
     ngx_http_recovery_worker_metrics_t   workers[NGX_HTTP_RECOVERY_WORKERS];
     ngx_uint_t                           nroutes;
     /* one row per route, and a last one for requests that matched none */
@@ -77,6 +80,8 @@ static void ngx_http_recovery_metrics_request(ngx_http_request_t *r,
     ngx_http_recovery_route_t *route, ngx_uint_t status, ngx_msec_t start);
 static void ngx_http_recovery_metrics_pool(
     ngx_http_recovery_main_conf_t *rmcf);
+static u_char *ngx_http_recovery_metrics_workers(u_char *p,
+    ngx_http_recovery_metrics_t *metrics);
 
 
 ngx_int_t
@@ -238,6 +243,35 @@ ngx_http_recovery_metrics_db_error(ngx_http_request_t *r)
 }
 
 
+/* an event stream opened (1) or ended (-1) in this worker */
+void
+ngx_http_recovery_metrics_stream(ngx_http_request_t *r, ngx_int_t change)
+{
+    ngx_http_recovery_metrics_t  *metrics;
+
+    metrics = ngx_http_recovery_metrics(r);
+
+    if (metrics && ngx_worker < NGX_HTTP_RECOVERY_WORKERS) {
+        (void) ngx_atomic_fetch_add(&metrics->workers[ngx_worker].streams,
+                                    change);
+        metrics->workers[ngx_worker].seen = 1;
+    }
+}
+
+
+void
+ngx_http_recovery_metrics_stream_cut(ngx_http_request_t *r)
+{
+    ngx_http_recovery_metrics_t  *metrics;
+
+    metrics = ngx_http_recovery_metrics(r);
+
+    if (metrics) {
+        (void) ngx_atomic_fetch_add(&metrics->streams_cut, 1);
+    }
+}
+
+
 /* publishes this worker's pool state for /metrics served by any worker */
 static void
 ngx_http_recovery_metrics_pool(ngx_http_recovery_main_conf_t *rmcf)
@@ -274,7 +308,6 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
     ngx_http_recovery_metrics_t         *metrics;
     ngx_http_recovery_main_conf_t       *rmcf;
     ngx_http_recovery_route_metrics_t   *row;
-    ngx_http_recovery_worker_metrics_t  *worker;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -297,7 +330,7 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
     routes = rmcf->routes.elts;
     n = metrics->nroutes;
 
-    size = 1024 + NGX_HTTP_RECOVERY_WORKERS * 192;
+    size = 1024 + NGX_HTTP_RECOVERY_WORKERS * 256;
     for (i = 0; i <= n; i++) {
         label = (i < n) ? routes[i]->label : (ngx_str_t) ngx_string("none");
         size += (NGX_HTTP_RECOVERY_NSTATUSES + NGX_HTTP_RECOVERY_NBUCKETS + 4)
@@ -364,6 +397,38 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
                         cumulative);
     }
 
+    p = ngx_http_recovery_metrics_workers(p, metrics);
+
+    p = ngx_sprintf(p,
+            "# HELP recovery_event_streams_cut_total Event streams cut off "
+            "because their client read too slowly.\n"
+            "# TYPE recovery_event_streams_cut_total counter\n"
+            "recovery_event_streams_cut_total %uA\n",
+            metrics->streams_cut);
+
+    p = ngx_sprintf(p,
+            "# HELP recovery_database_errors_total Calls that failed for "
+            "the server's reasons (not the client's).\n"
+            "# TYPE recovery_database_errors_total counter\n"
+            "recovery_database_errors_total %uA\n",
+            metrics->database_errors);
+
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    return ngx_http_recovery_send_body(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/* each worker's gauges: its pool's connections and queue, its streams */
+static u_char *
+ngx_http_recovery_metrics_workers(u_char *p,
+    ngx_http_recovery_metrics_t *metrics)
+{
+    ngx_uint_t                           i;
+    ngx_http_recovery_worker_metrics_t  *worker;
+
     p = ngx_sprintf(p,
             "# HELP recovery_pool_connections Database connections of each "
             "worker's pool.\n# TYPE recovery_pool_connections gauge\n");
@@ -394,15 +459,16 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
     }
 
     p = ngx_sprintf(p,
-            "# HELP recovery_database_errors_total Calls that failed for "
-            "the server's reasons (not the client's).\n"
-            "# TYPE recovery_database_errors_total counter\n"
-            "recovery_database_errors_total %uA\n",
-            metrics->database_errors);
+            "# HELP recovery_event_streams Event streams open "
+            "(GET /api/v1/events).\n# TYPE recovery_event_streams gauge\n");
 
-    ngx_str_set(&r->headers_out.content_type,
-                "text/plain; version=0.0.4; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    for (i = 0; i < NGX_HTTP_RECOVERY_WORKERS; i++) {
+        worker = &metrics->workers[i];
+        if (worker->seen) {
+            p = ngx_sprintf(p, "recovery_event_streams{worker=\"%ui\"} "
+                            "%uA\n", i, worker->streams);
+        }
+    }
 
-    return ngx_http_recovery_send_body(r, NGX_HTTP_OK, body, p - body);
+    return p;
 }

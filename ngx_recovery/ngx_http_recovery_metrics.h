@@ -15,6 +15,9 @@ ngx_int_t ngx_http_recovery_metrics_init_zone(ngx_conf_t *cf,
     ngx_http_recovery_main_conf_t *rmcf);
 ngx_int_t ngx_http_recovery_metrics_log_handler(ngx_http_request_t *r);
 void ngx_http_recovery_metrics_db_error(ngx_http_request_t *r);
+void ngx_http_recovery_metrics_stream(ngx_http_request_t *r,
+    ngx_int_t change);
+void ngx_http_recovery_metrics_stream_cut(ngx_http_request_t *r);
 ngx_int_t ngx_http_recovery_metrics_handler(ngx_http_request_t *r);
 
 

@@ -175,6 +175,9 @@ http(POST => "/api/v1/recovery-cases/$case/notes", token => $agent, base => $bas
 is($only->next_event(1.5), undef, 'that carries nothing');
 $only->close;
 
+# streams that are not read from now on would be cut off as slow readers below
+$_->close for $sse, $watcher, $auto, $seer;
+
 # --- filters ---------------------------------------------------------------------
 my $one = stream("/api/v1/events?case_id=$other&types=case.changed", token => $agent);
 http(POST => "/api/v1/recovery-cases/$case/notes", token => $agent, base => $base, json => { body => 'not yours' });
@@ -298,6 +301,19 @@ SKIP: {
         if ($ENV{NGINX_PRELOAD} // '') =~ /asan/;
     cmp_ok($rss[2] - $rss[1], '<', 4096, 'the workers do not grow from one round to the next (under 4 MB)');
 }
+
+# --- what /metrics says of them --------------------------------------------------
+my @open = map { stream(undef, token => $agent) } 1 .. 3;
+my $metrics;
+ok(wait_for('/metrics to count three open streams', sub {
+       $metrics = http(GET => '/metrics', base => $base)->{content} // '';
+       my $n = 0;
+       $n += $1 while $metrics =~ /^recovery_event_streams\{worker="\d+"\} (\d+)$/mg;
+       $n == 3 }),
+   '/metrics counts the streams open in each worker (three now)');
+my ($cut_total) = $metrics =~ /^recovery_event_streams_cut_total (\d+)$/m;
+is($cut_total, 3, 'and the three streams cut off for reading too slowly');
+$_->close for @open;
 
 # --- tickets, expiry, heartbeats, errors ---------------------------------------------
 my $res = http(POST => '/api/v1/events/ticket', token => $viewer, base => $base);

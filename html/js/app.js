@@ -78,29 +78,33 @@ async function render() {
 }
 
 // What changes elsewhere shows here: the open case redraws and says who
-// changed it, the dashboard and the case list refresh (at most once a
-// second), and a failed reminder or payments to review raise a toast.
-// A page is never redrawn under someone's hands: while a field has the
-// focus, the redraw waits until it loses it.
+// changed it, the dashboard and the case list refresh (a burst of changes
+// once, at most twice a second), and a failed reminder or payments to
+// review raise a toast.  A page is never redrawn under someone's hands:
+// while a field has the focus, the redraw waits until it loses it.
 let refreshing = null;
+let refreshMessage = null;
 function typing() {
   const el = document.activeElement;
   return !!el && main.contains(el) && ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName);
 }
 
 function refreshSoon(message) {
-  clearTimeout(refreshing);
+  if (message) refreshMessage = message;
+  if (refreshing) return;
   refreshing = setTimeout(async () => {
     refreshing = null;
+    const said = refreshMessage;
+    refreshMessage = null;
     if (main.dataset.view === 'loading') return;
     if (typing()) {
-      if (message) say(`${message} The page is redrawn when you leave the field.`);
-      main.addEventListener('focusout', () => refreshSoon(message), { once: true });
+      if (said) say(`${said} The page is redrawn when you leave the field.`);
+      main.addEventListener('focusout', () => refreshSoon(said), { once: true });
       return;
     }
     await render();
-    if (message) say(message);
-  }, 300);
+    if (said) say(said);
+  }, 500);
 }
 
 function toast(text, href) {

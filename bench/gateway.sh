@@ -20,7 +20,7 @@ connections=${CONNECTIONS:-32}
 db_connections=$((workers * pool))
 case_id=5
 pg_port=$(scripts/cluster.sh free-port)
-http_port=$(scripts/cluster.sh free-port)
+http_port=$(scripts/cluster.sh free-port "$pg_port")
 mkdir -p tmp
 dir=$(pwd)/tmp/bench-gw-$pg_port
 nginx_dir=$(pwd)/tmp/bench-gw-nginx-$http_port

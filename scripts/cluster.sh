@@ -7,7 +7,8 @@
 #   cluster.sh stop DIR         stop, if running
 #   cluster.sh destroy DIR      stop and remove the cluster and its folder
 #   cluster.sh psql DIR ...     psql as the superuser into "recovery"
-#   cluster.sh free-port        print a free TCP port on 127.0.0.1
+#   cluster.sh free-port [PORT...]  print a free TCP port on 127.0.0.1,
+#                               none of the PORTs (chosen, not bound yet)
 #
 # PRELOAD sets shared_preload_libraries (default pg_cron,pg_recovery): the
 # tests start a cluster with PRELOAD=pg_cron, as a DBA's existing server.
@@ -136,9 +137,17 @@ psql_super() {
     as_postgres "$PGBIN/psql" -X -h "$dir/sock" -p "$port" -U postgres -d "$db" "$@"
 }
 
+# a free port, other than the ports given: those are chosen but not bound
+# yet, and the kernel may hand the same free port out twice in a row
 free_port() {
-    perl -MIO::Socket::INET -e \
-        'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport, "\n"'
+    while :; do
+        p=$(perl -MIO::Socket::INET -e \
+            'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport, "\n"')
+        case " $* " in
+            *" $p "*) ;;
+            *) echo "$p"; return ;;
+        esac
+    done
 }
 
 cmd=${1:-}
@@ -148,6 +157,6 @@ case "$cmd" in
     stop) stop "$@" ;;
     destroy) destroy "$@" ;;
     psql) dir=$1; shift; psql_super "$dir" "$DB" "$@" ;;
-    free-port) free_port ;;
-    *) echo "usage: cluster.sh start DIR PORT | stop DIR | destroy DIR | psql DIR ... | free-port" >&2; exit 2 ;;
+    free-port) free_port "$@" ;;
+    *) echo "usage: cluster.sh start DIR PORT | stop DIR | destroy DIR | psql DIR ... | free-port [PORT...]" >&2; exit 2 ;;
 esac

@@ -42,12 +42,12 @@ port_of() {    # port_of DIR NAME: a port of DIR/ports ("etcd", "node1.pg", ...)
 choose_ports() {
     dir=$1
     [ -f "$dir/ports" ] && return 0
+    taken=
     {
-        echo "etcd=$("$here/cluster.sh" free-port)"
-        echo "etcd.peer=$("$here/cluster.sh" free-port)"
-        for n in $NODES; do
-            echo "$n.pg=$("$here/cluster.sh" free-port)"
-            echo "$n.api=$("$here/cluster.sh" free-port)"
+        for name in etcd etcd.peer $(for n in $NODES; do echo "$n.pg $n.api"; done); do
+            p=$("$here/cluster.sh" free-port $taken)
+            taken="$taken $p"
+            echo "$name=$p"
         done
     } >"$dir/ports"
 }

@@ -34,7 +34,8 @@ loopback() {
 }
 
 start() {
-    dir=$1 port=$2 pgport=$3 tls_port=${4:-$(scripts/cluster.sh free-port)}
+    dir=$1 port=$2 pgport=$3
+    tls_port=${4:-$(scripts/cluster.sh free-port "$port" $(echo "$pgport" | tr , ' '))}
     module=${MODULE:-$(pwd)/build/ngx_http_recovery_module.so}
     mkdir -p "$dir/tls"
     echo "$tls_port" > "$dir/tls-port"

@@ -17,8 +17,8 @@ if [ "${1:-}" = --prove-only ]; then stages=prove; shift; fi
 [ $# -gt 0 ] || set -- t/
 
 port=$(scripts/cluster.sh free-port)
-http_port=$(scripts/cluster.sh free-port)
-asan_port=$(scripts/cluster.sh free-port)
+http_port=$(scripts/cluster.sh free-port "$port")
+asan_port=$(scripts/cluster.sh free-port "$port" "$http_port")
 mkdir -p tmp
 dir=$(pwd)/tmp/test-$port
 nginx_dir=$(pwd)/tmp/test-nginx-$http_port

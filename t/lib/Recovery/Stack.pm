@@ -15,8 +15,9 @@ sub run {
     system(@cmd) == 0 or die "@cmd failed: $?\n";
 }
 
+# a free port other than the ones given (chosen, not bound yet)
 sub free_port {
-    my $port = `$root/scripts/cluster.sh free-port`;
+    my $port = `$root/scripts/cluster.sh free-port @_`;
     chomp $port;
     return $port;
 }
@@ -28,7 +29,8 @@ sub free_port {
 sub new {
     my ($class, %nginx) = @_;
     my $with_nginx = delete($nginx{NGINX}) // 1;
-    my $self = bless { pg_port => free_port(), http_port => free_port(), owner => $$,
+    my $pg_port = free_port();
+    my $self = bless { pg_port => $pg_port, http_port => free_port($pg_port), owner => $$,
                        preload => delete($nginx{PRELOAD}),
                        archive => delete($nginx{ARCHIVE}) // 'off' }, $class;
     $self->{pg_dir} = "$root/tmp/stack-$self->{pg_port}";

@@ -91,6 +91,8 @@ typedef enum CsvField
 	CSV_REFERENCE,
 	CSV_PAYER,
 	CSV_IBAN,
+	CSV_PROBLEM,				/* recovery-parse's: why not money received */
+	CSV_HOLD,					/* recovery-parse's: why a person must look */
 	CSV_FIELD_COUNT
 } CsvField;
 
@@ -114,6 +116,7 @@ typedef struct CsvLine
 	const char *fields[CSV_FIELD_COUNT];	/* raw values, NULL when absent */
 	double		confidence;
 	const char *problem;		/* why the record is not a payment, or NULL */
+	const char *hold;			/* why it waits for a person, or NULL */
 } CsvLine;
 
 typedef struct CsvSummary

@@ -363,7 +363,7 @@ extract_parse_amount(const char *text, size_t len, char decimal,
 			if ((k == 0 && (sep_pos[0] < 1 || sep_pos[0] > 3)) || next - sep_pos[k] != 3)
 				return false;
 		}
-		if (decimal_at >= 0 && (n_digits == whole || n_digits - whole > 4))
+		if (decimal_at >= 0 && (n_digits == whole || n_digits - whole > 5))
 			return false;
 		if (whole > 15)
 			return false;

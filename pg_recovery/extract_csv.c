@@ -11,7 +11,7 @@
 #include <string.h>
 
 const char *const csv_field_names[CSV_FIELD_COUNT] = {
-	"date", "amount", "currency", "reference", "payer", "iban"
+	"date", "amount", "currency", "reference", "payer", "iban", "problem", "hold"
 };
 
 /* Header names banks use, lower case, for when no mapping is given. */
@@ -29,6 +29,9 @@ static const char *const usual_names[CSV_FIELD_COUNT][16] = {
 	"ordenante", "naam tegenpartij", "from", NULL},
 	{"iban", "account", "counterparty iban", "kontonummer/iban", "iban tegenpartij",
 	"compte", NULL},
+	/* only through a mapping: the columns recovery-parse adds */
+	{NULL},
+	{NULL},
 };
 
 /* One record: its fields as offsets into a buffer of unquoted bytes. */
@@ -345,6 +348,10 @@ csv_parse(const char *input, size_t len, const CsvMapping *mapping,
 		}
 		if (!out.fields[CSV_REFERENCE] || !out.fields[CSV_REFERENCE][0])
 			out.confidence -= 0.2;
+		if (!out.problem && out.fields[CSV_PROBLEM] && out.fields[CSV_PROBLEM][0])
+			out.problem = out.fields[CSV_PROBLEM];
+		if (out.fields[CSV_HOLD] && out.fields[CSV_HOLD][0])
+			out.hold = out.fields[CSV_HOLD];
 		ok = callback(arg, &out);
 	}
 	if (!error->failed && !have_header)

@@ -171,8 +171,13 @@ decimal_to_minor(const char *decimal, int minor_units, int64_t *minor)
 			decimals = 0;
 			continue;
 		}
+		/* "12.500" is 12.50 exactly; "12.505" is not a EUR amount */
 		if (decimals >= 0 && ++decimals > minor_units)
-			return false;
+		{
+			if (*p != '0')
+				return false;
+			continue;
+		}
 		if (value > (INT64_MAX - 9) / 10)
 			return false;
 		value = value * 10 + (*p - '0');
@@ -298,7 +303,11 @@ payment_reader_convert(PaymentReader *reader, const CsvLine *csv, PaymentLine *l
 	if (code[0])
 		minor_units = minor_units_of(reader, code);
 
+	/* the parsers' problems are constants; a problem column is the record's */
 	line->problem = csv->problem;
+	if (line->problem && line->problem == csv->fields[CSV_PROBLEM] &&
+		(line->problem = payment_arena_strdup(arena, csv->problem)) == NULL)
+		return false;
 	if (!line->problem && !code[0])
 		line->problem = "no currency: add a currency column or default_currency to the mapping";
 	else if (!line->problem && (minor_units < 0 || !decimal_to_minor(csv->amount, minor_units, &line->amount)))
@@ -348,6 +357,7 @@ payment_reader_convert(PaymentReader *reader, const CsvLine *csv, PaymentLine *l
 	COPY_FIELD(reference, CSV_REFERENCE);
 	COPY_FIELD(payer, CSV_PAYER);
 	COPY_FIELD(iban, CSV_IBAN);
+	COPY_FIELD(hold, CSV_HOLD);
 #undef COPY_FIELD
 	return fingerprint(reader, csv, code, line->fingerprint) &&
 		payment_line_tokens(line, arena);

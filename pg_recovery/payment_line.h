@@ -60,6 +60,7 @@ typedef struct PaymentLine
 	const char *payer;
 	const char *iban;
 	const char *problem;		/* why it is not a payment, NULL when it is */
+	const char *hold;			/* why a person must look first, or NULL */
 	unsigned char fingerprint[FINGERPRINT_LENGTH];
 	const char *tokens[TOKEN_COUNT];	/* NULL when none */
 	uint32_t	token_hashes[TOKEN_COUNT];

@@ -46,6 +46,7 @@ _PG_init(void)
 	recovery_define_contact_gucs();
 	recovery_define_delivery_gucs();
 	recovery_define_extraction_gucs();
+	recovery_define_parse_gucs();
 	recovery_define_erasure_gucs();
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();

@@ -478,9 +478,18 @@ reconcile_apply(ReconcileState *state, PaymentLine *lines, int n_lines, int64 ex
 		if (line->score < 0)
 		{
 			line->status = PAYMENT_UNMATCHED;
+			if (line->hold)
+				line->reason = line->hold;
 			continue;
 		}
 		line->status = PAYMENT_REVIEW;
+		if (line->hold)
+		{
+			/* the statement does not add up, say: a person decides */
+			line->reason = MemoryContextStrdup(state->batch,
+											   psprintf("%s; held: %s", line->reason, line->hold));
+			continue;
+		}
 		if (line->score < threshold * 100 - 1e-9)
 			continue;
 		line->receipt_id = record_payment(line, extraction_id, &refused);

@@ -86,6 +86,7 @@ extern void recovery_define_render_gucs(void);
 extern void recovery_define_contact_gucs(void);
 extern void recovery_define_delivery_gucs(void);
 extern void recovery_define_extraction_gucs(void);
+extern void recovery_define_parse_gucs(void);
 extern void recovery_register_delivery_worker(void);
 extern char *recovery_format_amount(int64 amount, const char *currency,
 									int minor_units, const char *locale);

@@ -18,6 +18,20 @@ COMMENT ON FUNCTION parse_csv_summary() IS
     'What the last parse_csv() of this session read: records, encoding, delimiter.';
 GRANT EXECUTE ON FUNCTION parse_csv_summary() TO recovery_viewer, recovery_auditor;
 
+CREATE FUNCTION statement_format(content bytea) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'recovery_statement_format';
+COMMENT ON FUNCTION statement_format(bytea) IS
+    'The format of a statement file from its first bytes: camt, mt940, xlsx, xls, pdf, xml (not a CAMT) or csv (anything else).';
+GRANT EXECUTE ON FUNCTION statement_format(bytea) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION parse_statement_file(content bytea, format text DEFAULT NULL, mapping jsonb DEFAULT NULL,
+                                     OUT format text, OUT columns text, OUT content bytea, OUT summary jsonb)
+    RETURNS record
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'recovery_parse_statement_file';
+COMMENT ON FUNCTION parse_statement_file(bytea, text, jsonb) IS
+    'A CAMT.052/053/054, MT940/942, xlsx, xls or PDF statement read by the sandboxed recovery-parse: content is CSV (columns canonical: the parser''s own; own: a spreadsheet''s or a PDF table''s rows under their header) or a PDF''s text (columns text); summary says the format, statements, entries and balance problems.';
+GRANT EXECUTE ON FUNCTION parse_statement_file(bytea, text, jsonb) TO recovery_viewer, recovery_auditor;
+
 CREATE FUNCTION parse_text(content text) RETURNS jsonb
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'recovery_parse_text';
 COMMENT ON FUNCTION parse_text(text) IS
@@ -214,6 +228,50 @@ COMMENT ON FUNCTION extraction_import_line(bigint, bigint, date, bigint, text, t
     'One payment read from a text, imported as extraction_import_csv() imports a statement''s.';
 
 -- One line from what a text says: its first amount, its references.
+-- A statement file in any format.  CSV is read in the backend; the other
+-- formats by recovery-parse, whose CSV then goes through the same import
+-- (so the same fingerprints: a payment seen in a CAMT is not added again
+-- from the bank's CSV or MT940 of the same day), and a PDF without a table
+-- through the text reader, as an email's text is.
+CREATE FUNCTION extraction_import_file(extraction_id bigint, content bytea, format text, map jsonb, case_id bigint)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    fmt text := coalesce(format, recovery.statement_format(content));
+    file record;
+    imported jsonb;
+    parsed jsonb;
+BEGIN
+    IF fmt NOT IN ('csv', 'camt', 'mt940', 'mt942', 'xlsx', 'xls', 'pdf', 'xml') THEN
+        RAISE EXCEPTION 'format is csv, camt, mt940, xlsx, xls or pdf' USING ERRCODE = 'PR004',
+            HINT = 'Without a format, the file''s first bytes tell it.';
+    END IF;
+    IF fmt = 'csv' THEN
+        RETURN recovery.extraction_import_csv(extraction_id, content, map, case_id)
+               || jsonb_build_object('format', 'csv');
+    END IF;
+    file := recovery.parse_statement_file(content, fmt, map);
+    IF file.columns = 'canonical' THEN
+        imported := recovery.extraction_import_csv(extraction_id, file.content,
+            '{"date": "date", "amount": "amount", "currency": "currency", "reference": "reference",
+              "payer": "payer", "iban": "iban", "problem": "problem", "hold": "hold",
+              "delimiter": ",", "decimal": "."}', case_id);
+    ELSIF file.columns = 'own' THEN
+        -- a spreadsheet's numbers are written as numbers: "1234.5"
+        imported := recovery.extraction_import_csv(extraction_id, file.content,
+            coalesce(map, '{}') || '{"delimiter": ",", "decimal": "."}', case_id);
+    ELSE
+        parsed := recovery.parse_text(convert_from(file.content, 'UTF8'));
+        imported := recovery.extraction_add_text(extraction_id, parsed -> 'items',
+            (SELECT x.sha256 FROM recovery.extractions x WHERE x.id = extraction_id), case_id);
+    END IF;
+    RETURN imported || jsonb_build_object('format', file.format, 'statement', file.summary - 'format' - 'columns');
+END
+$$;
+COMMENT ON FUNCTION extraction_import_file(bigint, bytea, text, jsonb, bigint) IS
+    'A statement in any format (CSV in the backend; CAMT, MT940, xlsx, xls and PDF through recovery-parse) into extraction_lines, as extraction_import_csv does. Called by extract_payments().';
+
 CREATE FUNCTION extraction_add_text(extraction_id bigint, items jsonb, source_digest bytea,
                                     case_id bigint) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -260,11 +318,14 @@ CREATE FUNCTION extraction_outcome_add(a jsonb, b jsonb) RETURNS jsonb
                                           UNION ALL SELECT * FROM jsonb_each_text(b -> 'by_status')) e
                                    GROUP BY e.key) s))
         || jsonb_strip_nulls(jsonb_build_object('case_id', coalesce(a -> 'case_id', b -> 'case_id'),
-                                                'file', coalesce(a -> 'file', b -> 'file')))
+                                                'file', coalesce(a -> 'file', b -> 'file'),
+                                                'format', coalesce(a -> 'format', b -> 'format'),
+                                                'statement', coalesce(a -> 'statement', b -> 'statement')))
     END $$;
 
 CREATE FUNCTION extract_payments(source text, content bytea, mapping text DEFAULT NULL,
-                        case_id bigint DEFAULT NULL, document_id bigint DEFAULT NULL) RETURNS jsonb
+                        case_id bigint DEFAULT NULL, document_id bigint DEFAULT NULL,
+                        format text DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -313,7 +374,7 @@ BEGIN
     RETURNING * INTO ex;
 
     IF source = 'statement' THEN
-        imported := recovery.extraction_import_csv(ex.id, content, map, case_id);
+        imported := recovery.extraction_import_file(ex.id, content, format, map, case_id);
     ELSIF source = 'email' THEN
         parsed := recovery.parse_email(content);
         -- a remittance file without a currency is in the currency its email
@@ -324,12 +385,17 @@ BEGIN
                          (SELECT i ->> 'currency' FROM jsonb_array_elements(parsed -> 'items') i
                            WHERE i ->> 'kind' = 'amount' LIMIT 1))));
         END IF;
-        -- a CSV attachment is the remittance itself; the text only speaks of it
+        -- a statement attachment (CSV, CAMT, MT940, a workbook, a PDF
+        -- remittance advice) is the remittance itself; the text only speaks of it
         FOR att IN SELECT a FROM jsonb_array_elements(parsed -> 'attachments') a LOOP
-            IF att ->> 'content_type' IN ('text/csv', 'text/comma-separated-values', 'application/vnd.ms-excel')
-               OR att ->> 'filename' ILIKE '%.csv' THEN
+            IF att ->> 'content_type' IN ('text/csv', 'text/comma-separated-values', 'application/vnd.ms-excel',
+                                          'application/pdf', 'application/xml', 'text/xml',
+                                          'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet')
+               OR att ->> 'filename' ~* '\.(csv|pdf|xml|xlsx|xls|sta|mt940)$' THEN
                 imported := recovery.extraction_outcome_add(imported,
-                    recovery.extraction_import_csv(ex.id, decode(att ->> 'content_base64', 'base64'), map, case_id));
+                    recovery.extraction_import_file(ex.id, decode(att ->> 'content_base64', 'base64'),
+                        CASE WHEN att ->> 'filename' ~* '\.csv$' OR att ->> 'content_type' LIKE 'text/c%' THEN 'csv' END,
+                        map, case_id));
                 has_csv := true;
             END IF;
         END LOOP;
@@ -372,6 +438,8 @@ BEGIN
                         FROM jsonb_each(imported -> 'by_status') s WHERE s.value::bigint > 0),
         'duplicates', (imported ->> 'duplicates')::bigint,
         'file', imported -> 'file',
+        'format', imported -> 'format',
+        'statement', imported -> 'statement',
         'documents', kept);
     UPDATE recovery.extractions x SET summary = outcome,
            result = CASE WHEN extract_payments.source = 'statement' THEN NULL ELSE parsed END
@@ -380,9 +448,40 @@ BEGIN
            || jsonb_build_object('parsed', CASE WHEN source = 'statement' THEN NULL ELSE parsed END);
 END
 $$;
-COMMENT ON FUNCTION extract_payments(text, bytea, text, bigint, bigint) IS
-    'Reads a statement (CSV, with a bank mapping or the usual header names), an email, an SMS or a text; matches each payment found to a case and applies it above recovery.reconcile_auto_apply, else queues it for review; a line imported before is skipped.';
-GRANT EXECUTE ON FUNCTION extract_payments(text, bytea, text, bigint, bigint) TO recovery_agent, recovery_automation;
+COMMENT ON FUNCTION extract_payments(text, bytea, text, bigint, bigint, text) IS
+    'Reads a statement (CSV with a bank mapping or the usual header names, CAMT.052/053/054, MT940/942, xlsx, xls or PDF: format, or its first bytes, says which), an email, an SMS or a text; matches each payment found to a case and applies it above recovery.reconcile_auto_apply, else queues it for review; a line imported before is skipped.';
+GRANT EXECUTE ON FUNCTION extract_payments(text, bytea, text, bigint, bigint, text) TO recovery_agent, recovery_automation;
+
+-- What an import would do, undone: the lines found, their matches and
+-- what would be applied, from the very code that applies them, in a
+-- subtransaction rolled back before it returns.
+CREATE FUNCTION extract_preview(source text, content bytea, mapping text DEFAULT NULL,
+                                case_id bigint DEFAULT NULL, format text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    outcome jsonb;
+BEGIN
+    BEGIN
+        outcome := recovery.extract_payments(source, content, mapping, case_id, NULL, format);
+        outcome := outcome - 'id' - 'documents' || jsonb_build_object('preview', true, 'lines_found', (
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'line_no', l.line_no, 'booked_on', l.booked_on, 'amount', l.amount,
+                       'currency', l.currency, 'reference', l.reference, 'payer', l.payer,
+                       'status', l.status, 'case_id', l.case_id, 'score', l.score, 'reason', l.reason)
+                       ORDER BY l.id), '[]')
+              FROM (SELECT * FROM recovery.extraction_lines l
+                     WHERE l.extraction_id = (outcome ->> 'id')::bigint ORDER BY l.id LIMIT 500) l));
+        RAISE EXCEPTION 'preview' USING ERRCODE = 'PR0PV';
+    EXCEPTION WHEN sqlstate 'PR0PV' THEN
+        NULL;					-- everything it wrote is undone; outcome is kept
+    END;
+    RETURN outcome;
+END
+$$;
+COMMENT ON FUNCTION extract_preview(text, bytea, text, bigint, text) IS
+    'What extract_payments() would do with the file (its first 500 lines, their matches, what would be applied), with nothing kept: the web app''s import page shows it before the agent applies.';
+GRANT EXECUTE ON FUNCTION extract_preview(text, bytea, text, bigint, text) TO recovery_agent, recovery_automation;
 
 -- A line as the queue shows it: the suggested case's balance and state.
 CREATE VIEW reconciliation_lines AS

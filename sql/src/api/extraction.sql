@@ -14,12 +14,15 @@ COMMENT ON FUNCTION api_extract(text, text, text, bigint) IS
     'POST /api/v1/extractions: {"source", "content", "mapping", "case_id"}.';
 GRANT EXECUTE ON FUNCTION api_extract(text, text, text, bigint) TO recovery_agent, recovery_automation;
 
-CREATE FUNCTION api_extract_statement(content bytea, mapping text DEFAULT NULL) RETURNS jsonb
+CREATE FUNCTION api_extract_statement(content bytea, mapping text DEFAULT NULL, format text DEFAULT NULL,
+                                      preview boolean DEFAULT false) RETURNS jsonb
     LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT recovery.extract_payments('statement', content, mapping) $$;
-COMMENT ON FUNCTION api_extract_statement(bytea, text) IS
-    'POST /api/v1/extractions/statements?mapping=: a CSV statement as the raw body, in any encoding.';
-GRANT EXECUTE ON FUNCTION api_extract_statement(bytea, text) TO recovery_agent, recovery_automation;
+    AS $$ SELECT CASE WHEN coalesce(preview, false)
+                      THEN recovery.extract_preview('statement', content, mapping, NULL, format)
+                      ELSE recovery.extract_payments('statement', content, mapping, NULL, NULL, format) END $$;
+COMMENT ON FUNCTION api_extract_statement(bytea, text, text, boolean) IS
+    'POST /api/v1/extractions/statements?mapping=&format=&preview=: a statement as the raw body (CSV in any encoding, CAMT, MT940, xlsx, xls or PDF; the bytes tell the format unless format says it); preview=true shows what the import would do and keeps nothing.';
+GRANT EXECUTE ON FUNCTION api_extract_statement(bytea, text, text, boolean) TO recovery_agent, recovery_automation;
 
 -- Lines found through their extraction's id range
 CREATE FUNCTION api_extraction_get(extraction_id bigint) RETURNS jsonb

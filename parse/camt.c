@@ -1,0 +1,480 @@
+/*
+ * camt.c
+ *		ISO 20022 bank-to-customer statements: CAMT.052 (reports), CAMT.053
+ *		(end of day statements) and CAMT.054 (notifications), versions
+ *		001.02 to 001.13, read with libxml2's streaming reader so that memory
+ *		stays flat whatever the size.
+ *
+ * Each entry (Ntry) is a line, and each transaction of a batch booking
+ * (Ntry/NtryDtls/TxDtls) a line of its own.  The file may have no DTD:
+ * no entity is expanded and nothing is fetched from the network.
+ */
+#include "parse.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libxml/xmlreader.h>
+
+#define CAMT_MAX_DEPTH	64
+#define CAMT_MAX_TEXT	4096
+
+typedef struct CamtTx
+{
+	char		amount[48];		/* as written, "" when the entry's */
+	char		currency[4];
+	char		credit_debit[5];
+	char		end_to_end[40];
+	char		creditor_ref[40];
+	ExtractBuf	unstructured;
+	char		debtor[141];
+	char		debtor_iban[40];
+} CamtTx;
+
+typedef struct Camt
+{
+	xmlTextReaderPtr reader;
+	StatementSink *sink;
+	ExtractError *error;
+	const xmlChar *path[CAMT_MAX_DEPTH];
+	int			depth;
+	ExtractBuf	text;			/* of the element being read */
+	char		format[24];
+
+	/* the statement's balance being read */
+	char		balance_type[8];
+	char		balance_amount[48];
+	char		balance_currency[4];
+	char		balance_credit_debit[5];
+
+	/* the entry being read */
+	char		amount[48];
+	char		currency[4];
+	char		credit_debit[5];
+	bool		reversal;
+	char		status[8];
+	char		booked[11];
+	char		valued[11];
+	ExtractBuf	additional;
+	CamtTx	   *txs;
+	int			n_txs;
+	int			max_txs;
+} Camt;
+
+/* the name of the element k levels above the current one, or "" */
+static const char *
+up(Camt *camt, int k)
+{
+	int			at = camt->depth - 1 - k;
+
+	return at >= 0 && at < CAMT_MAX_DEPTH ? (const char *) camt->path[at] : "";
+}
+
+static bool
+is(Camt *camt, int k, const char *name)
+{
+	return strcmp(up(camt, k), name) == 0;
+}
+
+static bool
+within(Camt *camt, const char *name)
+{
+	int			k;
+
+	for (k = 0; k < camt->depth && k < CAMT_MAX_DEPTH; k++)
+		if (is(camt, k, name))
+			return true;
+	return false;
+}
+
+static void
+copy_text(char *to, size_t size, const char *text)
+{
+	snprintf(to, size, "%s", text);
+	statement_squeeze(to);
+}
+
+/* Dt "2026-12-04" or DtTm "2026-12-04T10:00:00+01:00": the day */
+static void
+copy_date(char *to, const char *text)
+{
+	if (strlen(text) >= 10 && text[4] == '-' && text[7] == '-' &&
+		isdigit((unsigned char) text[0]) && isdigit((unsigned char) text[9]))
+	{
+		memcpy(to, text, 10);
+		to[10] = '\0';
+	}
+}
+
+static void
+amount_start(Camt *camt, char *currency)
+{
+	xmlChar    *ccy = xmlTextReaderGetAttribute(camt->reader, (const xmlChar *) "Ccy");
+
+	currency[0] = '\0';
+	if (ccy && strlen((const char *) ccy) == 3)
+	{
+		int			i;
+
+		for (i = 0; i < 3; i++)
+			currency[i] = (char) toupper(ccy[i]);
+		currency[3] = '\0';
+	}
+	xmlFree(ccy);
+}
+
+static CamtTx *
+current_tx(Camt *camt)
+{
+	return camt->n_txs > 0 ? &camt->txs[camt->n_txs - 1] : NULL;
+}
+
+static void
+tx_start(Camt *camt)
+{
+	CamtTx	   *tx;
+
+	if (camt->n_txs == camt->max_txs)
+	{
+		int			i;
+
+		camt->max_txs = camt->max_txs ? camt->max_txs * 2 : 8;
+		camt->txs = extract_realloc(camt->txs, sizeof(CamtTx) * camt->max_txs);
+		for (i = camt->n_txs; i < camt->max_txs; i++)
+			xbuf_init(&camt->txs[i].unstructured);
+	}
+	tx = &camt->txs[camt->n_txs++];
+	{
+		ExtractBuf	keep = tx->unstructured;
+
+		memset(tx, 0, sizeof(*tx));
+		tx->unstructured = keep;
+		tx->unstructured.len = 0;
+		tx->unstructured.data[0] = '\0';
+	}
+}
+
+static void
+entry_start(Camt *camt)
+{
+	camt->amount[0] = camt->currency[0] = camt->credit_debit[0] = '\0';
+	camt->status[0] = camt->booked[0] = camt->valued[0] = '\0';
+	camt->reversal = false;
+	camt->additional.len = 0;
+	camt->additional.data[0] = '\0';
+	camt->n_txs = 0;
+}
+
+/* a start tag: the path grows, amounts note their currency */
+static bool
+element_start(Camt *camt)
+{
+	const xmlChar *name = xmlTextReaderConstLocalName(camt->reader);
+
+	if (camt->depth >= CAMT_MAX_DEPTH)
+	{
+		extract_fail(camt->error, xmlTextReaderGetParserLineNumber(camt->reader),
+					 "elements nested deeper than %d", CAMT_MAX_DEPTH);
+		return false;
+	}
+	camt->path[camt->depth++] = name;
+	camt->text.len = 0;
+	camt->text.data[0] = '\0';
+	if (camt->depth == 1)
+	{
+		const char *ns = (const char *) xmlTextReaderConstNamespaceUri(camt->reader);
+		const char *prefix = "urn:iso:std:iso:20022:tech:xsd:";
+		int			version;
+
+		if (strcmp((const char *) name, "Document") != 0 || ns == NULL ||
+			strncmp(ns, prefix, strlen(prefix)) != 0 ||
+			sscanf(ns + strlen(prefix), "camt.05%*1[234].001.%2d", &version) != 1 ||
+			strlen(ns + strlen(prefix)) != 15 || version < 2 || version > 13)
+		{
+			extract_fail(camt->error, 1, "not a CAMT.052, .053 or .054 document of version 001.02 to 001.13 (namespace %.80s)",
+						 ns ? ns : "none");
+			return false;
+		}
+		snprintf(camt->format, sizeof(camt->format), "%s", ns + strlen(prefix));
+		sink_format(camt->sink, camt->format);
+	}
+	else if (is(camt, 0, "Stmt") || is(camt, 0, "Ntfctn") || is(camt, 0, "Rpt"))
+		sink_begin(camt->sink, NULL);
+	else if (is(camt, 0, "Bal"))
+		camt->balance_type[0] = camt->balance_amount[0] = camt->balance_credit_debit[0] = '\0';
+	else if (is(camt, 0, "Ntry"))
+		entry_start(camt);
+	else if (is(camt, 0, "TxDtls") && within(camt, "Ntry"))
+		tx_start(camt);
+	else if (is(camt, 0, "Amt") && is(camt, 1, "Bal"))
+		amount_start(camt, camt->balance_currency);
+	else if (is(camt, 0, "Amt") && is(camt, 1, "Ntry"))
+		amount_start(camt, camt->currency);
+	else if (is(camt, 0, "Amt") && current_tx(camt) &&
+			 (is(camt, 1, "TxDtls") || (is(camt, 1, "TxAmt") && is(camt, 2, "AmtDtls") &&
+										is(camt, 3, "TxDtls"))))
+		amount_start(camt, current_tx(camt)->currency);
+	return true;
+}
+
+static void
+balance_end(Camt *camt)
+{
+	char		amount[48];
+	bool		debit = strcmp(camt->balance_credit_debit, "DBIT") == 0;
+	char		kind = 0;
+
+	if (strcmp(camt->balance_type, "OPBD") == 0 || strcmp(camt->balance_type, "PRCD") == 0)
+		kind = 'O';
+	else if (strcmp(camt->balance_type, "CLBD") == 0)
+		kind = 'C';
+	if (kind == 0)
+		return;					/* interim and available balances */
+	if (!statement_decimal(camt->balance_amount, strlen(camt->balance_amount), debit,
+						   amount, sizeof(amount)))
+	{
+		extract_fail(camt->error, xmlTextReaderGetParserLineNumber(camt->reader),
+					 "the balance \"%.40s\" is not an amount", camt->balance_amount);
+		return;
+	}
+	(void) sink_balance(camt->sink, kind, amount, camt->balance_currency, camt->error);
+}
+
+/* one line of the entry: the entry itself, or one of its transactions */
+static void
+entry_line(Camt *camt, const CamtTx *tx, bool own_amount)
+{
+	StatementEntry entry;
+	ExtractBuf	reference;
+	const char *credit_debit = tx && tx->credit_debit[0] ? tx->credit_debit : camt->credit_debit;
+	const char *amount = own_amount ? tx->amount : camt->amount;
+	char		hold[120];
+
+	memset(&entry, 0, sizeof(entry));
+	snprintf(entry.date, sizeof(entry.date), "%s", camt->booked[0] ? camt->booked : camt->valued);
+	snprintf(entry.currency, sizeof(entry.currency), "%s",
+			 own_amount && tx->currency[0] ? tx->currency : camt->currency);
+	if (!statement_decimal(amount, strlen(amount), strcmp(credit_debit, "DBIT") == 0,
+						   entry.amount, sizeof(entry.amount)))
+		entry.problem = "the entry has no readable amount";
+
+	/* the reference: structured, then the text; the end-to-end id if none */
+	xbuf_init(&reference);
+	if (tx && tx->creditor_ref[0])
+	{
+		xbuf_appends(&reference, tx->creditor_ref);
+		if (strncasecmp(tx->creditor_ref, "RF", 2) == 0 && !statement_rf_valid(tx->creditor_ref))
+		{
+			snprintf(hold, sizeof(hold), "the creditor reference %.40s fails its ISO 11649 check",
+					 tx->creditor_ref);
+			entry.hold = hold;
+		}
+	}
+	if (tx && tx->unstructured.len > 0)
+	{
+		if (reference.len)
+			xbuf_appendc(&reference, ' ');
+		xbuf_append(&reference, tx->unstructured.data, tx->unstructured.len);
+	}
+	if (reference.len == 0 && tx && tx->end_to_end[0] && strcmp(tx->end_to_end, "NOTPROVIDED") != 0)
+		xbuf_appends(&reference, tx->end_to_end);
+	if (reference.len == 0 && camt->additional.len > 0)
+		xbuf_append(&reference, camt->additional.data, camt->additional.len);
+	entry.reference = reference.data;
+	entry.payer = tx ? tx->debtor : NULL;
+	entry.iban = tx ? tx->debtor_iban : NULL;
+
+	if (strcmp(camt->status, "PDNG") == 0)
+		entry.problem = "pending: not booked yet, so not applied";
+	else if (strcmp(camt->status, "INFO") == 0 || strcmp(camt->status, "FUTR") == 0)
+		entry.problem = "not a booking (status information or future)";
+	else if (camt->reversal)
+		entry.problem = "a reversal of an earlier booking: check the payment it cancels";
+	sink_entry(camt->sink, &entry);
+	xbuf_free(&reference);
+}
+
+static void
+entry_end(Camt *camt)
+{
+	int			i,
+				with_amount = 0;
+
+	for (i = 0; i < camt->n_txs; i++)
+		with_amount += camt->txs[i].amount[0] != '\0';
+	if (camt->n_txs == 0)
+		entry_line(camt, NULL, false);
+	else if (camt->n_txs == 1 || with_amount == camt->n_txs)
+		for (i = 0; i < camt->n_txs; i++)
+			entry_line(camt, &camt->txs[i], camt->txs[i].amount[0] != '\0');
+	else
+	{
+		/* a batch whose transactions do not say their amounts: one line */
+		CamtTx		first = camt->txs[0];
+
+		first.creditor_ref[0] = '\0';
+		entry_line(camt, &first, false);
+	}
+}
+
+/* an end tag: what its text was, then the path shrinks */
+static void
+element_end(Camt *camt)
+{
+	const char *text = camt->text.data;
+	CamtTx	   *tx = within(camt, "TxDtls") ? current_tx(camt) : NULL;
+
+	if (is(camt, 0, "Id") && (is(camt, 1, "Stmt") || is(camt, 1, "Ntfctn") || is(camt, 1, "Rpt")))
+		copy_text(camt->sink->id, sizeof(camt->sink->id), text);
+	else if (is(camt, 0, "Cd") && is(camt, 1, "CdOrPrtry") && is(camt, 2, "Tp") && is(camt, 3, "Bal"))
+		copy_text(camt->balance_type, sizeof(camt->balance_type), text);
+	else if (is(camt, 0, "Amt") && is(camt, 1, "Bal"))
+		copy_text(camt->balance_amount, sizeof(camt->balance_amount), text);
+	else if (is(camt, 0, "CdtDbtInd") && is(camt, 1, "Bal"))
+		copy_text(camt->balance_credit_debit, sizeof(camt->balance_credit_debit), text);
+	else if (is(camt, 0, "Bal"))
+		balance_end(camt);
+	else if (is(camt, 0, "Amt") && is(camt, 1, "Ntry"))
+		copy_text(camt->amount, sizeof(camt->amount), text);
+	else if (is(camt, 0, "CdtDbtInd") && is(camt, 1, "Ntry"))
+		copy_text(camt->credit_debit, sizeof(camt->credit_debit), text);
+	else if (is(camt, 0, "RvslInd") && is(camt, 1, "Ntry"))
+		camt->reversal = strcmp(text, "true") == 0 || strcmp(text, "1") == 0;
+	else if ((is(camt, 0, "Sts") && is(camt, 1, "Ntry")) ||
+			 (is(camt, 0, "Cd") && is(camt, 1, "Sts") && is(camt, 2, "Ntry")))
+	{
+		if (text[0])
+			copy_text(camt->status, sizeof(camt->status), text);
+	}
+	else if ((is(camt, 0, "Dt") || is(camt, 0, "DtTm")) && is(camt, 1, "BookgDt") && is(camt, 2, "Ntry"))
+		copy_date(camt->booked, text);
+	else if ((is(camt, 0, "Dt") || is(camt, 0, "DtTm")) && is(camt, 1, "ValDt") && is(camt, 2, "Ntry"))
+		copy_date(camt->valued, text);
+	else if (is(camt, 0, "AddtlNtryInf") && is(camt, 1, "Ntry"))
+		xbuf_appends(&camt->additional, text);
+	else if (is(camt, 0, "Ntry"))
+		entry_end(camt);
+	else if (is(camt, 0, "Stmt") || is(camt, 0, "Ntfctn") || is(camt, 0, "Rpt"))
+		sink_end(camt->sink);
+	else if (tx == NULL)
+		;
+	else if (is(camt, 0, "Amt") && (is(camt, 1, "TxDtls") || is(camt, 1, "TxAmt")))
+		copy_text(tx->amount, sizeof(tx->amount), text);
+	else if (is(camt, 0, "CdtDbtInd") && is(camt, 1, "TxDtls"))
+		copy_text(tx->credit_debit, sizeof(tx->credit_debit), text);
+	else if (is(camt, 0, "EndToEndId") && is(camt, 1, "Refs"))
+		copy_text(tx->end_to_end, sizeof(tx->end_to_end), text);
+	else if (is(camt, 0, "Ustrd") && is(camt, 1, "RmtInf"))
+	{
+		if (tx->unstructured.len)
+			xbuf_appendc(&tx->unstructured, ' ');
+		xbuf_appends(&tx->unstructured, text);
+		statement_squeeze(tx->unstructured.data);
+		tx->unstructured.len = strlen(tx->unstructured.data);
+	}
+	else if (is(camt, 0, "Ref") && is(camt, 1, "CdtrRefInf") && within(camt, "RmtInf"))
+		copy_text(tx->creditor_ref, sizeof(tx->creditor_ref), text);
+	else if (is(camt, 0, "Nm") && within(camt, "RltdPties") &&
+			 (is(camt, 1, "Dbtr") || (is(camt, 1, "Pty") && is(camt, 2, "Dbtr"))))
+		copy_text(tx->debtor, sizeof(tx->debtor), text);
+	else if (is(camt, 0, "IBAN") && within(camt, "DbtrAcct"))
+		copy_text(tx->debtor_iban, sizeof(tx->debtor_iban), text);
+	camt->depth--;
+	camt->text.len = 0;
+	camt->text.data[0] = '\0';
+}
+
+static int
+read_input(void *context, char *buffer, int len)
+{
+	ssize_t		n = input_read((ParseInput *) context, buffer, (size_t) len);
+
+	return n < 0 ? -1 : (int) n;
+}
+
+static void
+reader_error(void *arg, const char *msg, xmlParserSeverities severity,
+			 xmlTextReaderLocatorPtr locator)
+{
+	Camt	   *camt = arg;
+	char		message[200];
+	size_t		n;
+
+	if (severity != XML_PARSER_SEVERITY_ERROR)
+		return;
+	snprintf(message, sizeof(message), "%s", msg);
+	n = strlen(message);
+	while (n > 0 && isspace((unsigned char) message[n - 1]))
+		message[--n] = '\0';
+	extract_fail(camt->error, xmlTextReaderLocatorLineNumber(locator),
+				 "not well-formed XML: %s", message);
+}
+
+bool
+camt_parse(ParseInput *in, StatementSink *sink, ExtractError *error)
+{
+	Camt		camt;
+	int			status;
+
+	memset(&camt, 0, sizeof(camt));
+	camt.sink = sink;
+	camt.error = error;
+	xbuf_init(&camt.text);
+	xbuf_init(&camt.additional);
+	/* no XML_PARSE_NOENT, DTDLOAD or DTDATTR: nothing is expanded or fetched */
+	camt.reader = xmlReaderForIO(read_input, NULL, in, NULL, NULL,
+								 XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_COMPACT);
+	if (camt.reader == NULL)
+	{
+		extract_fail(error, 0, "cannot start the XML reader");
+		return false;
+	}
+	xmlTextReaderSetErrorHandler(camt.reader, reader_error, &camt);
+	while (!error->failed && (status = xmlTextReaderRead(camt.reader)) == 1)
+	{
+		int			type = xmlTextReaderNodeType(camt.reader);
+
+		switch (type)
+		{
+			case XML_READER_TYPE_ELEMENT:
+				if (element_start(&camt) && xmlTextReaderIsEmptyElement(camt.reader))
+					element_end(&camt);
+				break;
+			case XML_READER_TYPE_END_ELEMENT:
+				element_end(&camt);
+				break;
+			case XML_READER_TYPE_TEXT:
+			case XML_READER_TYPE_CDATA:
+				{
+					const char *value = (const char *) xmlTextReaderConstValue(camt.reader);
+
+					if (value && camt.text.len + strlen(value) <= CAMT_MAX_TEXT)
+						xbuf_appends(&camt.text, value);
+					break;
+				}
+			case XML_READER_TYPE_DOCUMENT_TYPE:
+				extract_fail(error, xmlTextReaderGetParserLineNumber(camt.reader),
+							 "the file declares a DTD: a CAMT file has none, and none is read");
+				break;
+			case XML_READER_TYPE_ENTITY_REFERENCE:
+			case XML_READER_TYPE_ENTITY:
+				extract_fail(error, xmlTextReaderGetParserLineNumber(camt.reader),
+							 "the file uses an entity: a CAMT file has none, and none is expanded");
+				break;
+			default:
+				break;
+		}
+	}
+	if (!error->failed && status < 0)
+		extract_fail(error, xmlTextReaderGetParserLineNumber(camt.reader), "not well-formed XML");
+	if (!error->failed && camt.format[0] == '\0')
+		extract_fail(error, 0, "the file has no CAMT document");
+	xmlFreeTextReader(camt.reader);
+	xbuf_free(&camt.text);
+	xbuf_free(&camt.additional);
+	for (status = 0; status < camt.max_txs; status++)
+		xbuf_free(&camt.txs[status].unstructured);
+	extract_free(camt.txs);
+	return !error->failed;
+}

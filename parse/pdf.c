@@ -1,0 +1,378 @@
+/*
+ * pdf.c
+ *		PDF statements and remittance advices through poppler: the text of
+ *		each page with the position of every character, rebuilt into lines
+ *		by position.  A table of bookings (a line the CSV import would take
+ *		for a header, then lines whose cells sit under its columns) comes
+ *		out as CSV; anything else comes out as text, which the extension
+ *		reads as it reads an email or an SMS.  A PDF with no text layer (a
+ *		scan) is an error that says a person must read it.
+ */
+#include "parse.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <poppler.h>
+
+#define PDF_MAX_PAGES	2000
+#define PDF_MAX_CHARS	(8 * 1024 * 1024)
+#define PDF_MAX_CELLS	64
+
+extern CsvMapping parse_mapping;
+
+typedef struct Glyph
+{
+	double		x0,
+				x1,
+				y;				/* middle of the glyph */
+	double		height;
+	int			page;
+	const char *utf8;			/* into the page's text */
+	int			bytes;
+} Glyph;
+
+typedef struct Cell
+{
+	double		x0,
+				x1;
+	ExtractBuf	text;
+} Cell;
+
+typedef struct PdfLine
+{
+	Cell		cells[PDF_MAX_CELLS];
+	int			n;
+} PdfLine;
+
+bool
+pdf_open(const char *data, size_t len, void **document, ExtractError *error)
+{
+	GError	   *gerror = NULL;
+	GBytes	   *bytes = g_bytes_new_static(data, len);
+	PopplerDocument *doc = poppler_document_new_from_bytes(bytes, NULL, &gerror);
+
+	g_bytes_unref(bytes);
+	if (doc == NULL)
+	{
+		extract_fail(error, 0, "not a readable PDF: %s", gerror ? gerror->message : "unknown error");
+		if (gerror)
+			g_error_free(gerror);
+		return false;
+	}
+	*document = doc;
+	return true;
+}
+
+/* pages, then top to bottom: lines are runs of this order */
+static int
+by_page_and_height(const void *a, const void *b)
+{
+	const Glyph *g = a,
+			   *h = b;
+
+	if (g->page != h->page)
+		return g->page - h->page;
+	if (g->y != h->y)
+		return g->y < h->y ? -1 : 1;
+	return g->x0 < h->x0 ? -1 : g->x0 > h->x0;
+}
+
+/* within a line, left to right */
+static int
+by_x(const void *a, const void *b)
+{
+	const Glyph *g = a,
+			   *h = b;
+
+	return g->x0 < h->x0 ? -1 : g->x0 > h->x0;
+}
+
+static void
+line_reset(PdfLine *line)
+{
+	int			i;
+
+	for (i = 0; i < line->n; i++)
+		line->cells[i].text.len = 0, line->cells[i].text.data[0] = '\0';
+	line->n = 0;
+}
+
+/* glyphs of one line into cells: a gap of a glyph's height parts them */
+static void
+line_build(PdfLine *line, const Glyph *g, int n)
+{
+	int			i;
+	double		last_x1 = 0;
+
+	line_reset(line);
+	for (i = 0; i < n; i++)
+	{
+		double		gap = g[i].x0 - last_x1;
+		Cell	   *cell;
+
+		/* a space separates words; the gap from the last glyph, columns */
+		if (g[i].bytes == 1 && (g[i].utf8[0] == ' ' || g[i].utf8[0] == '\t'))
+		{
+			if (line->n > 0)
+				xbuf_appendc(&line->cells[line->n - 1].text, ' ');
+			continue;
+		}
+		if (line->n == 0 || (gap > 1.0 * g[i].height && line->n < PDF_MAX_CELLS))
+		{
+			cell = &line->cells[line->n++];
+			cell->x0 = g[i].x0;
+		}
+		else
+		{
+			cell = &line->cells[line->n - 1];
+			if (gap > 0.25 * g[i].height)
+				xbuf_appendc(&cell->text, ' ');
+		}
+		xbuf_append(&cell->text, g[i].utf8, (size_t) g[i].bytes);
+		cell->x1 = g[i].x1;
+		last_x1 = g[i].x1;
+	}
+	for (i = 0; i < line->n; i++)
+		statement_squeeze(line->cells[i].text.data),
+			line->cells[i].text.len = strlen(line->cells[i].text.data);
+}
+
+static void
+csv_field(ExtractBuf *row, const char *text, bool first)
+{
+	const char *p;
+
+	if (!first)
+		xbuf_appendc(row, ',');
+	xbuf_appendc(row, '"');
+	for (p = text; *p; p++)
+	{
+		if (*p == '"')
+			xbuf_appendc(row, '"');
+		xbuf_appendc(row, *p);
+	}
+	xbuf_appendc(row, '"');
+}
+
+static bool
+no_record(void *arg, const CsvLine *line)
+{
+	return false;
+}
+
+typedef struct Table
+{
+	bool		found;
+	PdfLine		header;
+	ExtractBuf	csv;
+	long		rows;
+} Table;
+
+/* is the line a header the CSV import would take? */
+static bool
+table_header(Table *table, const PdfLine *line)
+{
+	CsvMapping	mapping = parse_mapping;
+	CsvSummary	summary;
+	ExtractError error;
+	ExtractBuf	row;
+	int			i;
+	bool		ok;
+
+	if (line->n < 2)
+		return false;
+	xbuf_init(&row);
+	for (i = 0; i < line->n; i++)
+		csv_field(&row, line->cells[i].text.data, i == 0);
+	xbuf_appendc(&row, '\n');
+	memset(&error, 0, sizeof(error));
+	mapping.delimiter = ',';
+	ok = csv_parse(row.data, row.len, &mapping, no_record, NULL, &summary, &error);
+	if (ok)
+	{
+		xbuf_append(&table->csv, row.data, row.len);
+		table->header.n = line->n;
+		for (i = 0; i < line->n; i++)
+			table->header.cells[i].x0 = line->cells[i].x0,
+				table->header.cells[i].x1 = line->cells[i].x1;
+	}
+	xbuf_free(&row);
+	return ok;
+}
+
+/*
+ * A line under the header: each cell goes to the column whose span (from
+ * halfway to the column before to halfway to the next) it overlaps most,
+ * so that right-aligned amounts land under theirs; cells that land in one
+ * column are joined.  A line of fewer than two cells is not a row.
+ */
+static void
+table_row(Table *table, const PdfLine *line)
+{
+	ExtractBuf	values[PDF_MAX_CELLS];
+	int			i,
+				c;
+	ExtractBuf	row;
+
+	if (line->n < 2)
+		return;
+	for (c = 0; c < table->header.n; c++)
+		xbuf_init(&values[c]);
+	for (i = 0; i < line->n; i++)
+	{
+		int			best = -1;
+		double		best_overlap = -1e9;
+
+		for (c = 0; c < table->header.n; c++)
+		{
+			const Cell *h = &table->header.cells[c];
+			double		left = c == 0 ? -1e9 : (table->header.cells[c - 1].x1 + h->x0) / 2;
+			double		right = c + 1 == table->header.n ? 1e9 : (h->x1 + table->header.cells[c + 1].x0) / 2;
+			double		overlap = fmin(line->cells[i].x1, right) - fmax(line->cells[i].x0, left);
+
+			if (overlap > best_overlap)
+				best_overlap = overlap, best = c;
+		}
+		if (best < 0)
+			continue;
+		if (values[best].len)
+			xbuf_appendc(&values[best], ' ');
+		xbuf_appends(&values[best], line->cells[i].text.data);
+	}
+	xbuf_init(&row);
+	for (c = 0; c < table->header.n; c++)
+	{
+		csv_field(&row, values[c].data, c == 0);
+		xbuf_free(&values[c]);
+	}
+	xbuf_appendc(&row, '\n');
+	xbuf_append(&table->csv, row.data, row.len);
+	xbuf_free(&row);
+	table->rows++;
+}
+
+bool
+pdf_parse(void *document, StatementSink *sink, ExtractError *error)
+{
+	PopplerDocument *doc = document;
+	int			pages = poppler_document_get_n_pages(doc);
+	int			p,
+				i,
+				start;
+	Glyph	   *glyphs = NULL;
+	long		n = 0,
+				max = 0;
+	char	  **texts;
+	ExtractBuf	text;
+	PdfLine    *line = extract_realloc(NULL, sizeof(PdfLine));
+	Table		table;
+
+	if (pages > PDF_MAX_PAGES)
+	{
+		extract_fail(error, 0, "the PDF has %d pages: at most %d are read", pages, PDF_MAX_PAGES);
+		g_object_unref(doc);
+		return false;
+	}
+	texts = extract_realloc(NULL, sizeof(char *) * (pages + 1));
+	memset(texts, 0, sizeof(char *) * (pages + 1));
+	for (p = 0; p < pages && !error->failed; p++)
+	{
+		PopplerPage *page = poppler_document_get_page(doc, p);
+		PopplerRectangle *rects = NULL;
+		guint		n_rects = 0;
+		const char *c;
+		guint		r = 0;
+
+		texts[p] = NULL;
+		if (page == NULL)
+			continue;
+		texts[p] = poppler_page_get_text(page);
+		if (texts[p] && poppler_page_get_text_layout(page, &rects, &n_rects))
+		{
+			for (c = texts[p]; *c && r < n_rects; c = g_utf8_next_char(c), r++)
+			{
+				if (*c == '\n')
+					continue;
+				if (n == max)
+				{
+					max = max ? max * 2 : 4096;
+					if (max > PDF_MAX_CHARS)
+					{
+						extract_fail(error, 0, "the PDF has more than %d characters of text", PDF_MAX_CHARS);
+						break;
+					}
+					glyphs = extract_realloc(glyphs, sizeof(Glyph) * max);
+				}
+				glyphs[n].x0 = rects[r].x1;
+				glyphs[n].x1 = rects[r].x2;
+				glyphs[n].y = (rects[r].y1 + rects[r].y2) / 2;
+				glyphs[n].height = fmax(rects[r].y2 - rects[r].y1, 1.0);
+				glyphs[n].page = p;
+				glyphs[n].utf8 = c;
+				glyphs[n].bytes = (int) (g_utf8_next_char(c) - c);
+				n++;
+			}
+			g_free(rects);
+		}
+		g_object_unref(page);
+	}
+
+	memset(line, 0, sizeof(*line));
+	for (i = 0; i < PDF_MAX_CELLS; i++)
+		xbuf_init(&line->cells[i].text);
+	memset(&table, 0, sizeof(table));
+	xbuf_init(&table.csv);
+	xbuf_init(&text);
+	if (!error->failed && n == 0)
+		extract_fail(error, 0, "no text: needs a person (the PDF has no text layer, a scan perhaps; %d page%s)",
+					 pages, pages == 1 ? "" : "s");
+	if (!error->failed)
+		qsort(glyphs, (size_t) n, sizeof(Glyph), by_page_and_height);
+	for (start = 0; !error->failed && start < n;)
+	{
+		int			end = start + 1;
+
+		/* one line: middles within half a glyph of the line's first */
+		while (end < n && glyphs[end].page == glyphs[start].page &&
+			   fabs(glyphs[end].y - glyphs[start].y) <= 0.5 * fmax(glyphs[start].height, glyphs[end].height))
+			end++;
+		qsort(glyphs + start, (size_t) (end - start), sizeof(Glyph), by_x);
+		line_build(line, glyphs + start, end - start);
+		for (i = 0; i < line->n; i++)
+		{
+			xbuf_appends(&text, line->cells[i].text.data);
+			xbuf_appends(&text, i + 1 < line->n ? "   " : "\n");
+		}
+		if (!table.found)
+			table.found = table_header(&table, line);
+		else
+			table_row(&table, line);
+		start = end;
+	}
+	if (!error->failed && table.found && table.rows > 0)
+	{
+		sink_format(sink, "pdf (table)");
+		sink->entries = table.rows;
+		sink_raw(sink, table.csv.data, table.csv.len);
+	}
+	else if (!error->failed)
+	{
+		sink_format(sink, "pdf (text)");
+		sink->text = true;
+		sink_raw(sink, text.data, text.len);
+	}
+	for (i = 0; i < PDF_MAX_CELLS; i++)
+		xbuf_free(&line->cells[i].text);
+	extract_free(line);
+	xbuf_free(&table.csv);
+	xbuf_free(&text);
+	for (p = 0; p < pages; p++)
+		g_free(texts[p]);
+	extract_free(texts);
+	extract_free(glyphs);
+	g_object_unref(doc);
+	return !error->failed;
+}

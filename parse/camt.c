@@ -411,12 +411,39 @@ reader_error(void *arg, const char *msg, xmlParserSeverities severity,
 				 "not well-formed XML: %s", message);
 }
 
+/*
+ * A DOCTYPE in the prolog (before the first element) is refused before the
+ * XML reader sees it: no entity of it is ever declared, let alone expanded.
+ * A prolog longer than what was read ahead still meets the reader's check.
+ */
+static bool
+declares_dtd(const char *head, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i + 1 < len; i++)
+	{
+		if (head[i] != '<')
+			continue;
+		if (isalpha((unsigned char) head[i + 1]))
+			return false;		/* the root element: the prolog is over */
+		if (len - i >= 9 && memcmp(head + i, "<!DOCTYPE", 9) == 0)
+			return true;
+	}
+	return false;
+}
+
 bool
 camt_parse(ParseInput *in, StatementSink *sink, ExtractError *error)
 {
 	Camt		camt;
 	int			status;
 
+	if (declares_dtd(in->head + in->head_pos, in->head_len - in->head_pos))
+	{
+		extract_fail(error, 1, "the file declares a DTD: a CAMT file has none, and none is read");
+		return false;
+	}
 	memset(&camt, 0, sizeof(camt));
 	camt.sink = sink;
 	camt.error = error;
@@ -467,7 +494,12 @@ camt_parse(ParseInput *in, StatementSink *sink, ExtractError *error)
 		}
 	}
 	if (!error->failed && status < 0)
-		extract_fail(error, xmlTextReaderGetParserLineNumber(camt.reader), "not well-formed XML");
+	{
+		const xmlError *last = xmlGetLastError();
+
+		extract_fail(error, xmlTextReaderGetParserLineNumber(camt.reader), "not well-formed XML: %.120s",
+					 last && last->message ? last->message : "the reader stopped");
+	}
 	if (!error->failed && camt.format[0] == '\0')
 		extract_fail(error, 0, "the file has no CAMT document");
 	xmlFreeTextReader(camt.reader);

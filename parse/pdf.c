@@ -100,12 +100,17 @@ line_reset(PdfLine *line)
 	line->n = 0;
 }
 
-/* glyphs of one line into cells: a gap of a glyph's height parts them */
+/*
+ * Glyphs of one line into cells: a gap of a glyph's height parts two cells
+ * (columns); with words, every space or gap parts them (a table's row is
+ * read word by word, each word under its column).
+ */
 static void
-line_build(PdfLine *line, const Glyph *g, int n)
+line_build(PdfLine *line, const Glyph *g, int n, bool words)
 {
 	int			i;
 	double		last_x1 = 0;
+	bool		space = false;
 
 	line_reset(line);
 	for (i = 0; i < n; i++)
@@ -113,14 +118,13 @@ line_build(PdfLine *line, const Glyph *g, int n)
 		double		gap = g[i].x0 - last_x1;
 		Cell	   *cell;
 
-		/* a space separates words; the gap from the last glyph, columns */
 		if (g[i].bytes == 1 && (g[i].utf8[0] == ' ' || g[i].utf8[0] == '\t'))
 		{
-			if (line->n > 0)
-				xbuf_appendc(&line->cells[line->n - 1].text, ' ');
+			space = true;
 			continue;
 		}
-		if (line->n == 0 || (gap > 1.0 * g[i].height && line->n < PDF_MAX_CELLS))
+		if (line->n == 0 || (line->n < PDF_MAX_CELLS &&
+							 (gap > 1.0 * g[i].height || (words && (space || gap > 0.15 * g[i].height)))))
 		{
 			cell = &line->cells[line->n++];
 			cell->x0 = g[i].x0;
@@ -128,16 +132,14 @@ line_build(PdfLine *line, const Glyph *g, int n)
 		else
 		{
 			cell = &line->cells[line->n - 1];
-			if (gap > 0.25 * g[i].height)
+			if (space || gap > 0.25 * g[i].height)
 				xbuf_appendc(&cell->text, ' ');
 		}
+		space = false;
 		xbuf_append(&cell->text, g[i].utf8, (size_t) g[i].bytes);
 		cell->x1 = g[i].x1;
 		last_x1 = g[i].x1;
 	}
-	for (i = 0; i < line->n; i++)
-		statement_squeeze(line->cells[i].text.data),
-			line->cells[i].text.len = strlen(line->cells[i].text.data);
 }
 
 static void
@@ -204,10 +206,11 @@ table_header(Table *table, const PdfLine *line)
 }
 
 /*
- * A line under the header: each cell goes to the column whose span (from
- * halfway to the column before to halfway to the next) it overlaps most,
- * so that right-aligned amounts land under theirs; cells that land in one
- * column are joined.  A line of fewer than two cells is not a row.
+ * A line under the header, word by word: a word belongs to the last column
+ * whose heading starts at or before it (text is left-aligned under its
+ * heading), unless it ends where a heading ends (a right-aligned amount).
+ * Words of one column are joined.  A line of fewer than two words is not a
+ * row.
  */
 static void
 table_row(Table *table, const PdfLine *line)
@@ -223,19 +226,16 @@ table_row(Table *table, const PdfLine *line)
 		xbuf_init(&values[c]);
 	for (i = 0; i < line->n; i++)
 	{
+		const Cell *word = &line->cells[i];
+		double		tolerance = 2.0;
 		int			best = -1;
-		double		best_overlap = -1e9;
 
 		for (c = 0; c < table->header.n; c++)
-		{
-			const Cell *h = &table->header.cells[c];
-			double		left = c == 0 ? -1e9 : (table->header.cells[c - 1].x1 + h->x0) / 2;
-			double		right = c + 1 == table->header.n ? 1e9 : (h->x1 + table->header.cells[c + 1].x0) / 2;
-			double		overlap = fmin(line->cells[i].x1, right) - fmax(line->cells[i].x0, left);
-
-			if (overlap > best_overlap)
-				best_overlap = overlap, best = c;
-		}
+			if (table->header.cells[c].x0 <= word->x0 + tolerance)
+				best = c;
+		for (c = 0; c < table->header.n; c++)
+			if (fabs(table->header.cells[c].x1 - word->x1) <= tolerance)
+				best = c;
 		if (best < 0)
 			continue;
 		if (values[best].len)
@@ -340,7 +340,7 @@ pdf_parse(void *document, StatementSink *sink, ExtractError *error)
 			   fabs(glyphs[end].y - glyphs[start].y) <= 0.5 * fmax(glyphs[start].height, glyphs[end].height))
 			end++;
 		qsort(glyphs + start, (size_t) (end - start), sizeof(Glyph), by_x);
-		line_build(line, glyphs + start, end - start);
+		line_build(line, glyphs + start, end - start, false);
 		for (i = 0; i < line->n; i++)
 		{
 			xbuf_appends(&text, line->cells[i].text.data);
@@ -349,7 +349,10 @@ pdf_parse(void *document, StatementSink *sink, ExtractError *error)
 		if (!table.found)
 			table.found = table_header(&table, line);
 		else
+		{
+			line_build(line, glyphs + start, end - start, true);
 			table_row(&table, line);
+		}
 		start = end;
 	}
 	if (!error->failed && table.found && table.rows > 0)

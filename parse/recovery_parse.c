@@ -9,6 +9,11 @@
  *
  *	  recovery-parse [--format F] [--cpu-seconds N] [--memory-mb N]
  *		  [--output-mb N] [--column field=header]... [--no-sandbox]
+ *	  recovery-parse --check-sandbox
+ *
+ * --check-sandbox enters the sandbox and tries what it forbids: opening a
+ * file (refused with EACCES), then a socket (which stops it with status 3),
+ * so that an administrator can see that this kernel enforces the filter.
  *
  * Exit status: 0 read, 1 the file cannot be read (the reason on stderr),
  * 2 wrong usage, 3 refused by the sandbox; killed by SIGXCPU or SIGKILL
@@ -20,9 +25,11 @@
 #include "statement_format.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <libxml/parser.h>
@@ -61,6 +68,27 @@ usage(const char *problem)
 			"       [--memory-mb N] [--output-mb N] [--column field=header]... < file\n",
 			problem);
 	exit(2);
+}
+
+static int
+check_sandbox(void)
+{
+	int			fd;
+
+	if (!sandbox_enter())
+	{
+		fprintf(stderr, "error: cannot enter the sandbox (seccomp): %s\n", strerror(errno));
+		return 1;
+	}
+	fd = open("/etc/hostname", O_RDONLY);
+	printf("open: %s\n", fd < 0 ? strerror(errno) : "ALLOWED");
+	fflush(stdout);
+	if (fd >= 0)
+		return 1;
+	/* the filter stops the process here (status 3, "refused system call") */
+	(void) socket(AF_INET, SOCK_STREAM, 0);
+	printf("socket: ALLOWED\n");
+	return 1;
 }
 
 static int
@@ -125,6 +153,8 @@ main(int argc, char **argv)
 			limits.output_mb = number_argument(value, 65536), i++;
 		else if (strcmp(argv[i], "--column") == 0 && value)
 			column_argument(argv[++i]);
+		else if (strcmp(argv[i], "--check-sandbox") == 0)
+			return check_sandbox();
 		else if (strcmp(argv[i], "--no-sandbox") == 0)
 			sandboxed = false;	/* for the benchmark's profile only */
 		else

@@ -1,8 +1,7 @@
 /*
  * statement.c
  *		The canonical CSV that recovery-parse writes, and the balance check
- *		of each statement: a statement's lines are kept until its end, so
- *		that a statement that does not add up has every line held.
+ *		of each statement (statement.h).
  */
 #include "statement.h"
 
@@ -79,8 +78,7 @@ sink_init(StatementSink *sink, int out_fd, const char *format)
 	memset(sink, 0, sizeof(*sink));
 	sink->out_fd = out_fd;
 	sink_format(sink, format);
-	xbuf_init(&sink->lines);
-	xbuf_init(&sink->holds);
+	xbuf_init(&sink->held);
 	xbuf_init(&sink->out);
 }
 
@@ -104,6 +102,7 @@ sink_begin(StatementSink *sink, const char *id)
 	{
 		out_append(sink, csv_header, strlen(csv_header));
 		sink->header_written = true;
+		sink->lines = 1;
 	}
 	if (sink->in_statement)
 		sink_end(sink);
@@ -113,8 +112,7 @@ sink_begin(StatementSink *sink, const char *id)
 	sink->opening = sink->closing = sink->sum = 0;
 	sink->currency[0] = '\0';
 	sink->mixed_currency = sink->sum_unknown = false;
-	sink->lines.len = sink->holds.len = 0;
-	sink->statement_lines = 0;
+	sink->first_line = sink->lines + 1;
 	sink->statements++;
 }
 
@@ -189,17 +187,16 @@ sink_entry(StatementSink *sink, const StatementEntry *entry)
 
 	if (!sink->in_statement)
 		sink_begin(sink, NULL);
-	xbuf_append(&sink->lines, entry->date, strlen(entry->date));
-	append_field(&sink->lines, entry->amount);
-	append_field(&sink->lines, entry->currency);
-	append_field(&sink->lines, entry->reference);
-	append_field(&sink->lines, entry->payer);
-	append_field(&sink->lines, entry->iban);
-	append_field(&sink->lines, entry->problem);
-	xbuf_appendc(&sink->lines, '\n');
-	xbuf_append(&sink->holds, entry->hold ? entry->hold : "",
-				entry->hold ? strlen(entry->hold) + 1 : 1);
-	sink->statement_lines++;
+	out_append(sink, entry->date, strlen(entry->date));
+	append_field(&sink->out, entry->amount);
+	append_field(&sink->out, entry->currency);
+	append_field(&sink->out, entry->reference);
+	append_field(&sink->out, entry->payer);
+	append_field(&sink->out, entry->iban);
+	append_field(&sink->out, entry->problem);
+	append_field(&sink->out, entry->hold);
+	out_append(sink, "\n", 1);
+	sink->lines++;
 	sink->entries++;
 
 	/* pending entries are not in the booked balance */
@@ -282,28 +279,22 @@ sink_end(StatementSink *sink)
 {
 	char		why[320];
 	const char *problem;
-	const char *line = sink->lines.data;
-	const char *hold = sink->holds.data;
-	long		i;
 
 	if (!sink->in_statement)
 		return;
 	sink->in_statement = false;
 	problem = balance_problem(sink, why, sizeof(why));
-	if (problem && sink->unbalanced++ == 0)
-		snprintf(sink->first_unbalanced, sizeof(sink->first_unbalanced), "%s", problem);
-	for (i = 0; i < sink->statement_lines; i++)
+	if (problem && sink->lines >= sink->first_line)
 	{
-		const char *end = strchr(line, '\n');
-		const char *reason = problem ? problem : hold;
+		char		range[64];
 
-		out_append(sink, line, (size_t) (end - line));
-		append_field(&sink->out, reason[0] ? reason : NULL);
-		out_append(sink, "\n", 1);
-		line = end + 1;
-		hold += strlen(hold) + 1;
+		snprintf(range, sizeof(range), "%s{\"first_line\": %ld, \"last_line\": %ld, \"reason\": ",
+				 sink->unbalanced ? ", " : "", sink->first_line, sink->lines);
+		xbuf_appends(&sink->held, range);
+		xbuf_json_string(&sink->held, problem, strlen(problem));
+		xbuf_appendc(&sink->held, '}');
+		sink->unbalanced++;
 	}
-	sink->lines.len = sink->holds.len = 0;
 }
 
 bool
@@ -325,8 +316,9 @@ sink_finish(StatementSink *sink, ExtractBuf *summary)
 	xbuf_appends(summary, number);
 	if (sink->unbalanced)
 	{
-		xbuf_appends(summary, ", \"balance_problem\": ");
-		xbuf_json_string(summary, sink->first_unbalanced, strlen(sink->first_unbalanced));
+		xbuf_appends(summary, ", \"held\": [");
+		xbuf_append(summary, sink->held.data, sink->held.len);
+		xbuf_appendc(summary, ']');
 	}
 	xbuf_appends(summary, "}");
 	return !sink->write_failed;
@@ -335,8 +327,7 @@ sink_finish(StatementSink *sink, ExtractBuf *summary)
 void
 sink_free(StatementSink *sink)
 {
-	xbuf_free(&sink->lines);
-	xbuf_free(&sink->holds);
+	xbuf_free(&sink->held);
 	xbuf_free(&sink->out);
 }
 

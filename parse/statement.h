@@ -1,10 +1,13 @@
 /*
  * statement.h
  *		What every statement parser of recovery-parse hands on: entries with
- *		exact amounts, written out as the canonical CSV that the extension's
- *		CSV import reads (so that fingerprints, duplicates and matching are
- *		the same whatever the format), and statements whose opening and
- *		closing balances are checked against the sum of their entries.
+ *		exact amounts, written out as they are read as the canonical CSV that
+ *		the extension's CSV import reads (so that fingerprints, duplicates
+ *		and matching are the same whatever the format), and statements whose
+ *		opening and closing balances are checked against the sum of their
+ *		entries.  The lines of a statement that does not add up are listed
+ *		in the summary ("held"), and the extension holds them before it
+ *		imports: memory stays flat however long a statement is.
  *
  * Plain C with no library of its own, so that the fuzzers link it too.
  */
@@ -45,9 +48,7 @@ typedef struct StatementSink
 	char		currency[4];
 	bool		mixed_currency;
 	bool		sum_unknown;	/* an entry without a readable amount */
-	ExtractBuf	lines;			/* its CSV lines, without the hold column */
-	ExtractBuf	holds;			/* one NUL-terminated hold per line */
-	long		statement_lines;
+	long		first_line;		/* its first line in the CSV (1: the header) */
 
 	/* the whole file */
 	int			out_fd;
@@ -55,7 +56,8 @@ typedef struct StatementSink
 	long		statements;
 	long		entries;
 	long		unbalanced;
-	char		first_unbalanced[320];
+	long		lines;			/* written, the header included */
+	ExtractBuf	held;			/* JSON: the statements that do not add up */
 	ExtractBuf	out;			/* pending output, written in large blocks */
 	bool		header_written; /* the canonical CSV's */
 	bool		raw;			/* a spreadsheet's own columns instead */

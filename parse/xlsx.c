@@ -39,6 +39,28 @@ typedef struct Xlsx
 
 typedef bool (*XmlVisit) (Xlsx *x, xmlTextReaderPtr reader, int type, void *arg);
 
+typedef struct PartError
+{
+	ExtractError *error;
+	const char *name;
+} PartError;
+
+static void
+part_error(void *arg, const char *msg, xmlParserSeverities severity,
+		   xmlTextReaderLocatorPtr locator)
+{
+	PartError  *part = arg;
+	char		message[160];
+	size_t		n;
+
+	if (severity != XML_PARSER_SEVERITY_ERROR)
+		return;
+	snprintf(message, sizeof(message), "%s", msg);
+	for (n = strlen(message); n > 0 && isspace((unsigned char) message[n - 1]); n--)
+		message[n - 1] = '\0';
+	extract_fail(part->error, 0, "the workbook's %s is not readable XML: %s", part->name, message);
+}
+
 /* reads one part of the workbook through visit; absent parts are empty */
 static bool
 read_part(Xlsx *x, const char *name, bool required, XmlVisit visit, void *arg)
@@ -46,6 +68,7 @@ read_part(Xlsx *x, const char *name, bool required, XmlVisit visit, void *arg)
 	ZipMember	member;
 	xmlTextReaderPtr reader;
 	int			status;
+	PartError	part = {x->error, name};
 
 	if (!zip_open_member(x->zip, x->len, name, &member, x->error))
 	{
@@ -60,6 +83,7 @@ read_part(Xlsx *x, const char *name, bool required, XmlVisit visit, void *arg)
 		extract_fail(x->error, 0, "cannot start the XML reader");
 		return false;
 	}
+	xmlTextReaderSetErrorHandler(reader, part_error, &part);
 	while (!x->error->failed && (status = xmlTextReaderRead(reader)) == 1)
 	{
 		int			type = xmlTextReaderNodeType(reader);
@@ -70,7 +94,16 @@ read_part(Xlsx *x, const char *name, bool required, XmlVisit visit, void *arg)
 			break;
 	}
 	if (!x->error->failed && status < 0)
-		extract_fail(x->error, 0, "the workbook's %s is not well-formed XML", name);
+	{
+		const xmlError *last = xmlGetLastError();
+		char		message[160];
+		size_t		n;
+
+		snprintf(message, sizeof(message), "%s", last && last->message ? last->message : "not well-formed");
+		for (n = strlen(message); n > 0 && isspace((unsigned char) message[n - 1]); n--)
+			message[n - 1] = '\0';
+		extract_fail(x->error, 0, "the workbook's %s is not readable XML: %s", name, message);
+	}
 	xmlFreeTextReader(reader);
 	zip_close_member(&member);
 	return !x->error->failed;

@@ -69,6 +69,13 @@ zip_open_member(const char *zip, size_t len, const char *name, ZipMember *member
 		{
 			member->method = (int) le16(z + at + 10);
 			member->size = le32(z + at + 20);
+			/* what it says it inflates to; a liar meets the bound in zip_read */
+			if (le32(z + at + 24) > ZIP_MAX_MEMBER)
+			{
+				extract_fail(error, 0, "the workbook's %s inflates to %u MiB, more than %llu: refused as a zip bomb",
+							 name, le32(z + at + 24) >> 20, ZIP_MAX_MEMBER >> 20);
+				return false;
+			}
 			local = le32(z + at + 42);
 			if (local + 30 > len || le32(z + local) != 0x04034b50)
 				goto malformed;

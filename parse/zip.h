@@ -13,7 +13,7 @@
 
 #include "extract.h"
 
-#define ZIP_MAX_MEMBER	(512ULL * 1024 * 1024)	/* inflated, each */
+#define ZIP_MAX_MEMBER	(256ULL * 1024 * 1024)	/* inflated, each */
 
 typedef struct ZipMember
 {

@@ -28,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 extern char **environ;
@@ -276,6 +277,101 @@ report_stopped(int status, const char *killed_why, StringInfo err, const char *f
 			 line[0] ? errdetail("It said: %s", line) : 0));
 }
 
+static int64
+json_int(JsonbContainer *object, const char *key)
+{
+	JsonbValue	v;
+
+	if (!getKeyJsonValueFromContainer(object, key, strlen(key), &v) || v.type != jbvNumeric)
+		elog(ERROR, "the statement parser's summary has no %s", key);
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+}
+
+/* where the last field of a CSV line of the parser starts */
+static int
+last_field(const char *line, int len)
+{
+	int			p;
+
+	if (len > 0 && line[len - 1] == ',')
+		return len;				/* empty */
+	for (p = len - 2; p > 0; p--)
+	{
+		if (line[p] != '"')
+			continue;
+		if (line[p - 1] == '"')
+			p--;				/* a doubled quote inside */
+		else if (line[p - 1] == ',')
+			return p;
+	}
+	return len;
+}
+
+/*
+ * The parser writes lines as it reads them and says at the end which
+ * statements do not add up ("held": their lines and why); their lines get
+ * the reason in their hold column (the last) here, before the import.
+ */
+static void
+hold_lines(StringInfo out, Jsonb *summary)
+{
+	JsonbValue	held;
+	StringInfoData copy;
+	int			range = 0,
+				n_ranges,
+				at = 0;
+	int64		line_no = 0;
+
+	if (!getKeyJsonValueFromContainer(&summary->root, "held", 4, &held) || held.type != jbvBinary)
+		return;
+	n_ranges = JsonContainerSize(held.val.binary.data);
+	initStringInfo(&copy);
+	while (at < out->len)
+	{
+		char	   *end = memchr(out->data + at, '\n', out->len - at);
+		int			len = end ? (int) (end - (out->data + at)) : out->len - at;
+		JsonbValue *item = NULL;
+		int64		first = 0,
+					last = -1;
+
+		line_no++;
+		while (range < n_ranges)
+		{
+			item = getIthJsonbValueFromContainer(held.val.binary.data, range);
+			first = json_int(item->val.binary.data, "first_line");
+			last = json_int(item->val.binary.data, "last_line");
+			if (line_no <= last)
+				break;
+			range++;
+		}
+		if (range < n_ranges && line_no >= first && line_no <= last)
+		{
+			JsonbValue	reason;
+			const char *r;
+			int			i;
+
+			getKeyJsonValueFromContainer(item->val.binary.data, "reason", 6, &reason);
+			appendBinaryStringInfo(&copy, out->data + at, last_field(out->data + at, len));
+			appendStringInfoChar(&copy, '"');
+			for (i = 0, r = reason.val.string.val; i < reason.val.string.len; i++)
+			{
+				if (r[i] == '"')
+					appendStringInfoChar(&copy, '"');
+				appendStringInfoChar(&copy, r[i]);
+			}
+			appendStringInfoString(&copy, "\"\n");
+		}
+		else
+		{
+			appendBinaryStringInfo(&copy, out->data + at, len);
+			appendStringInfoChar(&copy, '\n');
+		}
+		at += len + 1;
+	}
+	pfree(out->data);
+	*out = copy;
+}
+
 /* argv for recovery-parse: limits, the format, the mapping's columns */
 static char **
 parser_argv(const char *format, Jsonb *mapping)
@@ -376,6 +472,7 @@ recovery_parse_statement_file(PG_FUNCTION_ARGS)
 		values[1] = PointerGetDatum(cstring_to_text_with_len(v.val.string.val, v.val.string.len));
 	else
 		values[1] = CStringGetTextDatum("canonical");
+	hold_lines(&out, summary_json);
 	{
 		bytea	   *result = palloc(VARHDRSZ + out.len);
 

@@ -213,13 +213,16 @@ sub statement_pdf {
             $line->(50, $_), $y -= 14 for splice @text, 0, 50;
         } else {
             my @x = (40, 100, 170, 215, 390, 470);
-            $line->($x[$_], ('Date', 'Amount', 'Currency', 'Reference', 'Payer', 'IBAN')[$_]) for 0 .. 5;
+            # the amount column right-aligned, its heading too, as statements print them
+            $line->($x[$_], ('Date', 'Amount', 'Currency', 'Reference', 'Payer', 'IBAN')[$_]) for 0, 2 .. 5;
+            $t->position(0, 0);
+            $t->translate($x[1] + 60, $y);
+            $t->text_right('Amount');
             $y -= 14;
             for my $e (splice @rows, 0, 40) {
                 (my $d = $e->{date}) =~ s/^(\d+)-(\d+)-(\d+)$/$3.$2.$1/;
                 my @cells = ($d, ($e->{debit} ? '-' : '') . $e->{amount}, $e->{currency} // 'EUR',
                              $e->{reference} // '', $e->{payer} // '', $e->{iban} // '');
-                # amounts right-aligned, as statements print them
                 $t->position(0, 0);
                 $t->translate($x[1] + 60, $y);
                 $t->text_right($cells[1]);

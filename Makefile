@@ -65,6 +65,20 @@ build/fuzz-%: t/fuzz/fuzz_%.c $(FUZZ_PARSERS) $(wildcard pg_recovery/*.h)
 	@mkdir -p build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PARSERS) $(shell pkg-config --libs gmime-3.0) -lcrypto -lpthread
 
+# recovery-parse's parsers (parse/), each with the libraries it reads through
+STATEMENT_LIBS := libxml-2.0 poppler-glib zlib freexl
+STATEMENT_PARSERS := parse/statement.c parse/input.c parse/camt.c parse/mt940.c parse/zip.c \
+	parse/xlsx.c parse/xls.c parse/sheet.c parse/pdf.c pg_recovery/extract_common.c \
+	pg_recovery/extract_csv.c t/fuzz/alloc.c
+STATEMENT_FUZZ_TARGETS := build/fuzz-camt build/fuzz-mt940 build/fuzz-xlsx build/fuzz-xls build/fuzz-pdf
+FUZZ_TARGETS += $(STATEMENT_FUZZ_TARGETS)
+
+$(STATEMENT_FUZZ_TARGETS): build/fuzz-%: t/fuzz/fuzz_%.c t/fuzz/statement_fuzz.h $(STATEMENT_PARSERS) \
+		$(wildcard parse/*.h) $(wildcard pg_recovery/*.h)
+	@mkdir -p build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iparse -It/fuzz $(shell pkg-config --cflags $(STATEMENT_LIBS)) -o $@ $< \
+		$(STATEMENT_PARSERS) $(shell pkg-config --libs $(STATEMENT_LIBS)) -lm
+
 fuzz: $(FUZZ_TARGETS)
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 

@@ -12,6 +12,7 @@
 #include "parse.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,57 @@
 
 #define CAMT_MAX_DEPTH	64
 #define CAMT_MAX_TEXT	4096
+#define CAMT_NAME_CACHE	256		/* a power of two */
+
+/* the elements read; every other is E_other */
+typedef enum CamtElement
+{
+	E_other,
+	E_AddtlNtryInf,
+	E_Amt,
+	E_AmtDtls,
+	E_Bal,
+	E_BookgDt,
+	E_Cd,
+	E_CdOrPrtry,
+	E_CdtDbtInd,
+	E_CdtrRefInf,
+	E_Dbtr,
+	E_DbtrAcct,
+	E_Dt,
+	E_DtTm,
+	E_EndToEndId,
+	E_IBAN,
+	E_Id,
+	E_Nm,
+	E_Ntfctn,
+	E_Ntry,
+	E_Pty,
+	E_Ref,
+	E_Refs,
+	E_RltdPties,
+	E_RmtInf,
+	E_Rpt,
+	E_RvslInd,
+	E_Stmt,
+	E_Sts,
+	E_Tp,
+	E_TxAmt,
+	E_TxDtls,
+	E_Ustrd,
+	E_ValDt,
+	E_COUNT
+} CamtElement;
+
+static const char *const element_names[E_COUNT] = {
+	"",
+	"AddtlNtryInf", "Amt", "AmtDtls", "Bal", "BookgDt", "Cd", "CdOrPrtry",
+	"CdtDbtInd", "CdtrRefInf", "Dbtr", "DbtrAcct", "Dt", "DtTm", "EndToEndId",
+	"IBAN", "Id", "Nm", "Ntfctn", "Ntry", "Pty", "Ref", "Refs", "RltdPties",
+	"RmtInf", "Rpt", "RvslInd", "Stmt", "Sts", "Tp", "TxAmt", "TxDtls",
+	"Ustrd", "ValDt"
+};
+
 
 typedef struct CamtTx
 {
@@ -37,8 +89,11 @@ typedef struct Camt
 	xmlTextReaderPtr reader;
 	StatementSink *sink;
 	ExtractError *error;
-	const xmlChar *path[CAMT_MAX_DEPTH];
+	CamtElement path[CAMT_MAX_DEPTH];
 	int			depth;
+	/* the reader interns names: a name's pointer tells its element */
+	const xmlChar *cache_names[CAMT_NAME_CACHE];
+	CamtElement cache_elements[CAMT_NAME_CACHE];
 	ExtractBuf	text;			/* of the element being read */
 	char		format[24];
 
@@ -62,28 +117,38 @@ typedef struct Camt
 	int			max_txs;
 } Camt;
 
-/* the name of the element k levels above the current one, or "" */
-static const char *
-up(Camt *camt, int k)
+static CamtElement
+element_of(Camt *camt, const xmlChar *name)
+{
+	size_t		slot = (size_t) (((uintptr_t) name * UINT64_C(0x9E3779B97F4A7C15)) >> 56) & (CAMT_NAME_CACHE - 1);
+	int			e;
+
+	if (camt->cache_names[slot] == name)
+		return camt->cache_elements[slot];
+	for (e = E_COUNT - 1; e > E_other; e--)
+		if (strcmp((const char *) name, element_names[e]) == 0)
+			break;
+	camt->cache_names[slot] = name;
+	camt->cache_elements[slot] = (CamtElement) e;
+	return (CamtElement) e;
+}
+
+/* is the element k levels above the current one the element e? */
+static bool
+is(Camt *camt, int k, CamtElement e)
 {
 	int			at = camt->depth - 1 - k;
 
-	return at >= 0 && at < CAMT_MAX_DEPTH ? (const char *) camt->path[at] : "";
+	return at >= 0 && camt->path[at] == e;
 }
 
 static bool
-is(Camt *camt, int k, const char *name)
-{
-	return strcmp(up(camt, k), name) == 0;
-}
-
-static bool
-within(Camt *camt, const char *name)
+within(Camt *camt, CamtElement e)
 {
 	int			k;
 
-	for (k = 0; k < camt->depth && k < CAMT_MAX_DEPTH; k++)
-		if (is(camt, k, name))
+	for (k = 0; k < camt->depth; k++)
+		if (camt->path[k] == e)
 			return true;
 	return false;
 }
@@ -178,7 +243,7 @@ element_start(Camt *camt)
 					 "elements nested deeper than %d", CAMT_MAX_DEPTH);
 		return false;
 	}
-	camt->path[camt->depth++] = name;
+	camt->path[camt->depth++] = element_of(camt, name);
 	camt->text.len = 0;
 	camt->text.data[0] = '\0';
 	if (camt->depth == 1)
@@ -199,21 +264,21 @@ element_start(Camt *camt)
 		snprintf(camt->format, sizeof(camt->format), "%s", ns + strlen(prefix));
 		sink_format(camt->sink, camt->format);
 	}
-	else if (is(camt, 0, "Stmt") || is(camt, 0, "Ntfctn") || is(camt, 0, "Rpt"))
+	else if (is(camt, 0, E_Stmt) || is(camt, 0, E_Ntfctn) || is(camt, 0, E_Rpt))
 		sink_begin(camt->sink, NULL);
-	else if (is(camt, 0, "Bal"))
+	else if (is(camt, 0, E_Bal))
 		camt->balance_type[0] = camt->balance_amount[0] = camt->balance_credit_debit[0] = '\0';
-	else if (is(camt, 0, "Ntry"))
+	else if (is(camt, 0, E_Ntry))
 		entry_start(camt);
-	else if (is(camt, 0, "TxDtls") && within(camt, "Ntry"))
+	else if (is(camt, 0, E_TxDtls) && within(camt, E_Ntry))
 		tx_start(camt);
-	else if (is(camt, 0, "Amt") && is(camt, 1, "Bal"))
+	else if (is(camt, 0, E_Amt) && is(camt, 1, E_Bal))
 		amount_start(camt, camt->balance_currency);
-	else if (is(camt, 0, "Amt") && is(camt, 1, "Ntry"))
+	else if (is(camt, 0, E_Amt) && is(camt, 1, E_Ntry))
 		amount_start(camt, camt->currency);
-	else if (is(camt, 0, "Amt") && current_tx(camt) &&
-			 (is(camt, 1, "TxDtls") || (is(camt, 1, "TxAmt") && is(camt, 2, "AmtDtls") &&
-										is(camt, 3, "TxDtls"))))
+	else if (is(camt, 0, E_Amt) && current_tx(camt) &&
+			 (is(camt, 1, E_TxDtls) || (is(camt, 1, E_TxAmt) && is(camt, 2, E_AmtDtls) &&
+										is(camt, 3, E_TxDtls))))
 		amount_start(camt, current_tx(camt)->currency);
 	return true;
 }
@@ -323,49 +388,49 @@ static void
 element_end(Camt *camt)
 {
 	const char *text = camt->text.data;
-	CamtTx	   *tx = within(camt, "TxDtls") ? current_tx(camt) : NULL;
+	CamtTx	   *tx = within(camt, E_TxDtls) ? current_tx(camt) : NULL;
 
-	if (is(camt, 0, "Id") && (is(camt, 1, "Stmt") || is(camt, 1, "Ntfctn") || is(camt, 1, "Rpt")))
+	if (is(camt, 0, E_Id) && (is(camt, 1, E_Stmt) || is(camt, 1, E_Ntfctn) || is(camt, 1, E_Rpt)))
 		copy_text(camt->sink->id, sizeof(camt->sink->id), text);
-	else if (is(camt, 0, "Cd") && is(camt, 1, "CdOrPrtry") && is(camt, 2, "Tp") && is(camt, 3, "Bal"))
+	else if (is(camt, 0, E_Cd) && is(camt, 1, E_CdOrPrtry) && is(camt, 2, E_Tp) && is(camt, 3, E_Bal))
 		copy_text(camt->balance_type, sizeof(camt->balance_type), text);
-	else if (is(camt, 0, "Amt") && is(camt, 1, "Bal"))
+	else if (is(camt, 0, E_Amt) && is(camt, 1, E_Bal))
 		copy_text(camt->balance_amount, sizeof(camt->balance_amount), text);
-	else if (is(camt, 0, "CdtDbtInd") && is(camt, 1, "Bal"))
+	else if (is(camt, 0, E_CdtDbtInd) && is(camt, 1, E_Bal))
 		copy_text(camt->balance_credit_debit, sizeof(camt->balance_credit_debit), text);
-	else if (is(camt, 0, "Bal"))
+	else if (is(camt, 0, E_Bal))
 		balance_end(camt);
-	else if (is(camt, 0, "Amt") && is(camt, 1, "Ntry"))
+	else if (is(camt, 0, E_Amt) && is(camt, 1, E_Ntry))
 		copy_text(camt->amount, sizeof(camt->amount), text);
-	else if (is(camt, 0, "CdtDbtInd") && is(camt, 1, "Ntry"))
+	else if (is(camt, 0, E_CdtDbtInd) && is(camt, 1, E_Ntry))
 		copy_text(camt->credit_debit, sizeof(camt->credit_debit), text);
-	else if (is(camt, 0, "RvslInd") && is(camt, 1, "Ntry"))
+	else if (is(camt, 0, E_RvslInd) && is(camt, 1, E_Ntry))
 		camt->reversal = strcmp(text, "true") == 0 || strcmp(text, "1") == 0;
-	else if ((is(camt, 0, "Sts") && is(camt, 1, "Ntry")) ||
-			 (is(camt, 0, "Cd") && is(camt, 1, "Sts") && is(camt, 2, "Ntry")))
+	else if ((is(camt, 0, E_Sts) && is(camt, 1, E_Ntry)) ||
+			 (is(camt, 0, E_Cd) && is(camt, 1, E_Sts) && is(camt, 2, E_Ntry)))
 	{
 		if (text[0])
 			copy_text(camt->status, sizeof(camt->status), text);
 	}
-	else if ((is(camt, 0, "Dt") || is(camt, 0, "DtTm")) && is(camt, 1, "BookgDt") && is(camt, 2, "Ntry"))
+	else if ((is(camt, 0, E_Dt) || is(camt, 0, E_DtTm)) && is(camt, 1, E_BookgDt) && is(camt, 2, E_Ntry))
 		copy_date(camt->booked, text);
-	else if ((is(camt, 0, "Dt") || is(camt, 0, "DtTm")) && is(camt, 1, "ValDt") && is(camt, 2, "Ntry"))
+	else if ((is(camt, 0, E_Dt) || is(camt, 0, E_DtTm)) && is(camt, 1, E_ValDt) && is(camt, 2, E_Ntry))
 		copy_date(camt->valued, text);
-	else if (is(camt, 0, "AddtlNtryInf") && is(camt, 1, "Ntry"))
+	else if (is(camt, 0, E_AddtlNtryInf) && is(camt, 1, E_Ntry))
 		xbuf_appends(&camt->additional, text);
-	else if (is(camt, 0, "Ntry"))
+	else if (is(camt, 0, E_Ntry))
 		entry_end(camt);
-	else if (is(camt, 0, "Stmt") || is(camt, 0, "Ntfctn") || is(camt, 0, "Rpt"))
+	else if (is(camt, 0, E_Stmt) || is(camt, 0, E_Ntfctn) || is(camt, 0, E_Rpt))
 		sink_end(camt->sink);
 	else if (tx == NULL)
 		;
-	else if (is(camt, 0, "Amt") && (is(camt, 1, "TxDtls") || is(camt, 1, "TxAmt")))
+	else if (is(camt, 0, E_Amt) && (is(camt, 1, E_TxDtls) || is(camt, 1, E_TxAmt)))
 		copy_text(tx->amount, sizeof(tx->amount), text);
-	else if (is(camt, 0, "CdtDbtInd") && is(camt, 1, "TxDtls"))
+	else if (is(camt, 0, E_CdtDbtInd) && is(camt, 1, E_TxDtls))
 		copy_text(tx->credit_debit, sizeof(tx->credit_debit), text);
-	else if (is(camt, 0, "EndToEndId") && is(camt, 1, "Refs"))
+	else if (is(camt, 0, E_EndToEndId) && is(camt, 1, E_Refs))
 		copy_text(tx->end_to_end, sizeof(tx->end_to_end), text);
-	else if (is(camt, 0, "Ustrd") && is(camt, 1, "RmtInf"))
+	else if (is(camt, 0, E_Ustrd) && is(camt, 1, E_RmtInf))
 	{
 		if (tx->unstructured.len)
 			xbuf_appendc(&tx->unstructured, ' ');
@@ -373,12 +438,12 @@ element_end(Camt *camt)
 		statement_squeeze(tx->unstructured.data);
 		tx->unstructured.len = strlen(tx->unstructured.data);
 	}
-	else if (is(camt, 0, "Ref") && is(camt, 1, "CdtrRefInf") && within(camt, "RmtInf"))
+	else if (is(camt, 0, E_Ref) && is(camt, 1, E_CdtrRefInf) && within(camt, E_RmtInf))
 		copy_text(tx->creditor_ref, sizeof(tx->creditor_ref), text);
-	else if (is(camt, 0, "Nm") && within(camt, "RltdPties") &&
-			 (is(camt, 1, "Dbtr") || (is(camt, 1, "Pty") && is(camt, 2, "Dbtr"))))
+	else if (is(camt, 0, E_Nm) && within(camt, E_RltdPties) &&
+			 (is(camt, 1, E_Dbtr) || (is(camt, 1, E_Pty) && is(camt, 2, E_Dbtr))))
 		copy_text(tx->debtor, sizeof(tx->debtor), text);
-	else if (is(camt, 0, "IBAN") && within(camt, "DbtrAcct"))
+	else if (is(camt, 0, E_IBAN) && within(camt, E_DbtrAcct))
 		copy_text(tx->debtor_iban, sizeof(tx->debtor_iban), text);
 	camt->depth--;
 	camt->text.len = 0;

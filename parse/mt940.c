@@ -215,11 +215,11 @@ slash_field(const char *value, const char *code, ExtractBuf *out)
 		if (n == 0 || strncmp(p + 1, code, strlen(code)) != 0 || n != strlen(code) + 2)
 			continue;
 		p += n;
-		for (end = p; *end && slash_code_at(end) == 0; end++)
-			;
 		/* /REMI/USTD//text/ and /REMI/STRD/CUR/RF... */
 		if (strncmp(p, "USTD//", 6) == 0)
 			p += 6;
+		for (end = p; *end && slash_code_at(end) == 0; end++)
+			;
 		while (end > p && end[-1] == '/')
 			end--;
 		xbuf_append(out, p, (size_t) (end - p));

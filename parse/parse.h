@@ -49,6 +49,9 @@ extern bool pdf_open(const char *data, size_t len, void **document,
 					 ExtractError *error);
 extern bool pdf_parse(void *document, StatementSink *sink, ExtractError *error);
 
+/* the bank mapping's header names (--column), for sheets and PDF tables */
+extern CsvMapping parse_mapping;
+
 /*
  * Spreadsheets (xlsx, xls) hand their rows here: the first row that has
  * the columns of a statement is the header, every row after it an entry.

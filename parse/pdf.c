@@ -21,8 +21,6 @@
 #define PDF_MAX_CHARS	(8 * 1024 * 1024)
 #define PDF_MAX_CELLS	64
 
-extern CsvMapping parse_mapping;
-
 typedef struct Glyph
 {
 	double		x0,

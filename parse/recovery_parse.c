@@ -36,9 +36,6 @@
 
 __thread bool extract_own_thread = false;
 
-/* the bank mapping's header names (sheet.c, pdf.c) */
-CsvMapping	parse_mapping;
-
 void *
 extract_realloc(void *pointer, size_t size)
 {

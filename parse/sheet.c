@@ -11,8 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* the bank mapping's columns, from the command line (recovery_parse.c) */
-extern CsvMapping parse_mapping;
+CsvMapping	parse_mapping;
 
 struct SheetReader
 {

@@ -54,20 +54,24 @@ out_append(StatementSink *sink, const char *data, size_t len)
 static void
 append_field(ExtractBuf *buf, const char *value)
 {
-	const char *p;
+	const char *p,
+			   *run;
 
 	xbuf_appendc(buf, ',');
 	if (value == NULL || value[0] == '\0')
 		return;
 	xbuf_appendc(buf, '"');
-	for (p = value; *p; p++)
+	for (run = p = value;; p++)
 	{
-		if (*p == '"')
-			xbuf_append(buf, "\"\"", 2);
-		else if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			xbuf_appendc(buf, ' ');
-		else
-			xbuf_appendc(buf, *p);
+		unsigned char c = (unsigned char) *p;
+
+		if (c >= 0x20 && c != '"' && c != 0x7f)
+			continue;
+		xbuf_append(buf, run, (size_t) (p - run));
+		if (c == '\0')
+			break;
+		xbuf_append(buf, c == '"' ? "\"\"" : " ", c == '"' ? 2 : 1);
+		run = p + 1;
 	}
 	xbuf_appendc(buf, '"');
 }

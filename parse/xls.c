@@ -44,9 +44,11 @@ xls_open(const char *data, size_t len, const void **workbook, ExtractError *erro
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	status = freexl_open(path, workbook);
 	close(fd);
-	if (status != FREEXL_OK)
+	/* FreeXL 1.0.6 may fail with FREEXL_OK and no workbook */
+	if (status != FREEXL_OK || *workbook == NULL)
 	{
-		extract_fail(error, 0, "not a readable Excel 97-2003 workbook (FreeXL error %d)", status);
+		extract_fail(error, 0, status != FREEXL_OK ? "not a readable Excel 97-2003 workbook (FreeXL error %d)"
+					 : "not a readable Excel 97-2003 workbook (FreeXL refused it)", status);
 		return false;
 	}
 	return true;

@@ -9,7 +9,7 @@ libdbd-pg-perl libssl-dev build-essential pkg-config
 nginx nginx-dev libjson-c-dev libpq-dev libcurl4-openssl-dev libgmime-3.0-dev
 clang-14 libclang-rt-14-dev chromium wrk curl openssl stress-ng pgbackrest
 libxml2-dev libxml2-utils zlib1g-dev libpoppler-glib-dev libfreexl-dev libseccomp-dev
-libexcel-writer-xlsx-perl libpdf-api2-perl"
+libexcel-writer-xlsx-perl libspreadsheet-writeexcel-perl libpdf-api2-perl"
 
 missing=""
 # Node.js and npm for the web app's tests, unless the machine has them already

@@ -1,8 +1,8 @@
 # Every statement format a bank or a customer sends, through the sandboxed
 # recovery-parse: CAMT.052/053/054 of every version, MT940 and MT942 with
-# both :86: styles in three encodings, xlsx, xls-less (FreeXL has its own
-# check below), PDF tables and remittance text.  The same statement in
-# four formats gives the same payments once; statements that do not add up
+# both :86: styles in three encodings, xlsx, xls, PDF tables and remittance
+# text.  The same statement in
+# six formats gives the same payments once; statements that do not add up
 # are held; hostile files stop within the limits and the backend lives on.
 use strict;
 use warnings;
@@ -16,7 +16,7 @@ use Compress::Zlib qw(compress);
 use DBD::Pg qw(:pg_types);
 use JSON::PP;
 use Recovery::Test qw(connect_db new_case);
-use Recovery::Statements qw(camt mt940 statement_csv statement_xlsx statement_pdf closing_of);
+use Recovery::Statements qw(camt mt940 statement_csv statement_xlsx statement_xls statement_pdf closing_of);
 
 my $db = connect_db();
 my $json = JSON::PP->new->canonical;
@@ -173,6 +173,14 @@ is(scalar @{ $r->{rows} }, 2, 'xlsx with a bank mapping: the header the mapping 
 $err = error_of(sub { parse_file(statement_xlsx(entries => \@entries), undef, '{"amount": "Betrag"}') });
 like($err->{message}, qr/no sheet of the workbook \(2\) has a header row/, 'a mapping no sheet matches: a clear error');
 
+$r = parse_file(statement_xls(entries => \@entries));
+is($r->{format}, 'xls', 'an Excel 97-2003 workbook (FreeXL)');
+is_deeply([ map { [ @{$_}[0 .. 4] ] } @{ $r->{rows} } ],
+          [ [$day, '120.00', 'EUR', 'Rechnung INV-2026-0042 Müller', 'Jürgen Müller'], [$day, '-20.00', 'EUR', 'fee', 'Bank'] ],
+          '... dates, amounts, and its UTF-16 text');
+$err = error_of(sub { parse_file("\320\317\021\340\241\261\032\341" . ("\0" x 600)) });
+like($err->{message}, qr/not a readable Excel 97-2003 workbook/, 'a broken xls: a clear error');
+
 $r = parse_file(statement_pdf(entries => \@entries));
 is($r->{format}, 'pdf (table)', 'a PDF statement: its table of bookings found');
 is_deeply([ map { [ @{$_}[1, 3, 4] ] } @{ $r->{rows} } ],
@@ -199,6 +207,7 @@ is($first->{by_status}{applied}, 2, '... both payments applied to their cases');
 is(value('SELECT balance FROM recovery.recovery_cases WHERE id = $1', $case), 0, '... the case is paid');
 for my $again ([ mt940(statements => [$same]), 'MT940' ], [ statement_csv(@{ $same->{entries} }), 'CSV' ],
                [ statement_xlsx(entries => $same->{entries}), 'xlsx' ],
+               [ statement_xls(entries => $same->{entries}), 'xls' ],
                [ statement_pdf(entries => $same->{entries}), 'PDF' ]) {
     my $o = extract($again->[0]);
     is($o->{duplicates}, 3, "the same statement as $again->[1]: its 3 lines are the ones imported (fingerprints)");
@@ -309,6 +318,11 @@ hostile('a PDF with arrays nested 100,000 deep', raw_pdf('BT ET', '/Deep ' . ('[
 {
     my $content = "q Q\n" x 25_000_000;
     hostile('a PDF that makes the parser loop', raw_pdf($content), qr/used up its CPU time \(recovery\.parse_cpu_time, 2 s\)/, cpu => 2);
+}
+{
+    open my $fh, '<:raw', "$FindBin::Bin/../fuzz/regressions/xls/freexl-iconv-overread.xls" or die;
+    local $/;
+    hostile('an xls that makes FreeXL read past its buffer', scalar <$fh>, qr/not a readable Excel 97-2003 workbook/);
 }
 is(value('SELECT pg_backend_pid()'), $pid, 'after every hostile file: the same backend');
 is(value('SELECT pg_postmaster_start_time()'), $started, '... and the server never restarted');

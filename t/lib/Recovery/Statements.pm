@@ -1,8 +1,8 @@
 package Recovery::Statements;
 # Statement files for the tests, made here rather than kept as fixtures:
 # CAMT.052/053/054 of any version 001.02 to 001.13, MT940 and MT942 with
-# both :86: styles in three encodings, CSV, xlsx (Excel::Writer::XLSX) and
-# PDF (PDF::API2).  A statement is a hash:
+# both :86: styles in three encodings, CSV, xlsx (Excel::Writer::XLSX), xls
+# (Spreadsheet::WriteExcel) and PDF (PDF::API2).  A statement is a hash:
 #   { id, currency, opening, closing, entries => [ entry, ... ] }
 # and an entry
 #   { date, amount ("200.50", positive), debit, status (BOOK, PDNG),
@@ -15,7 +15,7 @@ use Exporter 'import';
 use Encode qw(encode);
 use File::Temp qw(tempdir);
 
-our @EXPORT_OK = qw(camt mt940 statement_csv statement_xlsx statement_pdf closing_of);
+our @EXPORT_OK = qw(camt mt940 statement_csv statement_xlsx statement_xls statement_pdf closing_of);
 
 # exact decimal sums in hundred-thousandths, as strings, never floats
 sub units { my ($d) = @_; my ($w, $f) = split /\./, $d; $f //= ''; $f .= '0' x (5 - length $f);
@@ -181,6 +181,31 @@ sub statement_xlsx {
     }
     $book->close;
     open my $fh, '<:raw', "$dir/s.xlsx" or die;
+    local $/;
+    return scalar <$fh>;
+}
+
+# an Excel 97-2003 workbook, the same layout
+sub statement_xls {
+    my (%o) = @_;
+    require Spreadsheet::WriteExcel;
+    my $dir = tempdir(CLEANUP => 1);
+    my $book = Spreadsheet::WriteExcel->new("$dir/s.xls");
+    my $sheet = $book->add_worksheet('Bookings');
+    my $date = $book->add_format(num_format => 'dd.mm.yyyy');
+    $sheet->write_string(0, 0, 'Account statement');
+    $sheet->write_row(1, 0, ['Booking date', 'Amount', 'Currency', 'Reference', 'Payer', 'IBAN']);
+    my $r = 2;
+    for my $e (@{ $o{entries} }) {
+        $sheet->write_date_time($r, 0, "$e->{date}T", $date);
+        $sheet->write_number($r, 1, ($e->{debit} ? '-' : '') . $e->{amount});
+        # blank cells, not empty strings (FreeXL takes those for a crafted file)
+        my @text = ($e->{currency} // 'EUR', $e->{reference}, $e->{payer}, $e->{iban});
+        length($text[$_] // '') and $sheet->write_string($r, 2 + $_, $text[$_]) for 0 .. 3;
+        $r++;
+    }
+    $book->close;
+    open my $fh, '<:raw', "$dir/s.xls" or die;
     local $/;
     return scalar <$fh>;
 }

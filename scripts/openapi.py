@@ -302,10 +302,15 @@ paths = {
                                  "case_id": I64}, ["source", "content"]),
             "responses": {**ok(), **errs(400, 401, 403, 404)}}},
  "/api/v1/extractions/statements": {
-   "post": {"summary": "Import a CSV statement sent as the raw body, in any encoding (UTF-8, with a BOM or not, or Windows-1252), up to 100 MiB",
+   "post": {"summary": "Import a statement sent as the raw body, up to 100 MiB: CSV in any encoding (UTF-8, with a BOM or not, or Windows-1252), CAMT.052/053/054 (001.02 to 001.13), MT940/MT942, xlsx, xls or PDF; the bytes tell the format unless ?format= says it. ?preview=true answers what the import would do (lines_found) and keeps nothing",
             "tags": ["reconciliation"],
-            "parameters": [IDEM, qp("mapping", "string", "a bank mapping's name; without it the usual header names are tried")],
-            "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}}},
+            "parameters": [IDEM, qp("mapping", "string", "a bank mapping's name; without it the usual header names are tried (CSV, xlsx, xls, PDF tables)"),
+                           qp("format", "string", "csv, camt, mt940, xlsx, xls or pdf; without it the file's first bytes tell"),
+                           qp("preview", "boolean", "true: answer what the import would do, and keep nothing")],
+            "requestBody": {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                                          for t in ["text/csv", "application/xml", "text/plain", "application/pdf",
+                                                                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                                                                    "application/vnd.ms-excel", "application/octet-stream"]}},
             "responses": {**ok(), **errs(400, 401, 403, 404, 413)}}},
  "/api/v1/extractions/{extraction_id}": {
    "parameters": [pp("extraction_id", "extraction id")],

@@ -48,9 +48,14 @@ function expired() {
 
 // uploads with progress: fetch has none, XMLHttpRequest does
 export function upload(path, file, onProgress) {
+  return sendFile(`${path}?filename=${encodeURIComponent(file.name)}`, file, onProgress);
+}
+
+// a file as the raw body of a POST (path with its query), with progress
+export function sendFile(path, file, onProgress = () => {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', `/api/v1${path}?filename=${encodeURIComponent(file.name)}`);
+    xhr.open('POST', `/api/v1${path}`);
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
     xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);

@@ -13,6 +13,7 @@ import * as customer from './views/customer.js';
 import * as payments from './views/payments.js';
 import * as reminders from './views/reminders.js';
 import * as reconciliation from './views/reconciliation.js';
+import * as statementImport from './views/import.js';
 import * as audit from './views/audit.js';
 
 // pattern, view, and for the menu its label and link
@@ -26,6 +27,7 @@ const routes = [
   [/^\/payments$/, payments, 'Payments', '#/payments'],
   [/^\/reminders$/, reminders, 'Reminders', '#/reminders'],
   [/^\/reconciliation$/, reconciliation, 'Reconciliation', '#/reconciliation'],
+  [/^\/import$/, statementImport, 'Import', '#/import'],
   [/^\/audit$/, audit, 'Audit', '#/audit'],
 ];
 
@@ -33,8 +35,9 @@ const main = document.getElementById('main');
 
 function navigation(current) {
   const canAudit = session.me?.may?.audit;
+  const canAct = session.me?.may?.act;
   mount(document.getElementById('nav'), routes
-    .filter(([, , label]) => label && (label !== 'Audit' || canAudit))
+    .filter(([, , label]) => label && (label !== 'Audit' || canAudit) && (label !== 'Import' || canAct))
     .map(([pattern, , label, href]) => h('a', { href, 'aria-current': current === pattern ? 'page' : null }, label)));
   mount(document.getElementById('who'), session.me ? [
     h('span', {}, `${session.me.display_name} (${session.me.role.replace('recovery_', '')})`),

@@ -197,6 +197,31 @@ try {
   await eventuallyIs('an image can be previewed (a blob: URL the Content-Security-Policy allows)',
     () => page.locator('.preview img').evaluate((img) => img.naturalWidth), 1);
 
+  // importing a statement: a preview of what would happen, then the import
+  const importCase = await newCase(`Import ${tag}`);
+  const importDay = new Date().toISOString().slice(0, 10);
+  const camt = '<?xml version="1.0" encoding="UTF-8"?>\n<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08">' +
+    `<BkToCstmrStmt><Stmt><Id>E2E-${tag}</Id><Ntry><Amt Ccy="EUR">100.00</Amt><CdtDbtInd>CRDT</CdtDbtInd>` +
+    `<Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>${importDay}</Dt></BookgDt><NtryDtls><TxDtls><RltdPties><Dbtr><Pty><Nm>Import ${tag}</Nm>` +
+    `</Pty></Dbtr></RltdPties><RmtInf><Ustrd>RC-${String(importCase.id).padStart(6, '0')} ${tag}</Ustrd></RmtInf></TxDtls></NtryDtls>` +
+    '</Ntry></Stmt></BkToCstmrStmt></Document>\n';
+  await page.getByRole('link', { name: 'Import' }).click();
+  await settled(page);
+  await page.getByLabel('Statement file').setInputFiles({ name: `statement-${tag}.xml`, mimeType: 'application/xml',
+    buffer: Buffer.from(camt) });
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await eventually('the preview of a CAMT statement shows its line would be applied to the case',
+    () => page.locator('table[aria-label="Lines found"] tbody tr').first().textContent(),
+    (row) => typeof row === 'string' && row.includes(`would be applied to case #${importCase.id}`), `a row naming case #${importCase.id}`);
+  await eventuallyIs('and reads the format from the bytes',
+    () => page.locator('[data-format]').getAttribute('data-format'), 'camt.053.001.08');
+  is((await agentApi('GET', `/recovery-cases/${importCase.id}`)).json.balance, 10000, 'the preview (finished) changed nothing');
+  await page.screenshot({ path: `${shots}/import-preview.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Apply the import' }).click();
+  await page.locator('[data-extraction]').waitFor();
+  ok(true, 'applying the import says which extraction it made');
+  await eventuallyIs('and the case is paid', async () => (await agentApi('GET', `/recovery-cases/${importCase.id}`)).json.balance, 0);
+
   // a role without the permission
   const viewer = await signIn('viewer@demo.example', 'viewer-demo-pass');
   await viewer.goto(`${base}/#/cases/${other.id}`);
@@ -294,7 +319,8 @@ try {
   for (const [path, name, heading] of [['#/', 'dashboard', 'Dashboard'], ['#/cases', 'cases', 'Cases'],
     [`#/cases/${mine.id}`, 'case', `Case #${mine.id}`], ['#/customers', 'customers', 'Customers'],
     ['#/payments?status=overdue', 'payments', 'Payments'],
-    ['#/reminders', 'reminders', 'Reminders'], ['#/reconciliation', 'reconciliation', 'Reconciliation']]) {
+    ['#/reminders', 'reminders', 'Reminders'], ['#/reconciliation', 'reconciliation', 'Reconciliation'],
+    ['#/import', 'import', 'Import a statement']]) {
     await page.goto(`${base}/${path}`);
     await settled(page);
     await page.getByRole('heading', { name: heading }).first().waitFor();

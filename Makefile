@@ -140,6 +140,7 @@ bench: deps install
 	@bench/backup.sh
 	@bench/replicas.sh
 	@bench/events.sh
+	@bench/formats.sh
 
 clean:
 	$(MAKE) -C pg_recovery clean

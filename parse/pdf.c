@@ -167,6 +167,7 @@ typedef struct Table
 {
 	bool		found;
 	PdfLine		header;
+	char	   *header_row;		/* as CSV: a page repeats it */
 	ExtractBuf	csv;
 	long		rows;
 } Table;
@@ -194,6 +195,8 @@ table_header(Table *table, const PdfLine *line)
 	if (ok)
 	{
 		xbuf_append(&table->csv, row.data, row.len);
+		table->header_row = extract_realloc(NULL, row.len + 1);
+		memcpy(table->header_row, row.data, row.len + 1);
 		table->header.n = line->n;
 		for (i = 0; i < line->n; i++)
 			table->header.cells[i].x0 = line->cells[i].x0,
@@ -215,7 +218,8 @@ table_row(Table *table, const PdfLine *line)
 {
 	ExtractBuf	values[PDF_MAX_CELLS];
 	int			i,
-				c;
+				c,
+				filled;
 	ExtractBuf	row;
 
 	if (line->n < 2)
@@ -241,15 +245,20 @@ table_row(Table *table, const PdfLine *line)
 		xbuf_appends(&values[best], line->cells[i].text.data);
 	}
 	xbuf_init(&row);
-	for (c = 0; c < table->header.n; c++)
+	for (c = 0, filled = 0; c < table->header.n; c++)
 	{
+		filled += values[c].len > 0;
 		csv_field(&row, values[c].data, c == 0);
 		xbuf_free(&values[c]);
 	}
 	xbuf_appendc(&row, '\n');
-	xbuf_append(&table->csv, row.data, row.len);
+	/* a page's title or footer fills one column; its repeated header, all */
+	if (filled >= 2 && strcmp(row.data, table->header_row) != 0)
+	{
+		xbuf_append(&table->csv, row.data, row.len);
+		table->rows++;
+	}
 	xbuf_free(&row);
-	table->rows++;
 }
 
 bool
@@ -369,6 +378,7 @@ pdf_parse(void *document, StatementSink *sink, ExtractError *error)
 		xbuf_free(&line->cells[i].text);
 	extract_free(line);
 	xbuf_free(&table.csv);
+	extract_free(table.header_row);
 	xbuf_free(&text);
 	for (p = 0; p < pages; p++)
 		g_free(texts[p]);

@@ -34,29 +34,6 @@
 
 #include <libxml/parser.h>
 
-__thread bool extract_own_thread = false;
-
-void *
-extract_realloc(void *pointer, size_t size)
-{
-	void	   *grown = realloc(pointer, size);
-
-	if (grown == NULL)
-	{
-		static const char message[] = "\nerror: the parser ran out of memory (its limit is --memory-mb)\n";
-
-		(void) !write(STDERR_FILENO, message, sizeof(message) - 1);
-		_exit(1);
-	}
-	return grown;
-}
-
-void
-extract_free(void *pointer)
-{
-	free(pointer);
-}
-
 static void
 usage(const char *problem)
 {

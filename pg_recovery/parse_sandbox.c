@@ -92,9 +92,9 @@ parser_stop(Parser *parser)
 static void
 parser_start(Parser *parser, char **argv)
 {
-	int			in[2],
-				out[2],
-				err[2];
+	int			in[2] = {-1, -1},
+				out[2] = {-1, -1},
+				err[2] = {-1, -1};
 	posix_spawn_file_actions_t actions;
 	posix_spawnattr_t attr;
 	sigset_t	none,
@@ -102,7 +102,20 @@ parser_start(Parser *parser, char **argv)
 	int			rc;
 
 	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+	{
+		int			saved = errno;
+		int			i;
+
+		for (i = 0; i < 2; i++)
+		{
+			if (in[i] >= 0)
+				close(in[i]);
+			if (out[i] >= 0)
+				close(out[i]);
+		}
+		errno = saved;
 		ereport(ERROR, (errcode_for_file_access(), errmsg("cannot create pipes for the statement parser: %m")));
+	}
 	posix_spawn_file_actions_init(&actions);
 	posix_spawn_file_actions_adddup2(&actions, in[0], 0);
 	posix_spawn_file_actions_adddup2(&actions, out[1], 1);

@@ -234,7 +234,7 @@ DECLARE
 BEGIN
     BEGIN
         outcome := recovery.extract_payments(source, content, mapping, case_id, NULL, format);
-        outcome := outcome - 'id' - 'documents' || jsonb_build_object('preview', true, 'lines_found', (
+        outcome := outcome - 'id' || jsonb_build_object('preview', true, 'lines_found', (
             SELECT coalesce(jsonb_agg(jsonb_build_object(
                        'line_no', l.line_no, 'booked_on', l.booked_on, 'amount', l.amount,
                        'currency', l.currency, 'reference', l.reference, 'payer', l.payer,

@@ -378,10 +378,8 @@ mt940_parse(ParseInput *in, StatementSink *sink, ExtractError *error)
 		size_t		n = end - pos;
 
 		mt.line++;
+		pos = end + (end + 1 < len && text[end] == '\r' && text[end + 1] == '\n' ? 2 : 1);
 		line[n] = '\0';
-		if (end < len && text[end] == '\r' && end + 1 < len && text[end + 1] == '\n')
-			end++;
-		pos = end + 1;
 		/* the SWIFT envelope: "{1:...}{2:...}{4:" and "-}" */
 		if (line[0] == '{')
 		{

@@ -212,5 +212,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr, "\n%s\n", summary.data);
+	xbuf_free(&summary);
+	sink_free(&sink);
+	extract_free(whole);
 	return 0;
 }

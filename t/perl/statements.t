@@ -148,6 +148,10 @@ for my $style ('german', 'slash') {
         is($p->{summary}{unbalanced}, 0, "... and :60F: + entries = :62F:");
     }
 }
+$r = parse_file(mt940(statements => [{ %$mt, id => 'MT-SHORT', closing => '1.00' }]));
+is_deeply($r->{summary}{held}, [{ first_line => 2, last_line => 3,
+    reason => 'statement MT-SHORT does not add up: its balances differ by -499.00 EUR, its entries sum to 100.00 (a truncated file or a missing page?)' }],
+    'an MT940 whose :62F: is not :60F: plus its entries: its lines listed as held, and why');
 my $mt942 = mt940(statements => [$mt]);
 $mt942 =~ s/:28C:/:34F:EUR0,00\r\n:13D:2612041800+0100\r\n:28C:/;
 $mt942 =~ s/:60F:[^\r]*\r\n//;

@@ -13,6 +13,7 @@ use Test::More;
 use File::Temp qw(tempdir);
 use IO::Compress::Zip qw(:all);
 use Compress::Zlib qw(compress);
+use MIME::Base64 qw(encode_base64);
 use DBD::Pg qw(:pg_types);
 use JSON::PP;
 use Recovery::Test qw(connect_db new_case);
@@ -246,6 +247,22 @@ is($preview->{lines_found}[0]{status}, 'applied', '... the line would be applied
 is($preview->{lines_found}[0]{case_id}, $preview_case, '... to its case');
 is(value('SELECT count(*) FROM recovery.extractions'), $before, '... and no extraction was kept');
 is(value('SELECT balance FROM recovery.recovery_cases WHERE id = $1', $preview_case), 900, '... nor any payment');
+
+# --- a PDF remittance advice attached to an email: read by the same program ---
+my $mail_case = new_case($db, 5_555);
+my $advice = statement_pdf(title => 'Remittance advice', text => [
+    sprintf('We paid EUR 55.55 for RC-%06d on %s.', $mail_case, $day), 'Regards, the payer' ]);
+my $mail = join("\r\n", 'From: payer@example.com', 'To: collections@example.com', 'Subject: Remittance',
+    'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="advice"', '',
+    '--advice', 'Content-Type: text/plain; charset=utf-8', '', 'Please find our remittance advice attached.',
+    '--advice', 'Content-Type: application/pdf; name="advice.pdf"',
+    'Content-Disposition: attachment; filename="advice.pdf"', 'Content-Transfer-Encoding: base64', '',
+    encode_base64($advice), '--advice--', '');
+$o = $json->decode(call_bytes('SELECT recovery.extract_payments($$email$$, $1) AS r', [$mail, PG_BYTEA])->{r});
+is($o->{format}, 'pdf (text)', 'an email\'s PDF remittance advice is read by recovery-parse');
+is($o->{by_status}{applied}, 1, '... its payment applied');
+is(value('SELECT balance FROM recovery.recovery_cases WHERE id = $1', $mail_case), 0, '... to the case it names');
+is_deeply([ map { $_->{filename} } @{ $o->{documents} } ], ['advice.pdf'], '... and the advice kept with the case');
 
 # --- hostile files: clear errors within the limits; the backend lives on ----
 my $pid = value('SELECT pg_backend_pid()');

@@ -26,6 +26,9 @@ Payment Recovery is running.
         -d '{"email":"agent@demo.example","password":"agent-demo-pass"}' \\
         | sed 's/.*"token":"\([^"]*\)".*/\1/')
     curl -s -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:$http/api/v1/recovery-cases?state=open&limit=3'
+    # a bank statement (CSV, CAMT, MT940, xlsx, xls or PDF): what importing it would do
+    curl -s -H "Authorization: Bearer \$TOKEN" --data-binary @statement.xml \
+        'http://127.0.0.1:$http/api/v1/extractions/statements?preview=true'
 
 $(if [ -n "${HA_DIR:-}" ]; then
     lead=$(scripts/ha.sh leader "$HA_DIR")

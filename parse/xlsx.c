@@ -318,7 +318,11 @@ column_of(const char *reference)
 	const char *p;
 
 	for (p = reference; isalpha((unsigned char) *p); p++)
+	{
 		column = column * 26 + (toupper((unsigned char) *p) - 'A' + 1);
+		if (column > XLSX_MAX_COLUMN)
+			return XLSX_MAX_COLUMN;	/* past the last column: skipped */
+	}
 	return column - 1;
 }
 

@@ -486,8 +486,10 @@ reconcile_apply(ReconcileState *state, PaymentLine *lines, int n_lines, int64 ex
 		if (line->hold)
 		{
 			/* the statement does not add up, say: a person decides */
-			line->reason = MemoryContextStrdup(state->batch,
-											   psprintf("%s; held: %s", line->reason, line->hold));
+			MemoryContext old = MemoryContextSwitchTo(state->batch);
+
+			line->reason = psprintf("%s; held: %s", line->reason, line->hold);
+			MemoryContextSwitchTo(old);
 			continue;
 		}
 		if (line->score < threshold * 100 - 1e-9)

@@ -96,8 +96,11 @@ ok(wait_for('the customer on the standbys', sub {
        !grep { psql($_, "SELECT count(*) FROM recovery.customers WHERE id = $customer") ne '1' } @standbys }),
    'and replicated');
 psql($_, 'SELECT pg_wal_replay_pause()') for @standbys;
+# a standby pauses at the next record it would replay: an idle primary may
+# send none for a while, so it is sent one (a WAL message, no table touched)
 ok(wait_for('the standbys to stop replaying', sub {
-       !grep { psql($_, 'SELECT pg_get_wal_replay_pause_state()') ne 'paused' } @standbys }),
+       psql('leader', q{SELECT pg_logical_emit_message(false, 'ha.t', 'pause here')});
+       !grep { psql($_, 'SELECT pg_get_wal_replay_pause_state()') ne 'paused' } @standbys }, 60),
    'the standbys lag: their replay is paused');
 $res = http(PATCH => "/api/v1/customers/$customer", token => $admin, base => $base,
             json => { expected_version => 1, name => 'After' });

@@ -67,6 +67,11 @@ extern void sheet_row_end(SheetReader *reader);
 /* false when no row looked like a header */
 extern bool sheet_reader_finish(SheetReader *reader, ExtractError *error);
 extern void sheet_reader_free(SheetReader *reader);
+/*
+ * Would the CSV import take this row (CSV, ending in a newline) for its
+ * header?  The header rule of sheets and PDF tables; amount_column is set.
+ */
+extern bool sheet_header_row(const char *row, size_t len, long *amount_column);
 /* an Excel day number ("45678" or "45678.5") as "YYYY-MM-DD" */
 extern bool sheet_serial_date(const char *serial, bool epoch_1904, char out[11]);
 

@@ -143,24 +143,9 @@ line_build(PdfLine *line, const Glyph *g, int n, bool words)
 static void
 csv_field(ExtractBuf *row, const char *text, bool first)
 {
-	const char *p;
-
 	if (!first)
 		xbuf_appendc(row, ',');
-	xbuf_appendc(row, '"');
-	for (p = text; *p; p++)
-	{
-		if (*p == '"')
-			xbuf_appendc(row, '"');
-		xbuf_appendc(row, *p);
-	}
-	xbuf_appendc(row, '"');
-}
-
-static bool
-no_record(void *arg, const CsvLine *line)
-{
-	return false;
+	csv_quote(row, text);
 }
 
 typedef struct Table
@@ -176,10 +161,8 @@ typedef struct Table
 static bool
 table_header(Table *table, const PdfLine *line)
 {
-	CsvMapping	mapping = parse_mapping;
-	CsvSummary	summary;
-	ExtractError error;
 	ExtractBuf	row;
+	long		amount_column;
 	int			i;
 	bool		ok;
 
@@ -189,9 +172,7 @@ table_header(Table *table, const PdfLine *line)
 	for (i = 0; i < line->n; i++)
 		csv_field(&row, line->cells[i].text.data, i == 0);
 	xbuf_appendc(&row, '\n');
-	memset(&error, 0, sizeof(error));
-	mapping.delimiter = ',';
-	ok = csv_parse(row.data, row.len, &mapping, no_record, NULL, &summary, &error);
+	ok = sheet_header_row(row.data, row.len, &amount_column);
 	if (ok)
 	{
 		xbuf_append(&table->csv, row.data, row.len);

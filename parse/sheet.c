@@ -37,7 +37,6 @@ sheet_reader_new(StatementSink *sink)
 void
 sheet_cell(SheetReader *reader, int column, const char *text, bool number)
 {
-	const char *p;
 	char		amount[64];
 
 	if (column < reader->next_column || column >= EXTRACT_MAX_COLUMNS)
@@ -63,14 +62,7 @@ sheet_cell(SheetReader *reader, int column, const char *text, bool number)
 				 decimals >= 2 ? "" : decimals == 1 ? "0" : "00");
 		text = amount;
 	}
-	xbuf_appendc(&reader->row, '"');
-	for (p = text; *p; p++)
-	{
-		if (*p == '"')
-			xbuf_appendc(&reader->row, '"');
-		xbuf_appendc(&reader->row, (unsigned char) *p < 0x20 ? ' ' : *p);
-	}
-	xbuf_appendc(&reader->row, '"');
+	csv_quote(&reader->row, text);
 }
 
 static bool
@@ -79,9 +71,8 @@ no_record(void *arg, const CsvLine *line)
 	return false;
 }
 
-/* would the CSV import take this row for its header? */
-static bool
-is_header(SheetReader *reader, const char *row, size_t len)
+bool
+sheet_header_row(const char *row, size_t len, long *amount_column)
 {
 	CsvMapping	mapping = parse_mapping;
 	CsvSummary	summary;
@@ -91,7 +82,7 @@ is_header(SheetReader *reader, const char *row, size_t len)
 	mapping.delimiter = ',';
 	if (!csv_parse(row, len, &mapping, no_record, NULL, &summary, &error))
 		return false;
-	reader->amount_column = summary.columns_found[CSV_AMOUNT];
+	*amount_column = summary.columns_found[CSV_AMOUNT];
 	return true;
 }
 
@@ -102,7 +93,8 @@ sheet_row_end(SheetReader *reader)
 	{
 		xbuf_appendc(&reader->row, '\n');
 		if (!reader->header_found)
-			reader->header_found = is_header(reader, reader->row.data, reader->row.len);
+			reader->header_found = sheet_header_row(reader->row.data, reader->row.len,
+													&reader->amount_column);
 		if (reader->header_found)
 		{
 			sink_raw(reader->sink, reader->row.data, reader->row.len);

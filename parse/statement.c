@@ -50,16 +50,12 @@ out_append(StatementSink *sink, const char *data, size_t len)
 		out_flush(sink);
 }
 
-/* a quoted CSV field: quotes doubled, line breaks and controls as spaces */
-static void
-append_field(ExtractBuf *buf, const char *value)
+void
+csv_quote(ExtractBuf *buf, const char *value)
 {
 	const char *p,
 			   *run;
 
-	xbuf_appendc(buf, ',');
-	if (value == NULL || value[0] == '\0')
-		return;
 	xbuf_appendc(buf, '"');
 	for (run = p = value;; p++)
 	{
@@ -74,6 +70,15 @@ append_field(ExtractBuf *buf, const char *value)
 		run = p + 1;
 	}
 	xbuf_appendc(buf, '"');
+}
+
+/* a field after the first: empty when there is no value */
+static void
+append_field(ExtractBuf *buf, const char *value)
+{
+	xbuf_appendc(buf, ',');
+	if (value != NULL && value[0] != '\0')
+		csv_quote(buf, value);
 }
 
 void

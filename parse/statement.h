@@ -85,6 +85,8 @@ extern void sink_free(StatementSink *sink);
  */
 extern bool statement_decimal(const char *text, size_t len, bool negative,
 							  char *out, size_t out_size);
+/* value as a quoted CSV field: quotes doubled, line breaks and controls as spaces */
+extern void csv_quote(ExtractBuf *buf, const char *value);
 /* an ISO 11649 creditor reference ("RF18 5390 0754 7034"), checked */
 extern bool statement_rf_valid(const char *text);
 /* whitespace runs as one space, none at the ends; in place */

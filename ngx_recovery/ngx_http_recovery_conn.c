@@ -11,11 +11,11 @@
 
 
 /*
- * What each result of a pipeline belongs to: statement i of the call, its
- * preparation (PREPARE) or its execution.
+ * What each result of a call belongs to: the execution of statement i of
+ * the call, a statement's preparation (PREPARE), or a sync.
  */
-#define NGX_HTTP_RECOVERY_PREPARE        0x100
-#define NGX_HTTP_RECOVERY_SYNC           0x200   /* the first of two */
+#define NGX_HTTP_RECOVERY_PREPARE        0x10000  /* | the statement's index */
+#define NGX_HTTP_RECOVERY_SYNC           0x20000  /* the first of two */
 #define NGX_HTTP_RECOVERY_MIN_DELAY      100
 #define NGX_HTTP_RECOVERY_ANSWER_GRACE   1000
 
@@ -29,6 +29,8 @@ static void ngx_http_recovery_conn_poll(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn);
+static void ngx_http_recovery_conn_result(ngx_http_recovery_conn_t *conn,
+    PGresult *res);
 static void ngx_http_recovery_conn_done(ngx_http_recovery_conn_t *conn);
 static void ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
     const char *reason);
@@ -155,8 +157,8 @@ ngx_http_recovery_conn_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (conn->call) {
-            ngx_str_set(&conn->call->failure,
+        if (conn->nflights && conn->flights[conn->first].call) {
+            ngx_str_set(&conn->flights[conn->first].call->failure,
                         "the database did not answer in time");
         }
 
@@ -293,7 +295,14 @@ ngx_http_recovery_conn_idle(ngx_http_recovery_conn_t *conn)
 }
 
 
-/* sends the call's pipeline; the caller's statements are prepared once */
+/*
+ * Sends the call behind those in flight: its transaction is its own (its
+ * own sync), so an error rolls back this call only.  A statement is
+ * prepared once per connection, at the head of the first call that needs
+ * it, before anything of that call runs: a preparation behind a failed
+ * statement would be skipped, and the calls pipelined after this one
+ * count on it.
+ */
 ngx_int_t
 ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_call_t *call)
@@ -301,16 +310,25 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
     int                             rc;
     PGconn                         *pg;
     ngx_uint_t                      i;
+    ngx_http_recovery_flight_t     *fl;
     ngx_http_recovery_statement_t  *st;
 
     pg = conn->pg;
-    conn->call = call;
-    call->conn = conn;
-    conn->state = NGX_HTTP_RECOVERY_CONN_BUSY;
-    conn->writes = call->writes;
-    conn->nsteps = 0;
-    conn->step = 0;
-    conn->sync_error = 0;
+    fl = &conn->flights[(conn->first + conn->nflights) % conn->conf->depth];
+    fl->nsteps = 0;
+
+    for (i = 0; i < call->nstatements; i++) {
+        st = &call->statements[i];
+
+        if (!conn->prepared[st->index]) {
+            if (!PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL)) {
+                goto failed;
+            }
+
+            conn->prepared[st->index] = 1;
+            fl->steps[fl->nsteps++] = NGX_HTTP_RECOVERY_PREPARE | st->index;
+        }
+    }
 
     for (i = 0; i < call->nstatements; i++) {
         st = &call->statements[i];
@@ -321,15 +339,7 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
                 goto failed;
             }
 
-            conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_SYNC;
-        }
-
-        if (!conn->prepared[st->index]) {
-            if (!PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL)) {
-                goto failed;
-            }
-
-            conn->steps[conn->nsteps++] = NGX_HTTP_RECOVERY_PREPARE | i;
+            fl->steps[fl->nsteps++] = NGX_HTTP_RECOVERY_SYNC;
         }
 
         if (!PQsendQueryPrepared(pg, st->name, st->nparams, st->params, NULL,
@@ -338,24 +348,40 @@ ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
             goto failed;
         }
 
-        conn->steps[conn->nsteps++] = i;
+        fl->steps[fl->nsteps++] = i;
     }
 
     if (!PQpipelineSync(pg)) {
         goto failed;
     }
 
+    fl->call = call;
+    fl->timeout = call->timeout;
+    fl->writes = call->writes;
+    call->conn = conn;
+
+    conn->nflights++;
+    conn->writes += call->writes;
+    conn->state = NGX_HTTP_RECOVERY_CONN_BUSY;
+
     /*
      * A safety net behind statement_timeout: the network can hang too.  It
-     * is armed again once the whole call is sent (a large upload takes a
-     * while), since the server counts from there.
+     * counts for the oldest call, and is armed again once everything is
+     * sent (a large upload takes a while) and for each next call.
      */
-    ngx_add_timer(conn->c->read,
-                  call->timeout + NGX_HTTP_RECOVERY_ANSWER_GRACE);
+    if (conn->nflights == 1) {
+        conn->step = 0;
+        conn->sync_error = 0;
+        conn->progress = ngx_current_msec;
+        ngx_add_timer(conn->c->read,
+                      fl->timeout + NGX_HTTP_RECOVERY_ANSWER_GRACE);
+    }
 
     rc = PQflush(pg);
     if (rc < 0) {
-        goto failed;
+        /* the call is in flight now: it fails with the others */
+        ngx_http_recovery_conn_lost(conn, PQerrorMessage(pg));
+        return NGX_OK;
     }
 
     ngx_http_recovery_conn_watch(conn, 1, rc == 1);
@@ -368,12 +394,26 @@ failed:
                   "recovery: cannot send to the database: %s",
                   PQerrorMessage(pg));
 
-    conn->call = NULL;
-    call->conn = NULL;
-    ngx_http_recovery_conn_close(conn);
-    ngx_http_recovery_conn_retry(conn);
+    ngx_http_recovery_conn_lost(conn, "cannot send to the database");
 
     return NGX_ERROR;
+}
+
+
+/* the call's owner has gone: its results, when they come, are dropped */
+void
+ngx_http_recovery_conn_forget(ngx_http_recovery_conn_t *conn,
+    ngx_http_recovery_call_t *call)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < conn->nflights; i++) {
+        if (conn->flights[(conn->first + i) % conn->conf->depth].call
+            == call)
+        {
+            conn->flights[(conn->first + i) % conn->conf->depth].call = NULL;
+        }
+    }
 }
 
 
@@ -389,147 +429,177 @@ ngx_http_recovery_conn_flush(ngx_http_recovery_conn_t *conn)
         return;
     }
 
-    if (rc == 0 && conn->call) {
-        ngx_add_timer(conn->c->read, conn->call->timeout
-                                     + NGX_HTTP_RECOVERY_ANSWER_GRACE);
+    if (rc == 0 && conn->nflights) {
+        ngx_add_timer(conn->c->read,
+                      conn->flights[conn->first].timeout
+                      + NGX_HTTP_RECOVERY_ANSWER_GRACE);
     }
 
     ngx_http_recovery_conn_watch(conn, 1, rc == 1);
 }
 
 
+/* results, in the order of the calls sent, while any call is in flight */
 static void
 ngx_http_recovery_conn_read(ngx_http_recovery_conn_t *conn)
 {
-    PGresult                       *res;
-    ngx_uint_t                      step;
-    ngx_http_recovery_call_t       *call;
-    ngx_http_recovery_statement_t  *st;
-
     if (PQconsumeInput(conn->pg) == 0) {
         ngx_http_recovery_conn_lost(conn, PQerrorMessage(conn->pg));
         return;
     }
 
-    for ( ;; ) {
-        if (PQisBusy(conn->pg)) {
-            return;
-        }
-
-        res = PQgetResult(conn->pg);
-
-        if (res == NULL) {
-            /*
-             * The end of one command's results, or of the error of the sync
-             * itself: the implicit COMMIT failed (a deferred constraint, or
-             * the extension refused at commit), after every command.
-             */
-            if (conn->sync_error) {
-                conn->sync_error = 0;
-                continue;
-            }
-
-            if (++conn->step > conn->nsteps) {
-                ngx_http_recovery_conn_lost(conn,
-                                            "the pipeline lost its sync");
-                return;
-            }
-
-            continue;
-        }
-
-        call = conn->call;
-        step = conn->step < conn->nsteps ? conn->steps[conn->step]
-                                         : NGX_HTTP_RECOVERY_SYNC;
-        st = (call && !(step & (NGX_HTTP_RECOVERY_PREPARE
-                                 | NGX_HTTP_RECOVERY_SYNC)))
-             ? &call->statements[step] : NULL;
-
-        switch (PQresultStatus(res)) {
-
-        case PGRES_PIPELINE_SYNC:
-            PQclear(res);
-
-            if (conn->step < conn->nsteps) {
-                /* the first of two: the call's transaction is over */
-                conn->step++;
-                conn->sync_error = 0;
-                break;
-            }
-
-            ngx_http_recovery_conn_done(conn);
-            return;
-
-        case PGRES_COMMAND_OK:
-            /* a prepared statement survives even a rolled back pipeline */
-            if ((step & NGX_HTTP_RECOVERY_PREPARE) && call
-                && conn->step < conn->nsteps)
-            {
-                st = &call->statements[step & ~NGX_HTTP_RECOVERY_PREPARE];
-                conn->prepared[st->index] = 1;
-            }
-
-            PQclear(res);
-            break;
-
-        case PGRES_TUPLES_OK:
-            if (st && st->keep && st->result == NULL) {
-                st->result = res;
-
-            } else {
-                PQclear(res);
-            }
-
-            break;
-
-        case PGRES_PIPELINE_ABORTED:
-            PQclear(res);
-            break;
-
-        default:
-            if (step & NGX_HTTP_RECOVERY_SYNC) {
-                conn->sync_error = 1;
-            }
-
-            /* the first error is the one that explains the others */
-            if (call && call->error == NULL) {
-                call->error = res;
-
-            } else {
-                PQclear(res);
-            }
-
-            break;
-        }
+    /* a call answered may be followed by another, or the connection lost */
+    while (conn->state == NGX_HTTP_RECOVERY_CONN_BUSY
+           && !PQisBusy(conn->pg))
+    {
+        ngx_http_recovery_conn_result(conn, PQgetResult(conn->pg));
     }
 }
 
 
-/* the sync arrived: the transaction has committed or rolled back */
+/* one result of the oldest call in flight */
+static void
+ngx_http_recovery_conn_result(ngx_http_recovery_conn_t *conn, PGresult *res)
+{
+    ngx_uint_t                      step;
+    ngx_http_recovery_call_t       *call;
+    ngx_http_recovery_flight_t     *fl;
+    ngx_http_recovery_statement_t  *st;
+
+    fl = &conn->flights[conn->first];
+    call = fl->call;
+
+    if (res == NULL) {
+        /*
+         * The end of one command's results, or of the error of the sync
+         * itself: the implicit COMMIT failed (a deferred constraint, or the
+         * extension refused at commit), after every command.
+         */
+        if (conn->sync_error) {
+            conn->sync_error = 0;
+
+        } else if (++conn->step > fl->nsteps) {
+            ngx_http_recovery_conn_lost(conn, "the pipeline lost its sync");
+        }
+
+        return;
+    }
+
+    step = conn->step < fl->nsteps ? fl->steps[conn->step]
+                                   : NGX_HTTP_RECOVERY_SYNC;
+    st = (call && !(step & (NGX_HTTP_RECOVERY_PREPARE
+                             | NGX_HTTP_RECOVERY_SYNC)))
+         ? &call->statements[step] : NULL;
+
+    switch (PQresultStatus(res)) {
+
+    case PGRES_PIPELINE_SYNC:
+        PQclear(res);
+
+        if (conn->step < fl->nsteps) {
+            /* the first of two: the call's transaction is over */
+            conn->step++;
+            conn->sync_error = 0;
+            return;
+        }
+
+        ngx_http_recovery_conn_done(conn);
+        return;
+
+    case PGRES_COMMAND_OK:
+        PQclear(res);
+        return;
+
+    case PGRES_TUPLES_OK:
+        if (st && st->keep && st->result == NULL) {
+            st->result = res;
+
+        } else {
+            PQclear(res);
+        }
+
+        return;
+
+    default:
+        break;
+    }
+
+    /* an error, or a statement skipped after one */
+
+    if (step & NGX_HTTP_RECOVERY_PREPARE) {
+        /* not prepared after all: the next call to need it prepares it */
+        conn->prepared[step & ~NGX_HTTP_RECOVERY_PREPARE] = 0;
+    }
+
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+        PQclear(res);
+        return;
+    }
+
+    if (step & NGX_HTTP_RECOVERY_SYNC) {
+        conn->sync_error = 1;
+    }
+
+    /* the first error is the one that explains the others */
+    if (call && call->error == NULL) {
+        call->error = res;
+
+    } else {
+        PQclear(res);
+    }
+}
+
+
+/* the oldest call's sync arrived: its transaction has ended */
 static void
 ngx_http_recovery_conn_done(ngx_http_recovery_conn_t *conn)
 {
-    ngx_http_recovery_call_t  *call;
+    ngx_uint_t                   in_transaction;
+    ngx_http_recovery_call_t    *call;
+    ngx_http_recovery_flight_t  *fl;
+
+    fl = &conn->flights[conn->first];
+    call = fl->call;
+
+    conn->first = (conn->first + 1) % conn->conf->depth;
+    conn->nflights--;
+    conn->writes -= fl->writes;
+    conn->step = 0;
+    conn->sync_error = 0;
+    conn->progress = ngx_current_msec;
 
     if (conn->c->read->timer_set) {
         ngx_del_timer(conn->c->read);
     }
 
-    call = conn->call;
-    conn->call = NULL;
-    conn->state = NGX_HTTP_RECOVERY_CONN_IDLE;
+    if (conn->nflights) {
+        /* the server starts on the next call now */
+        ngx_add_timer(conn->c->read,
+                      conn->flights[conn->first].timeout
+                      + NGX_HTTP_RECOVERY_ANSWER_GRACE);
 
-    /* only a connection outside any transaction may serve another call */
-    if (PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "recovery: connection left in a transaction, closing it");
-        ngx_http_recovery_conn_close(conn);
-        ngx_http_recovery_conn_retry(conn);
+    } else {
+        conn->state = NGX_HTTP_RECOVERY_CONN_IDLE;
     }
+
+    /*
+     * Only a connection outside any transaction may serve another call.
+     * libpq tells only once nothing is in flight (until then it says
+     * "active"); a call's own sync ends its transaction in any case, since
+     * no routed statement can open one (BEGIN is no function).
+     */
+    in_transaction = (conn->nflights == 0
+                      && PQtransactionStatus(conn->pg) != PQTRANS_IDLE);
 
     if (call) {
         call->conn = NULL;
         call->done(call);
+    }
+
+    if (in_transaction && conn->state != NGX_HTTP_RECOVERY_CONN_DOWN) {
+        ngx_http_recovery_conn_lost(conn,
+                                    "connection left in a transaction");
+        return;
     }
 
     conn->changed(conn);
@@ -540,8 +610,8 @@ static void
 ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
     const char *reason)
 {
-    ngx_uint_t                 level;
-    ngx_http_recovery_call_t  *call;
+    ngx_uint_t                 i, n, level;
+    ngx_http_recovery_call_t  *calls[NGX_HTTP_RECOVERY_MAX_DEPTH];
 
     /* while the database stays down, only the first failure is an error */
     level = (conn->state == NGX_HTTP_RECOVERY_CONN_CONNECTING && conn->delay)
@@ -550,20 +620,26 @@ ngx_http_recovery_conn_lost(ngx_http_recovery_conn_t *conn,
     ngx_log_error(level, conn->log, 0,
                   "recovery: database connection lost: %s", reason);
 
-    call = conn->call;
-    conn->call = NULL;
+    /* every call in flight fails: its owner may send another meanwhile */
+    n = 0;
+
+    for (i = 0; i < conn->nflights; i++) {
+        calls[n] = conn->flights[(conn->first + i) % conn->conf->depth].call;
+        n += (calls[n] != NULL);
+    }
 
     ngx_http_recovery_conn_close(conn);
     ngx_http_recovery_conn_retry(conn);
 
-    if (call) {
-        call->conn = NULL;
+    for (i = 0; i < n; i++) {
+        calls[i]->conn = NULL;
 
-        if (call->failure.len == 0) {
-            ngx_str_set(&call->failure, "the database connection was lost");
+        if (calls[i]->failure.len == 0) {
+            ngx_str_set(&calls[i]->failure,
+                        "the database connection was lost");
         }
 
-        call->done(call);
+        calls[i]->done(calls[i]);
     }
 
     conn->changed(conn);
@@ -641,6 +717,9 @@ ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn)
     }
 
     conn->state = NGX_HTTP_RECOVERY_CONN_DOWN;
+    conn->first = 0;
+    conn->nflights = 0;
+    conn->writes = 0;
 }
 
 

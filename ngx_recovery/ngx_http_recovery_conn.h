@@ -1,8 +1,10 @@
 
 /*
  * A connection of the pool: a non-blocking libpq connection whose socket is
- * an nginx connection.  It runs one call at a time and tells its owner when
- * it becomes idle or goes down (changed); it reconnects by itself.
+ * an nginx connection.  It carries up to recovery_pipeline_depth calls at a
+ * time, pipelined: each call its own transaction, ended by its own sync.  It
+ * tells its owner when a call is answered or it goes down (changed); it
+ * reconnects by itself.
  */
 
 #ifndef _NGX_HTTP_RECOVERY_CONN_H_INCLUDED_
@@ -28,18 +30,29 @@ typedef void (*ngx_http_recovery_conn_changed_pt)(
     ngx_http_recovery_conn_t *conn);
 
 
+/* a call sent and not answered yet: what each of its results belongs to */
+typedef struct {
+    ngx_http_recovery_call_t           *call;   /* NULL: its owner left */
+    ngx_uint_t                          steps[NGX_HTTP_RECOVERY_MAX_STEPS];
+    ngx_uint_t                          nsteps;
+    ngx_msec_t                          timeout;
+    unsigned                            writes:1;
+} ngx_http_recovery_flight_t;
+
+
 struct ngx_http_recovery_conn_s {
     PGconn                             *pg;
     ngx_connection_t                   *c;
     ngx_uint_t                          state;
-    ngx_http_recovery_call_t           *call;   /* NULL: none, or gone */
     u_char                             *prepared;   /* per statement */
     ngx_event_t                         reconnect;
     ngx_msec_t                          delay;
-    ngx_uint_t                          steps[NGX_HTTP_RECOVERY_MAX_STEPS];
-    ngx_uint_t                          nsteps;
-    ngx_uint_t                          step;
-    unsigned                            writes:1;   /* its call may wait */
+    ngx_http_recovery_flight_t         *flights;    /* a ring, oldest first */
+    ngx_uint_t                          first;
+    ngx_uint_t                          nflights;
+    ngx_uint_t                          writes;     /* flights that write */
+    ngx_uint_t                          step;       /* of the first flight */
+    ngx_msec_t                          progress;   /* last answer, or send */
     unsigned                            sync_error:1;   /* commit failed */
 
     /* set by its owner */
@@ -54,6 +67,8 @@ struct ngx_http_recovery_conn_s {
 
 void ngx_http_recovery_conn_start(ngx_http_recovery_conn_t *conn);
 ngx_int_t ngx_http_recovery_conn_send(ngx_http_recovery_conn_t *conn,
+    ngx_http_recovery_call_t *call);
+void ngx_http_recovery_conn_forget(ngx_http_recovery_conn_t *conn,
     ngx_http_recovery_call_t *call);
 void ngx_http_recovery_conn_close(ngx_http_recovery_conn_t *conn);
 

@@ -2,7 +2,7 @@
 /*
  * Metrics in shared memory, counted by every worker and served in the
  * Prometheus text format: requests by route and status, a latency histogram
- * per route, each worker's pool (busy, idle, queued) and open event
+ * per route, each worker's pool (busy, idle, queued, pipelined) and open event
  * streams, event streams cut off, and database errors.
  * Counters start again from zero when nginx reloads its configuration.
  */
@@ -57,6 +57,7 @@ typedef struct {
     ngx_atomic_t   busy;
     ngx_atomic_t   idle;
     ngx_atomic_t   queued;
+    ngx_atomic_t   pipelined;   /* calls sent behind others, ever */
     ngx_atomic_t   streams;     /* event streams open */
     ngx_atomic_t   seen;
 } ngx_http_recovery_worker_metrics_t;
@@ -276,7 +277,7 @@ ngx_http_recovery_metrics_stream_cut(ngx_http_request_t *r)
 static void
 ngx_http_recovery_metrics_pool(ngx_http_recovery_main_conf_t *rmcf)
 {
-    ngx_uint_t                           busy, idle, queued;
+    ngx_uint_t                           busy, idle, queued, pipelined;
     ngx_http_recovery_metrics_t         *metrics;
     ngx_http_recovery_worker_metrics_t  *worker;
 
@@ -287,11 +288,13 @@ ngx_http_recovery_metrics_pool(ngx_http_recovery_main_conf_t *rmcf)
     metrics = rmcf->metrics_zone->data;
     worker = &metrics->workers[ngx_worker];
 
-    ngx_http_recovery_pool_stats(rmcf->pool, &busy, &idle, &queued);
+    ngx_http_recovery_pool_stats(rmcf->pool, &busy, &idle, &queued,
+                                 &pipelined);
 
     worker->busy = busy;
     worker->idle = idle;
     worker->queued = queued;
+    worker->pipelined = pipelined;
     worker->seen = 1;
 }
 
@@ -330,7 +333,7 @@ ngx_http_recovery_metrics_handler(ngx_http_request_t *r)
     routes = rmcf->routes.elts;
     n = metrics->nroutes;
 
-    size = 1024 + NGX_HTTP_RECOVERY_WORKERS * 256;
+    size = 1024 + NGX_HTTP_RECOVERY_WORKERS * 384;
     for (i = 0; i <= n; i++) {
         label = (i < n) ? routes[i]->label : (ngx_str_t) ngx_string("none");
         size += (NGX_HTTP_RECOVERY_NSTATUSES + NGX_HTTP_RECOVERY_NBUCKETS + 4)
@@ -455,6 +458,19 @@ ngx_http_recovery_metrics_workers(u_char *p,
         if (worker->seen) {
             p = ngx_sprintf(p, "recovery_pool_queue_length{worker=\"%ui\"} "
                             "%uA\n", i, worker->queued);
+        }
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP recovery_pool_pipelined_total Calls sent on a database "
+            "connection behind others not answered yet.\n"
+            "# TYPE recovery_pool_pipelined_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_RECOVERY_WORKERS; i++) {
+        worker = &metrics->workers[i];
+        if (worker->seen) {
+            p = ngx_sprintf(p, "recovery_pool_pipelined_total{worker=\"%ui\"} "
+                            "%uA\n", i, worker->pipelined);
         }
     }
 

@@ -65,6 +65,13 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       offsetof(ngx_http_recovery_main_conf_t, pool_conf.read_reserve),
       NULL },
 
+    { ngx_string("recovery_pipeline_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_recovery_main_conf_t, pool_conf.depth),
+      NULL },
+
     { ngx_string("recovery_queue_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -323,6 +330,7 @@ ngx_http_recovery_create_main_conf(ngx_conf_t *cf)
 
     rmcf->pool_conf.size = NGX_CONF_UNSET_UINT;
     rmcf->pool_conf.read_reserve = NGX_CONF_UNSET_UINT;
+    rmcf->pool_conf.depth = NGX_CONF_UNSET_UINT;
     rmcf->pool_conf.lock_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->pool_conf.queue_size = NGX_CONF_UNSET_UINT;
     rmcf->pool_conf.queue_timeout = NGX_CONF_UNSET_MSEC;
@@ -340,6 +348,7 @@ ngx_http_recovery_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_recovery_main_conf_t  *rmcf = conf;
 
     ngx_conf_init_uint_value(rmcf->pool_conf.size, 4);
+    ngx_conf_init_uint_value(rmcf->pool_conf.depth, NGX_HTTP_RECOVERY_DEPTH);
     ngx_conf_init_uint_value(rmcf->pool_conf.queue_size, 256);
     ngx_conf_init_msec_value(rmcf->pool_conf.queue_timeout, 2000);
     ngx_conf_init_msec_value(rmcf->pool_conf.connect_timeout, 2000);
@@ -368,6 +377,16 @@ ngx_http_recovery_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"recovery_pool_size\" must be between 1 and 256 "
                            "(on 2 cores, about 4 per worker is plenty)");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->pool_conf.depth == 0
+        || rmcf->pool_conf.depth > NGX_HTTP_RECOVERY_MAX_DEPTH)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"recovery_pipeline_depth\" must be between 1 "
+                           "(one call at a time per connection) and %d",
+                           NGX_HTTP_RECOVERY_MAX_DEPTH);
         return NGX_CONF_ERROR;
     }
 

@@ -1,14 +1,19 @@
 
 /*
  * The per-worker pool of database connections (ngx_http_recovery_conn.c).
- * A call runs on an idle connection or waits in a bounded queue, oldest
- * first, with a timeout; writes may not take the connections kept for
- * reads.  A call is one pipeline: each statement (prepared first, once per
- * connection), then a sync: one round trip and one implicit transaction.
+ * A call goes to the connection with the fewest calls in flight, behind
+ * them in its pipeline (up to recovery_pipeline_depth), or waits in a
+ * bounded queue, oldest first, with a timeout; writes may not take the
+ * connections kept for reads, and no call waits behind a write.  A
+ * call is its statements (prepared once per connection), then a sync: one
+ * implicit transaction, answered in the order the calls were sent.
  */
 
 #include "ngx_http_recovery_pool.h"
 #include "ngx_http_recovery_conn.h"
+
+
+#define NGX_HTTP_RECOVERY_STALL  50     /* ms without an answer */
 
 
 struct ngx_http_recovery_pool_s {
@@ -17,14 +22,17 @@ struct ngx_http_recovery_pool_s {
     ngx_uint_t                      nconns;
     ngx_queue_t                     waiting;
     ngx_uint_t                      nwaiting;
+    ngx_uint_t                      pipelined;  /* calls sent behind others */
     ngx_log_t                      *log;
     const char                     *keywords[6];
     const char                     *values[6];
 };
 
 
-static ngx_uint_t ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
-    ngx_http_recovery_call_t *call);
+static ngx_http_recovery_conn_t *ngx_http_recovery_pool_pick(
+    ngx_http_recovery_pool_t *pool, ngx_http_recovery_call_t *call);
+static ngx_int_t ngx_http_recovery_pool_send(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_conn_t *conn, ngx_http_recovery_call_t *call);
 static void ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool);
 static void ngx_http_recovery_pool_fail_waiting(
     ngx_http_recovery_pool_t *pool);
@@ -91,7 +99,9 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
         conn = &pool->conns[i];
 
         conn->prepared = ngx_pcalloc(cycle->pool, conf->statements);
-        if (conn->prepared == NULL) {
+        conn->flights = ngx_pcalloc(cycle->pool,
+                               conf->depth * sizeof(ngx_http_recovery_flight_t));
+        if (conn->prepared == NULL || conn->flights == NULL) {
             return NULL;
         }
 
@@ -134,29 +144,21 @@ ngx_http_recovery_pool_done(ngx_http_recovery_pool_t *pool)
 
 
 /*
- * Runs the call on an idle connection, or queues it.  NGX_BUSY means that
- * it can neither run nor wait (the database is down or the queue is full):
+ * Sends the call on a connection, or queues it.  NGX_BUSY means that it
+ * can neither run nor wait (the database is down or the queue is full):
  * the caller answers at once.  Otherwise call->done is called once, later.
  */
 ngx_int_t
 ngx_http_recovery_pool_run(ngx_http_recovery_pool_t *pool,
     ngx_http_recovery_call_t *call)
 {
-    ngx_uint_t                 i, n;
     ngx_http_recovery_conn_t  *conn;
 
     call->pool = pool;
 
-    /* a write beyond its share of the pool waits, even with one idle */
-    n = ngx_http_recovery_pool_may_run(pool, call) ? pool->nconns : 0;
-
-    for (i = 0; i < n; i++) {
-        conn = &pool->conns[i];
-
-        /* a connection that fails to send is closed: try the next one */
-        if (conn->state == NGX_HTTP_RECOVERY_CONN_IDLE
-            && ngx_http_recovery_conn_send(conn, call) == NGX_OK)
-        {
+    /* a connection that fails to send is closed: the next pick is another */
+    while ((conn = ngx_http_recovery_pool_pick(pool, call)) != NULL) {
+        if (ngx_http_recovery_pool_send(pool, conn, call) == NGX_OK) {
             return NGX_OK;
         }
     }
@@ -197,9 +199,9 @@ ngx_http_recovery_pool_release(ngx_http_recovery_call_t *call)
         ngx_http_recovery_unqueue(call->pool, call);
     }
 
-    /* the connection finishes its pipeline and returns to the pool */
+    /* the connection drops the call's results when they come */
     if (call->conn) {
-        call->conn->call = NULL;
+        ngx_http_recovery_conn_forget(call->conn, call);
         call->conn = NULL;
     }
 
@@ -236,13 +238,14 @@ ngx_http_recovery_pool_connected(ngx_http_recovery_pool_t *pool)
 
 void
 ngx_http_recovery_pool_stats(ngx_http_recovery_pool_t *pool, ngx_uint_t *busy,
-    ngx_uint_t *idle, ngx_uint_t *queued)
+    ngx_uint_t *idle, ngx_uint_t *queued, ngx_uint_t *pipelined)
 {
     ngx_uint_t  i;
 
     *busy = 0;
     *idle = 0;
     *queued = pool ? pool->nwaiting : 0;
+    *pipelined = pool ? pool->pipelined : 0;
 
     for (i = 0; pool && i < pool->nconns; i++) {
         if (pool->conns[i].state == NGX_HTTP_RECOVERY_CONN_BUSY) {
@@ -275,71 +278,112 @@ ngx_http_recovery_pool_retry_after(ngx_http_recovery_pool_t *pool)
 
 
 /*
- * Whether the call may take an idle connection now: a read always, a
- * write while fewer than pool size − recovery_pool_read_reserve connections
- * carry writes.  Writes can wait on row locks; reads never wait behind them.
+ * The connection the call may go to now: an idle one, or one with room in
+ * its pipeline, the fewest calls in flight first.  Nothing goes behind a
+ * write: a write may wait on row locks (up to recovery_lock_timeout), and a
+ * call behind it could not leave; a write takes a connection of its own
+ * while fewer than pool size − recovery_pool_read_reserve carry writes.
+ * Nothing goes behind a connection that has answered nothing for
+ * NGX_HTTP_RECOVERY_STALL ms either (a long report): in the queue a call
+ * can still go to whichever connection frees first.  NULL: it waits.
  */
-static ngx_uint_t
-ngx_http_recovery_pool_may_run(ngx_http_recovery_pool_t *pool,
+static ngx_http_recovery_conn_t *
+ngx_http_recovery_pool_pick(ngx_http_recovery_pool_t *pool,
     ngx_http_recovery_call_t *call)
 {
-    ngx_uint_t  i, writing;
-
-    if (!call->writes) {
-        return 1;
-    }
+    ngx_uint_t                 i, writing;
+    ngx_http_recovery_conn_t  *conn, *best;
 
     writing = 0;
 
     for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].state == NGX_HTTP_RECOVERY_CONN_BUSY
-            && pool->conns[i].writes)
+        writing += (pool->conns[i].writes != 0);
+    }
+
+    best = NULL;
+
+    for (i = 0; i < pool->nconns; i++) {
+        conn = &pool->conns[i];
+
+        if (conn->state < NGX_HTTP_RECOVERY_CONN_IDLE
+            || conn->nflights >= pool->conf->depth
+            || conn->writes
+            || (conn->nflights
+                && ngx_current_msec - conn->progress
+                   > NGX_HTTP_RECOVERY_STALL))
         {
-            writing++;
+            continue;
+        }
+
+        if (call->writes
+            && writing >= pool->nconns - pool->conf->read_reserve)
+        {
+            continue;
+        }
+
+        if (best == NULL || conn->nflights < best->nflights) {
+            best = conn;
         }
     }
 
-    return writing < pool->nconns - pool->conf->read_reserve;
+    return best;
+}
+
+
+/* the call on the connection picked for it, counted when it is pipelined */
+static ngx_int_t
+ngx_http_recovery_pool_send(ngx_http_recovery_pool_t *pool,
+    ngx_http_recovery_conn_t *conn, ngx_http_recovery_call_t *call)
+{
+    ngx_uint_t  behind;
+
+    behind = (conn->nflights != 0);
+
+    if (ngx_http_recovery_conn_send(conn, call) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    pool->pipelined += behind;
+
+    return NGX_OK;
 }
 
 
 /*
- * Hands idle connections to the calls that wait, oldest first; a write
- * that may not run yet keeps its place, and the reads behind it go first.
+ * Sends the calls that wait, oldest first, while connections have room; a
+ * write that may not run yet keeps its place, and the reads behind it go
+ * first.  Each send starts the walk again: a send that fails calls back
+ * into the pool.
  */
 static void
 ngx_http_recovery_pool_dispatch(ngx_http_recovery_pool_t *pool)
 {
-    ngx_uint_t                 i;
     ngx_queue_t               *q;
     ngx_http_recovery_call_t  *call;
     ngx_http_recovery_conn_t  *conn;
 
-    for (i = 0; i < pool->nconns && !ngx_queue_empty(&pool->waiting); i++) {
-        conn = &pool->conns[i];
-
-        if (conn->state != NGX_HTTP_RECOVERY_CONN_IDLE) {
-            continue;
-        }
+    for ( ;; ) {
+        conn = NULL;
 
         for (q = ngx_queue_head(&pool->waiting);
              q != ngx_queue_sentinel(&pool->waiting);
              q = ngx_queue_next(q))
         {
             call = ngx_queue_data(q, ngx_http_recovery_call_t, queue);
+            conn = ngx_http_recovery_pool_pick(pool, call);
 
-            if (ngx_http_recovery_pool_may_run(pool, call)) {
+            if (conn) {
                 break;
             }
         }
 
-        if (q == ngx_queue_sentinel(&pool->waiting)) {
-            return;     /* only writes wait, and they may not run yet */
+        if (conn == NULL) {
+            return;
         }
 
         ngx_http_recovery_unqueue(pool, call);
 
-        if (ngx_http_recovery_conn_send(conn, call) != NGX_OK) {
+        if (ngx_http_recovery_pool_send(pool, conn, call) != NGX_OK) {
             ngx_str_set(&call->failure, "the database connection was lost");
             call->done(call);
         }
@@ -414,7 +458,7 @@ ngx_http_recovery_pool_live(ngx_http_recovery_pool_t *pool)
 }
 
 
-/* a connection became idle, or went down */
+/* a connection answered a call, or went down */
 static void
 ngx_http_recovery_pool_changed(ngx_http_recovery_conn_t *conn)
 {

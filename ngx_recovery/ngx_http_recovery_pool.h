@@ -17,6 +17,8 @@
 
 
 #define NGX_HTTP_RECOVERY_CALL_STATEMENTS  4
+#define NGX_HTTP_RECOVERY_DEPTH            4    /* recovery_pipeline_depth */
+#define NGX_HTTP_RECOVERY_MAX_DEPTH        64
 
 
 typedef struct ngx_http_recovery_pool_s  ngx_http_recovery_pool_t;
@@ -31,6 +33,7 @@ typedef struct {
     ngx_str_t                       conninfo;
     ngx_uint_t                      size;
     ngx_uint_t                      read_reserve;   /* for calls that read */
+    ngx_uint_t                      depth;      /* calls pipelined at once */
     ngx_uint_t                      queue_size;
     ngx_msec_t                      queue_timeout;
     ngx_msec_t                      connect_timeout;
@@ -90,7 +93,8 @@ ngx_int_t ngx_http_recovery_pool_run(ngx_http_recovery_pool_t *pool,
 void ngx_http_recovery_pool_release(ngx_http_recovery_call_t *call);
 ngx_uint_t ngx_http_recovery_pool_connected(ngx_http_recovery_pool_t *pool);
 void ngx_http_recovery_pool_stats(ngx_http_recovery_pool_t *pool,
-    ngx_uint_t *busy, ngx_uint_t *idle, ngx_uint_t *queued);
+    ngx_uint_t *busy, ngx_uint_t *idle, ngx_uint_t *queued,
+    ngx_uint_t *pipelined);
 time_t ngx_http_recovery_pool_retry_after(ngx_http_recovery_pool_t *pool);
 
 

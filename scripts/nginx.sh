@@ -9,7 +9,7 @@
 #                                    self-signed certificate made in DIR/tls
 #   nginx.sh stop DIR                stop it (graceful, then forced)
 # REPLICAS=5502,5503 adds a recovery_replicas pool on those standbys.
-# Settings (environment): WORKERS=2 POOL_SIZE=2 QUEUE_TIMEOUT=2s LOCK_TIMEOUT=1s READ_RESERVE=1
+# Settings (environment): WORKERS=2 POOL_SIZE=2 PIPELINE_DEPTH=4 QUEUE_TIMEOUT=2s LOCK_TIMEOUT=1s READ_RESERVE=1
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 API_RATE=100r/s API_BURST=200
 #   WORKER_CONNECTIONS=1024 EVENTS_BUFFER=256k EVENTS_HEARTBEAT=15s
 #   LOG_LEVEL=notice MODULE=build/...so
@@ -65,6 +65,7 @@ start() {
         -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
         -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
+        -e "s|@PIPELINE_DEPTH@|${PIPELINE_DEPTH:-4}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \
         -e "s|@LOCK_TIMEOUT@|${LOCK_TIMEOUT:-1s}|" -e "s|@READ_RESERVE@|${READ_RESERVE:-$reserve}|" \
         -e "s|@LOGIN_RATE@|${LOGIN_RATE:-10r/s}|" -e "s|@LOGIN_BURST@|${LOGIN_BURST:-20}|" \

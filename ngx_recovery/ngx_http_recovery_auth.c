@@ -9,6 +9,7 @@
 
 #include "ngx_http_recovery_module.h"
 #include "ngx_http_recovery_auth.h"
+#include "ngx_http_recovery_tokens.h"
 #include "ngx_http_recovery_response.h"
 
 #include <openssl/pem.h>
@@ -46,6 +47,7 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
     ngx_http_recovery_ctx_t *ctx, ngx_http_recovery_loc_conf_t *rlcf,
     const char **refusal)
 {
+    ngx_int_t     rc;
     ngx_str_t     token;
     ngx_uint_t    i;
     const char   *error;
@@ -77,6 +79,14 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    /* a token this worker has verified: its claims as they were */
+    if (!ctx->ticket) {
+        rc = ngx_http_recovery_tokens_get(r, ctx, rlcf, &token);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
     claims = recovery_jwt_verify(&rlcf->verifier, (const char *) token.data,
                                  token.len, ngx_time(), &error);
 
@@ -95,6 +105,11 @@ ngx_http_recovery_authenticate(ngx_http_request_t *r,
         }
 
         json_object_put(claims);
+
+        if (!ctx->ticket) {
+            ngx_http_recovery_tokens_put(ctx, rlcf, &token);
+        }
+
         return NGX_OK;
     }
 

@@ -8,6 +8,7 @@ use lib "$FindBin::Bin/../lib";
 use File::Temp qw(tempdir);
 use JSON::PP ();
 use Test::More;
+use Time::HiRes ();
 use Recovery::HTTP qw(http login jwt claims json_text);
 use Recovery::Test qw(connect_db);
 
@@ -87,6 +88,18 @@ refused(http(GET => $me, token => jwt(claims(), secret => $public_pem)),
 refused(http(GET => $me, token => jwt(claims(exp => time - 100))), 'expired', 'token has expired');
 is(http(GET => $me, token => jwt(claims(exp => time - 10)))->{status}, 200,
    'expired 10 s ago, within the 30 s leeway: 200');
+
+# A worker keeps a token it verified (ngx_http_recovery_tokens.c) only until
+# exp + leeway: one that expires within seconds is accepted by each worker
+# while it holds, and refused by every worker afterwards.
+{
+    my $exp = time - 25;
+    my $fleeting = jwt(claims(exp => $exp));
+    my @before = map { http(GET => $me, token => $fleeting)->{status} } 1 .. 6;
+    is_deeply(\@before, [(200) x 6], 'a token within its leeway is accepted, by each worker (and kept)');
+    Time::HiRes::sleep(0.2) while time <= $exp + 31;
+    refused(http(GET => $me, token => $fleeting), "kept token after its expiry ($_)", 'token has expired') for 1 .. 4;
+}
 refused(http(GET => $me, token => jwt(claims(exp => undef))), 'no exp', 'token has no numeric exp claim');
 refused(http(GET => $me, token => jwt(claims(nbf => time + 100))), 'not yet valid', 'token is not valid yet');
 refused(http(GET => $me, token => jwt(claims(aud => 'another-api'))), 'wrong audience',

@@ -8,7 +8,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use Recovery::HTTP qw(http login);
-use Recovery::Test qw(connect_db new_case case_version);
+use Recovery::Test qw(connect_db new_case case_version wait_for);
 
 my $dbh = connect_db();
 my $token = login('agent@demo.example', 'agent-demo-pass');
@@ -52,8 +52,11 @@ cmp_ok($audit_rows, '>=', 2, 'audit rows of the request carry its id (case updat
 is($audit_actor, 'agent@demo.example', 'with the user as actor');
 is($audit_role, 'recovery_agent', 'and the role the gateway switched to');
 
+# the access log is buffered (flushed every second)
 my $log = "$ENV{RECOVERY_NGINX_DIR}/access.log";
-open my $fh, '<', $log or die "$log: $!";
-ok((grep { /request_id=\Q$rid\E$/ } <$fh>), 'the access log line carries the request id');
+ok(wait_for("the request's line in $log", sub {
+       open my $fh, '<', $log or die "$log: $!";
+       grep { /request_id=\Q$rid\E$/ } <$fh> }),
+   'the access log line carries the request id');
 
 done_testing();

@@ -133,14 +133,16 @@ soak: deps install
 	@scripts/soak-tests.sh $(N)
 
 bench: deps install
-	@bench/audit-overhead.sh
-	@bench/gateway.sh
-	@bench/reminders.sh
-	@bench/extraction.sh
-	@bench/backup.sh
-	@bench/replicas.sh
-	@bench/events.sh
-	@bench/formats.sh
+	@mkdir -p tmp && : > tmp/bench-results.tsv
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/audit-overhead.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/gateway.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/reminders.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/extraction.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/backup.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/replicas.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/events.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/formats.sh
+	@bench/summary.sh tmp/bench-results.tsv
 
 clean:
 	$(MAKE) -C pg_recovery clean

@@ -106,6 +106,8 @@ for r in $(seq 1 "$rounds"); do
     echo "  round $r: archiving $on tps, no-op $off tps, ratio $ratio"
 done
 sql -c 'ALTER SYSTEM RESET archive_command' -c 'SELECT pg_reload_conf()' >/dev/null
+bench_result "write mix with WAL archived by pgBackRest" "the same mix, archive_command a no-op" "-" \
+    $(cat "$dir/archive.ratio")
 failing=$(sql -tAc 'SELECT failed_count FROM pg_stat_archiver')
 
 tar=$(median <"$dir/tar.mbps")

@@ -94,6 +94,8 @@ for round in $(seq 1 "$rounds"); do
     echo "bench: round $round: LISTEN client: $ref; $clients streams: $sse (each client counts every event)"
 done
 
+bench_result "live events: commit -> $clients SSE streams, p50 latency (time)" "pg_notify -> one LISTEN client" "-" \
+    $(paste <(field p50_us < "$dir/sse") <(field p50_us < "$dir/ref") | awk '{printf "%.2f ", $1 / $2}')
 ref50=$(field p50_us < "$dir/ref" | median); ref99=$(field p99_us < "$dir/ref" | median)
 sse50=$(field p50_us < "$dir/sse" | median); sse99=$(field p99_us < "$dir/sse" | median)
 echo

@@ -39,9 +39,11 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #define AUDIT_CHAINS		16
@@ -77,9 +79,62 @@ static uint8 tail_hash[AUDIT_HASH_LEN];
 
 static SPIPlanPtr tail_plan = NULL;
 
-/* recovery.audit_log and its id sequence, looked up once per transaction. */
-static Oid	audit_log_relid = InvalidOid;
-static Oid	audit_log_id_seq = InvalidOid;
+/* The columns of recovery.audit_log the trigger sets. */
+typedef enum AuditColumn
+{
+	AUDIT_ID,
+	AUDIT_CHAIN,
+	AUDIT_SEQ,
+	AUDIT_OCCURRED_AT,
+	AUDIT_ACTOR,
+	AUDIT_ACTOR_USER_ID,
+	AUDIT_DB_USER,
+	AUDIT_DB_ROLE,
+	AUDIT_REQUEST_ID,
+	AUDIT_ACTION,
+	AUDIT_TABLE_NAME,
+	AUDIT_ROW_KEY,
+	AUDIT_CUSTOMER_ID,
+	AUDIT_OLD_ROW,
+	AUDIT_NEW_ROW,
+	AUDIT_ROW_HASH,
+	AUDIT_NCOLUMNS
+} AuditColumn;
+
+static const char *const audit_column_names[AUDIT_NCOLUMNS] = {
+	"id", "chain", "seq", "occurred_at", "actor", "actor_user_id", "db_user",
+	"db_role", "request_id", "action", "table_name", "row_key", "customer_id",
+	"old_row", "new_row", "row_hash"
+};
+
+/*
+ * What writing to recovery.audit_log needs, built at the transaction's first
+ * audit row and kept to its end: the executor state with its compiled
+ * constraints, a slot, the columns' numbers and the id sequence.  Built per
+ * row they were a third of the trigger's time (the CHECK constraint was
+ * compiled for every row).  The relation and its indexes are opened per row,
+ * so that nothing holds audit_log between statements (TRUNCATE and ALTER
+ * TABLE check that).  Kept in the transaction's memory and resource owner;
+ * dropped before commit, when a subtransaction aborts, and when audit_log's
+ * definition changes.
+ */
+typedef struct AuditWriter
+{
+	Oid			relid;
+	Relation	rel;			/* the relcache entry it was built for */
+	Oid			id_seq;
+	EState	   *estate;
+	ResultRelInfo *result_rel;
+	TupleTableSlot *slot;
+	AttrNumber	attnums[AUDIT_NCOLUMNS];
+} AuditWriter;
+
+static AuditWriter *writer = NULL;
+static bool writer_stale = false;
+
+/* audit_log's identity sequence, looked up once (pg_depend) per session */
+static Oid	id_seq_relid = InvalidOid;
+static Oid	id_seq = InvalidOid;
 
 static void
 forget_chain(void)
@@ -88,19 +143,40 @@ forget_chain(void)
 	tail_known = false;
 }
 
+/* Drops the transaction's writer; its slot's pin is the top owner's. */
+static void
+close_writer(void)
+{
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	if (writer == NULL)
+		return;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	ExecResetTupleTable(writer->estate->es_tupleTable, false);
+	FreeExecutorState(writer->estate);
+	CurrentResourceOwner = oldowner;
+	pfree(writer);
+	writer = NULL;
+}
+
 static void
 audit_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			/* every audit row is written by now: triggers have fired */
+			close_writer();
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* on abort, the transaction's memory and resources went */
+			writer = NULL;
 			forget_chain();
-			audit_log_relid = InvalidOid;
-			audit_log_id_seq = InvalidOid;
 			break;
 		default:
 			break;
@@ -113,7 +189,20 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		forget_chain();
+		close_writer();
+	}
+}
+
+/* audit_log's definition changed (or every relation's): open it again */
+static void
+audit_relcache_callback(Datum arg, Oid relid)
+{
+	if (writer != NULL && (relid == InvalidOid || relid == writer->relid))
+		writer_stale = true;
+	if (relid == InvalidOid || relid == id_seq_relid)
+		id_seq_relid = InvalidOid;
 }
 
 void
@@ -121,6 +210,7 @@ recovery_audit_init(void)
 {
 	RegisterXactCallback(audit_xact_callback, NULL);
 	RegisterSubXactCallback(audit_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
 }
 
 static void
@@ -342,16 +432,16 @@ row_json(TriggerData *trigdata, HeapTuple tuple, AttrNumber *columns,
 }
 
 /*
- * The old values of the columns an UPDATE changed.  The whole new row is
- * stored beside them, so the unchanged old columns would only repeat it,
- * and the trail is a large part of the WAL every write makes.
+ * The columns an UPDATE changed, by attribute number; returns how many.
+ * The trail keeps their old and new values only: the INSERT and the
+ * UPDATEs before it give the rest of the row, and the trail is a large
+ * part of the WAL every write makes.
  */
-static char *
-changed_columns_json(TriggerData *trigdata, HeapTuple old_tuple,
-					 HeapTuple new_tuple)
+static int
+changed_columns(TriggerData *trigdata, HeapTuple old_tuple,
+				HeapTuple new_tuple, AttrNumber *changed)
 {
 	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
-	AttrNumber *changed = palloc(sizeof(AttrNumber) * tupdesc->natts);
 	int			nchanged = 0;
 	int			i;
 
@@ -372,7 +462,7 @@ changed_columns_json(TriggerData *trigdata, HeapTuple old_tuple,
 										att->attbyval, att->attlen)))
 			changed[nchanged++] = i + 1;
 	}
-	return row_json(trigdata, old_tuple, changed, nchanged);
+	return nchanged;
 }
 
 /* The customer a row belongs to: customers.id, else a customer_id column. */
@@ -402,23 +492,100 @@ json_digest(const char *json, uint8 *digest)
 	return digest;
 }
 
-/* Set one column of the audit row being built, by name. */
-static void
-set_column(TupleTableSlot *slot, const char *name, Datum value, bool isnull)
+/*
+ * recovery.audit_log opened for one row, and the transaction's writer for
+ * it: built at the first row, or again after audit_log's definition changed.
+ */
+static AuditWriter *
+open_writer(void)
 {
-	TupleDesc	tupdesc = slot->tts_tupleDescriptor;
-	int			attnum = SPI_fnumber(tupdesc, name);
+	MemoryContext oldcontext;
+	ResourceOwner oldowner;
+	AuditWriter *w;
+	Oid			relid;
+	Relation	rel;
+	RangeTblEntry *rte;
+	TupleDesc	tupdesc;
+	int			i;
 
-	if (attnum <= 0)
-		elog(ERROR, "recovery.audit_log has no column \"%s\"", name);
-	slot->tts_values[attnum - 1] = value;
-	slot->tts_isnull[attnum - 1] = isnull;
+	relid = writer ? writer->relid
+		: get_relname_relid("audit_log", get_namespace_oid("recovery", false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation recovery.audit_log does not exist");
+	rel = table_open(relid, RowExclusiveLock);
+
+	if (writer != NULL && !writer_stale && writer->rel == rel)
+	{
+		writer->result_rel->ri_RelationDesc = rel;
+		ExecOpenIndices(writer->result_rel, false);
+		return writer;
+	}
+	close_writer();
+	writer_stale = false;
+
+	oldcontext = MemoryContextSwitchTo(TopTransactionContext);
+	oldowner = CurrentResourceOwner;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+
+	w = palloc0(sizeof(AuditWriter));
+	w->relid = relid;
+	w->rel = rel;
+	if (id_seq_relid != relid)
+	{
+		id_seq = getIdentitySequence(relid, get_attnum(relid, "id"), false);
+		id_seq_relid = relid;
+	}
+	w->id_seq = id_seq;
+	w->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(w->estate, list_make1(rte));
+	w->result_rel = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->result_rel, rel, 1, NULL, 0);
+	w->slot = table_slot_create(rel, &w->estate->es_tupleTable);
+
+	tupdesc = RelationGetDescr(rel);
+	for (i = 0; i < AUDIT_NCOLUMNS; i++)
+	{
+		w->attnums[i] = SPI_fnumber(tupdesc, audit_column_names[i]);
+		if (w->attnums[i] <= 0)
+			elog(ERROR, "recovery.audit_log has no column \"%s\"",
+				 audit_column_names[i]);
+	}
+
+	CurrentResourceOwner = oldowner;
+	MemoryContextSwitchTo(oldcontext);
+	writer = w;
+
+	/* the indexes in the row's own memory: they are opened per row */
+	ExecOpenIndices(w->result_rel, false);
+	return w;
+}
+
+/* The row is written: audit_log and its indexes are let go until the next. */
+static void
+release_writer(AuditWriter *w)
+{
+	ExecCloseIndices(w->result_rel);
+	table_close(w->result_rel->ri_RelationDesc, NoLock);
+	w->result_rel->ri_RelationDesc = NULL;
+}
+
+/* Set one column of the audit row being built. */
+static void
+set_column(AuditWriter *w, AuditColumn column, Datum value, bool isnull)
+{
+	w->slot->tts_values[w->attnums[column] - 1] = value;
+	w->slot->tts_isnull[w->attnums[column] - 1] = isnull;
 }
 
 static void
-set_text_column(TupleTableSlot *slot, const char *name, const char *value)
+set_text_column(AuditWriter *w, AuditColumn column, const char *value)
 {
-	set_column(slot, name, value ? CStringGetTextDatum(value) : (Datum) 0,
+	set_column(w, column, value ? CStringGetTextDatum(value) : (Datum) 0,
 			   value == NULL);
 }
 
@@ -432,71 +599,41 @@ static void
 insert_audit_row(const AuditRow *row, const char *old_json,
 				 const char *new_json, const uint8 *row_hash)
 {
-	Relation	rel;
-	EState	   *estate;
-	RangeTblEntry *rte;
-	ResultRelInfo *result_rel;
-	TupleTableSlot *slot;
+	AuditWriter *w = open_writer();
+	TupleTableSlot *slot = w->slot;
 
-	if (!OidIsValid(audit_log_relid))
-	{
-		Oid			relid = get_relname_relid("audit_log",
-											  get_namespace_oid("recovery", false));
-
-		if (!OidIsValid(relid))
-			elog(ERROR, "relation recovery.audit_log does not exist");
-		audit_log_id_seq = getIdentitySequence(relid,
-											   get_attnum(relid, "id"), false);
-		audit_log_relid = relid;
-	}
-	rel = table_open(audit_log_relid, RowExclusiveLock);
-
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = audit_log_relid;
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	result_rel = makeNode(ResultRelInfo);
-	InitResultRelInfo(result_rel, rel, 1, NULL, 0);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	ExecOpenIndices(result_rel, false);
-
-	slot = table_slot_create(rel, &estate->es_tupleTable);
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 
-	set_column(slot, "id",
-			   Int64GetDatum(nextval_internal(audit_log_id_seq, false)), false);
-	set_column(slot, "chain", Int32GetDatum(row->chain), false);
-	set_column(slot, "seq", Int64GetDatum(row->seq), false);
-	set_column(slot, "occurred_at", TimestampTzGetDatum(row->occurred_at), false);
-	set_column(slot, "actor", CStringGetTextDatum(row->actor), false);
-	set_column(slot, "actor_user_id", Int64GetDatum(row->actor_user_id),
+	set_column(w, AUDIT_ID, Int64GetDatum(nextval_internal(w->id_seq, false)), false);
+	set_column(w, AUDIT_CHAIN, Int32GetDatum(row->chain), false);
+	set_column(w, AUDIT_SEQ, Int64GetDatum(row->seq), false);
+	set_column(w, AUDIT_OCCURRED_AT, TimestampTzGetDatum(row->occurred_at), false);
+	set_column(w, AUDIT_ACTOR, CStringGetTextDatum(row->actor), false);
+	set_column(w, AUDIT_ACTOR_USER_ID, Int64GetDatum(row->actor_user_id),
 			   row->actor_user_id == 0);
-	set_column(slot, "db_user", CStringGetTextDatum(row->db_user), false);
-	set_column(slot, "db_role", CStringGetTextDatum(row->db_role), false);
-	set_text_column(slot, "request_id", row->request_id);
-	set_column(slot, "action", CStringGetTextDatum(row->action), false);
-	set_column(slot, "table_name", CStringGetTextDatum(row->table_name), false);
-	set_column(slot, "row_key", CStringGetTextDatum(row->row_key), false);
-	set_column(slot, "customer_id", Int64GetDatum(row->customer_id),
+	set_column(w, AUDIT_DB_USER, CStringGetTextDatum(row->db_user), false);
+	set_column(w, AUDIT_DB_ROLE, CStringGetTextDatum(row->db_role), false);
+	set_text_column(w, AUDIT_REQUEST_ID, row->request_id);
+	set_column(w, AUDIT_ACTION, CStringGetTextDatum(row->action), false);
+	set_column(w, AUDIT_TABLE_NAME, CStringGetTextDatum(row->table_name), false);
+	set_column(w, AUDIT_ROW_KEY, CStringGetTextDatum(row->row_key), false);
+	set_column(w, AUDIT_CUSTOMER_ID, Int64GetDatum(row->customer_id),
 			   row->customer_id == 0);
-	set_text_column(slot, "old_row", old_json);
-	set_text_column(slot, "new_row", new_json);
-	set_column(slot, "row_hash",
+	set_text_column(w, AUDIT_OLD_ROW, old_json);
+	set_text_column(w, AUDIT_NEW_ROW, new_json);
+	set_column(w, AUDIT_ROW_HASH,
 			   PointerGetDatum(bytes_to_bytea(row_hash, AUDIT_HASH_LEN)), false);
 	ExecStoreVirtualTuple(slot);
 
+	w->estate->es_output_cid = GetCurrentCommandId(true);
 	AfterTriggerBeginQuery();
-	ExecSimpleRelationInsert(result_rel, estate, slot);
-	AfterTriggerEndQuery(estate);
+	ExecSimpleRelationInsert(w->result_rel, w->estate, slot);
+	AfterTriggerEndQuery(w->estate);
 
-	ExecCloseIndices(result_rel);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+	ExecClearTuple(slot);
+	ResetPerTupleExprContext(w->estate);
+	release_writer(w);
 	CommandCounterIncrement();
 }
 
@@ -568,11 +705,18 @@ recovery_audit_trigger(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
-	if (old_tuple)
-		old_json = new_tuple
-			? changed_columns_json(trigdata, old_tuple, new_tuple)
-			: row_json(trigdata, old_tuple, NULL, 0);
-	if (new_tuple)
+	if (old_tuple && new_tuple)
+	{
+		AttrNumber *changed = palloc(sizeof(AttrNumber) * tupdesc->natts);
+		int			nchanged = changed_columns(trigdata, old_tuple, new_tuple,
+											   changed);
+
+		old_json = row_json(trigdata, old_tuple, changed, nchanged);
+		new_json = row_json(trigdata, new_tuple, changed, nchanged);
+	}
+	else if (old_tuple)
+		old_json = row_json(trigdata, old_tuple, NULL, 0);
+	else
 		new_json = row_json(trigdata, new_tuple, NULL, 0);
 	row.old_digest = json_digest(old_json, old_digest);
 	row.new_digest = json_digest(new_json, new_digest);

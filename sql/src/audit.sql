@@ -29,8 +29,8 @@ COMMENT ON COLUMN audit_log.chain IS 'Which of the independent hash chains the r
 COMMENT ON COLUMN audit_log.row_hash IS 'SHA-256 over the previous row''s row_hash on the chain, the fields and the digests of old_row and new_row.';
 COMMENT ON COLUMN audit_log.old_digest IS 'Set by erasure: SHA-256 of old_row as it was, so that the chain still verifies.';
 COMMENT ON COLUMN audit_log.new_digest IS 'Set by erasure: SHA-256 of new_row as it was.';
-COMMENT ON COLUMN audit_log.old_row IS 'The row before a DELETE; for an UPDATE, only the old values of the columns it changed (new_row has the rest).';
-COMMENT ON COLUMN audit_log.new_row IS 'The row after an INSERT or UPDATE.';
+COMMENT ON COLUMN audit_log.old_row IS 'The row before a DELETE; for an UPDATE, the old values of the columns it changed.';
+COMMENT ON COLUMN audit_log.new_row IS 'The row after an INSERT; for an UPDATE, the new values of the columns it changed (the INSERT and the UPDATEs before it give the rest).';
 COMMENT ON COLUMN audit_log.erased_at IS 'Set when personal data was erased from old_row/new_row; the digests keep the chain verifiable.';
 GRANT SELECT ON audit_log TO recovery_auditor;
 SELECT pg_catalog.pg_extension_config_dump('audit_log', '');

@@ -39,7 +39,30 @@ struct PaymentReader
 	size_t		seen_used;
 	EVP_MD	   *sha256;
 	EVP_MD_CTX *digest;
+	char		last_code[8];	/* the currency of the record before */
+	int			last_minor_units;
 };
+
+/*
+ * A zeroed table whose pages are all written now.  malloc() and memset()
+ * become calloc() in the compiler's hands, whose fresh pages the probes then
+ * read first: the zero page is mapped, and the first write to each copies it,
+ * with a TLB shootdown to the backend's CPU every time.
+ */
+static SeenSlot *
+seen_table(size_t slots)
+{
+	size_t		size = slots * sizeof(SeenSlot),
+				at;
+	char	   *table = malloc(size);
+
+	if (table == NULL)
+		return NULL;
+	for (at = 0; at < size; at += 4096)
+		((volatile char *) table)[at] = 0;
+	memset(table, 0, size);
+	return (SeenSlot *) table;
+}
 
 PaymentReader *
 payment_reader_new(const PaymentCurrency *currencies, int n_currencies,
@@ -55,9 +78,7 @@ payment_reader_new(const PaymentCurrency *currencies, int n_currencies,
 	reader->seen_size = 1024;
 	while (reader->seen_size * 3 < expected_lines * 4)
 		reader->seen_size *= 2;
-	/* written now, not faulted in page by page while reading */
-	if ((reader->seen = malloc(reader->seen_size * sizeof(SeenSlot))) != NULL)
-		memset(reader->seen, 0, reader->seen_size * sizeof(SeenSlot));
+	reader->seen = seen_table(reader->seen_size);
 	/* fetched once: an implicit fetch per digest takes locks in OpenSSL 3 */
 	reader->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	reader->digest = EVP_MD_CTX_new();
@@ -85,11 +106,10 @@ seen_grow(PaymentReader *reader)
 {
 	size_t		size = reader->seen_size * 2,
 				i;
-	SeenSlot   *slots = malloc(size * sizeof(SeenSlot));
+	SeenSlot   *slots = seen_table(size);
 
 	if (slots == NULL)
 		return false;
-	memset(slots, 0, size * sizeof(SeenSlot));
 	for (i = 0; i < reader->seen_size; i++)
 		if (reader->seen[i].key)
 		{
@@ -125,14 +145,20 @@ seen_count(PaymentReader *reader, const unsigned char *digest)
 	return reader->seen[at].count = 1;
 }
 
+/* a statement's lines share one currency, mostly: the last one is kept */
 static int
-minor_units_of(const PaymentReader *reader, const char *code)
+minor_units_of(PaymentReader *reader, const char *code)
 {
 	int			i;
 
+	if (strcmp(reader->last_code, code) == 0)
+		return reader->last_minor_units;
 	for (i = 0; i < reader->n_currencies; i++)
 		if (strcmp(reader->currencies[i].code, code) == 0)
-			return reader->currencies[i].minor_units;
+		{
+			memcpy(reader->last_code, code, strlen(code) + 1);	/* < 8, as code[] */
+			return reader->last_minor_units = reader->currencies[i].minor_units;
+		}
 	return -1;
 }
 

@@ -363,4 +363,42 @@ $db->rollback;
     is(value('SELECT pg_postmaster_start_time()'), $started, 'without a crash: the server did not restart');
 }
 
+# bulk_insert.c gives extraction_lines' BRIN index on id the first and last
+# line of each heap block, not every line.  A block range summarized before
+# an import, whose free space the import fills, must still find every line.
+{
+    my $statement = sub {
+        my ($from, $n) = @_;
+        return "date,amount,currency,reference,payer\n"
+             . join('', map { sprintf "2026-10-%02d,%d.%02d,EUR,BRIN-$tag-%07d,Brin Payer %d\n",
+                                      1 + $_ % 28, 1 + $_ % 900, $_ % 100, $_, $_ } $from .. $from + $n - 1);
+    };
+    my $first = extract('statement', $statement->(1, 3000));
+    is($first->{lines}, 3000, 'a statement of 3,000 lines is imported');
+    $db->do(q{SELECT brin_summarize_new_values('recovery.extraction_lines_id')});
+    my $second = extract('statement', $statement->(3001, 5000));
+    is($second->{lines}, 5000, 'then one of 5,000 lines, after the BRIN index summarized its ranges');
+    my ($second_id) = $db->selectrow_array('SELECT extraction_id FROM recovery.extraction_lines WHERE reference = $1',
+                                           undef, sprintf("BRIN-$tag-%07d", 3001));
+    my $count = sub {
+        my ($scan) = @_;
+        $db->begin_work;
+        $db->do($scan eq 'index' ? 'SET LOCAL enable_seqscan = off' : 'SET LOCAL enable_bitmapscan = off');
+        my $plan = join "\n", map { $_->[0] } @{ $db->selectall_arrayref(
+            'EXPLAIN SELECT count(*) FROM recovery.extraction_lines WHERE id >= $1', undef,
+            $db->selectrow_array('SELECT min(id) FROM recovery.extraction_lines WHERE extraction_id = $1',
+                                 undef, $second_id)) };
+        my ($n) = $db->selectrow_array(
+            'SELECT count(*) FROM recovery.extraction_lines WHERE id >= (SELECT min(id) FROM recovery.extraction_lines WHERE extraction_id = $1)',
+            undef, $second_id);
+        $db->rollback;
+        return ($n, $plan);
+    };
+    my ($through_index, $plan) = $count->('index');
+    like($plan, qr/extraction_lines_id/, 'the count goes through the BRIN index') or diag $plan;
+    my ($scanned) = $count->('seq');
+    is($through_index, $scanned, "the BRIN index finds every line of the second import ($through_index)");
+    cmp_ok($through_index, '>=', 5000, 'all 5,000 of them');
+}
+
 done_testing();

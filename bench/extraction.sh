@@ -78,6 +78,6 @@ done
 mc=$(echo "$copy_rates" | tr ' ' '\n' | median)
 me=$(echo "$extract_rates" | tr ' ' '\n' | median)
 echo "bench: ${mb} MB statement: COPY ${mc} MB/s, extract_payments ${me} MB/s (medians):" \
-     "$(echo "$me $mc" | awk '{printf "%.2f", $1 / $2}') of COPY's speed (target: at least 0.5)"
+     "$(echo "$me $mc" | awk '{printf "%.2f", $1 / $2}') of COPY's speed (goal: at least 0.75)"
 bench_result "statement import, ${mb} MB CSV (extract_payments)" "COPY of the same file into text columns" \
     ">= 0.75" $ratios

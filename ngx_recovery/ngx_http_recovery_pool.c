@@ -99,8 +99,8 @@ ngx_http_recovery_pool_init(ngx_cycle_t *cycle,
         conn = &pool->conns[i];
 
         conn->prepared = ngx_pcalloc(cycle->pool, conf->statements);
-        conn->flights = ngx_pcalloc(cycle->pool,
-                               conf->depth * sizeof(ngx_http_recovery_flight_t));
+        conn->flights = ngx_pcalloc(cycle->pool, conf->depth
+                                    * sizeof(ngx_http_recovery_flight_t));
         if (conn->prepared == NULL || conn->flights == NULL) {
             return NULL;
         }

@@ -15,6 +15,7 @@
 # not what a machine per node would give (see the README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 rounds=${ROUNDS:-3}
 seconds=${SECONDS_PER_RUN:-10}
@@ -85,9 +86,10 @@ for round in $(seq 1 "$rounds"); do
     echo "  round $round: reads on the primary ${p%% *} req/s, on the standbys ${r%% *} req/s, ratio $ratio"
 done
 
-BENCH_RESULTS=${BENCH_RESULTS:-} bash -c '. bench/common.sh; bench_result "$@"' _ \
+bench_result \
     "GET a case through the gateway, read on two standbys" "the same reads on the primary" "-" $(cat "$dir/ratio")
 
+# the median of column $1 (common.sh's takes a single column)
 median() { awk -v c="$1" '{print $c}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 echo "bench: the standbys' replay lag under the audited write mix (pgbench, 4 clients, ${seconds} s)"

@@ -65,7 +65,6 @@ static const char *const audit_column_names[AUDIT_NCOLUMNS] = {
 typedef struct AuditWriter
 {
 	Oid			relid;
-	Relation	rel;			/* the relcache entry it was built for */
 	Oid			id_seq;
 	EState	   *estate;
 	ResultRelInfo *result_rel;
@@ -151,7 +150,7 @@ open_writer(void)
 		elog(ERROR, "relation recovery.audit_log does not exist");
 	rel = table_open(relid, RowExclusiveLock);
 
-	if (writer != NULL && !writer_stale && writer->rel == rel)
+	if (writer != NULL && !writer_stale)
 	{
 		writer->result_rel->ri_RelationDesc = rel;
 		ExecOpenIndices(writer->result_rel, false);
@@ -166,7 +165,6 @@ open_writer(void)
 
 	w = palloc0(sizeof(AuditWriter));
 	w->relid = relid;
-	w->rel = rel;
 	if (id_seq_relid != relid)
 	{
 		id_seq = getIdentitySequence(relid, get_attnum(relid, "id"), false);

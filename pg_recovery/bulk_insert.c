@@ -8,7 +8,7 @@
  * One difference: a BRIN minmax index on a bigint column whose values rise
  * through the batch (extraction_lines' id, taken in one range per import)
  * is given the first and the last row of each run of rows on one heap
- * block, not every row.  A block range's summary is the minimum and the
+ * block, not every row (every row when the batch does not rise).  A block range's summary is the minimum and the
  * maximum of its rows, which those two rows carry; brininsert() reads the
  * range map for every row it is given, and that was an eighth of an
  * import's time in the backend.
@@ -28,7 +28,6 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
-#include "catalog/index.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_type_d.h"
 #include "utils/fmgroids.h"
@@ -50,8 +49,8 @@ struct BulkInsert
 	int			used;
 	uint64		inserted;
 	MemoryContext batch_context;	/* the values of the rows not yet written */
-	bool		by_index;		/* no unique index: entries index by index */
-	AttrNumber *sparse;			/* per index: the BRIN minmax bigint column */
+	int			ndense;			/* indexes [0, ndense) get every row */
+	AttrNumber *sparse;			/* [ndense, n): their BRIN minmax column */
 };
 
 /*
@@ -107,17 +106,28 @@ bulk_insert_begin(Oid relid)
 	ExecInitResultRelation(bulk->estate, bulk->rri, 1);
 	ExecOpenIndices(bulk->rri, false);
 
-	/* with a unique or exclusion index, the executor checks as it inserts */
-	bulk->by_index = true;
+	/*
+	 * The BRIN minmax indexes go last, so that ExecInsertIndexTuples() is
+	 * given the others only.
+	 */
 	bulk->sparse = palloc0(sizeof(AttrNumber) * Max(bulk->rri->ri_NumIndices, 1));
-	for (i = 0; i < bulk->rri->ri_NumIndices; i++)
+	bulk->ndense = bulk->rri->ri_NumIndices;
+	for (i = bulk->rri->ri_NumIndices - 1; i >= 0; i--)
 	{
-		IndexInfo  *info = bulk->rri->ri_IndexRelationInfo[i];
+		Relation   *descs = bulk->rri->ri_IndexRelationDescs;
+		IndexInfo **infos = bulk->rri->ri_IndexRelationInfo;
+		AttrNumber	attnum = brin_minmax_bigint(bulk->rel, descs[i], infos[i]);
+		Relation	desc = descs[i];
+		IndexInfo  *info = infos[i];
 
-		if (info->ii_Unique || info->ii_ExclusionOps != NULL)
-			bulk->by_index = false;
-		bulk->sparse[i] = brin_minmax_bigint(bulk->rel,
-											 bulk->rri->ri_IndexRelationDescs[i], info);
+		if (attnum == 0)
+			continue;
+		bulk->ndense--;
+		descs[i] = descs[bulk->ndense];
+		infos[i] = infos[bulk->ndense];
+		descs[bulk->ndense] = desc;
+		infos[bulk->ndense] = info;
+		bulk->sparse[bulk->ndense] = attnum;
 	}
 
 	bulk->bistate = GetBulkInsertState();
@@ -131,29 +141,6 @@ MemoryContext
 bulk_insert_batch_context(BulkInsert *bulk)
 {
 	return bulk->batch_context;
-}
-
-/* one row's entry in index i, as ExecInsertIndexTuples() makes it */
-static void
-insert_index_entry(BulkInsert *bulk, int i, TupleTableSlot *slot)
-{
-	IndexInfo  *info = bulk->rri->ri_IndexRelationInfo[i];
-	ExprContext *econtext = GetPerTupleExprContext(bulk->estate);
-	Datum		values[INDEX_MAX_KEYS];
-	bool		isnull[INDEX_MAX_KEYS];
-
-	econtext->ecxt_scantuple = slot;
-	if (info->ii_Predicate != NIL)
-	{
-		if (info->ii_PredicateState == NULL)
-			info->ii_PredicateState = ExecPrepareQual(info->ii_Predicate, bulk->estate);
-		if (!ExecQual(info->ii_PredicateState, econtext))
-			return;
-	}
-	FormIndexDatum(info, slot, bulk->estate, values, isnull);
-	index_insert(bulk->rri->ri_IndexRelationDescs[i], values, isnull, &slot->tts_tid,
-				 bulk->rel, UNIQUE_CHECK_NO, false, info);
-	ResetPerTupleExprContext(bulk->estate);
 }
 
 /* whether the column's values rise (or stay) through the batch, none null */
@@ -175,36 +162,46 @@ batch_rises(BulkInsert *bulk, AttrNumber attnum)
 	return true;
 }
 
-/* the batch's entries in index i: every row, or the ends of each block's run */
+/* the batch's entries in BRIN index i: the ends of each block's run of rows */
 static void
-insert_index_entries(BulkInsert *bulk, int i)
+insert_block_ends(BulkInsert *bulk, int i)
 {
-	bool		ends = bulk->sparse[i] && batch_rises(bulk, bulk->sparse[i]);
+	AttrNumber	attnum = bulk->sparse[i];
+	bool		every = !batch_rises(bulk, attnum);
 	int			r;
 
 	for (r = 0; r < bulk->used; r++)
 	{
-		BlockNumber block = ItemPointerGetBlockNumber(&bulk->slots[r]->tts_tid);
+		TupleTableSlot *slot = bulk->slots[r];
+		BlockNumber block = ItemPointerGetBlockNumber(&slot->tts_tid);
+		Datum		value;
+		bool		isnull;
 
-		if (!ends || r == 0 || r == bulk->used - 1 ||
+		if (every || r == 0 || r == bulk->used - 1 ||
 			block != ItemPointerGetBlockNumber(&bulk->slots[r - 1]->tts_tid) ||
 			block != ItemPointerGetBlockNumber(&bulk->slots[r + 1]->tts_tid))
-			insert_index_entry(bulk, i, bulk->slots[r]);
+		{
+			value = slot_getattr(slot, attnum, &isnull);
+			index_insert(bulk->rri->ri_IndexRelationDescs[i], &value, &isnull,
+						 &slot->tts_tid, bulk->rel, UNIQUE_CHECK_NO, false,
+						 bulk->rri->ri_IndexRelationInfo[i]);
+		}
 	}
 }
 
 static void
 flush(BulkInsert *bulk)
 {
+	int			n = bulk->rri->ri_NumIndices;
 	int			i;
 
 	if (bulk->used == 0)
 		return;
 	table_multi_insert(bulk->rel, bulk->slots, bulk->used, bulk->cid, 0, bulk->bistate);
-	if (bulk->by_index)
-		for (i = 0; i < bulk->rri->ri_NumIndices; i++)
-			insert_index_entries(bulk, i);
-	else
+	if (bulk->ndense > 0)
+	{
+		/* the executor's own insertion, checks included, for every row */
+		bulk->rri->ri_NumIndices = bulk->ndense;
 		for (i = 0; i < bulk->used; i++)
 		{
 			List	   *recheck = ExecInsertIndexTuples(bulk->rri, bulk->slots[i], bulk->estate,
@@ -213,6 +210,10 @@ flush(BulkInsert *bulk)
 			list_free(recheck);
 			ResetPerTupleExprContext(bulk->estate);
 		}
+		bulk->rri->ri_NumIndices = n;
+	}
+	for (i = bulk->ndense; i < n; i++)
+		insert_block_ends(bulk, i);
 	for (i = 0; i < bulk->used; i++)
 		ExecClearTuple(bulk->slots[i]);
 	bulk->inserted += bulk->used;

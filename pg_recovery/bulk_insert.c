@@ -8,10 +8,11 @@
  * One difference: a BRIN minmax index on a bigint column whose values rise
  * through the batch (extraction_lines' id, taken in one range per import)
  * is given the first and the last row of each run of rows on one heap
- * block, not every row (every row when the batch does not rise).  A block range's summary is the minimum and the
- * maximum of its rows, which those two rows carry; brininsert() reads the
- * range map for every row it is given, and that was an eighth of an
- * import's time in the backend.
+ * block, not every row (every row when the batch does not rise).  A block
+ * range's summary is the minimum and the maximum of its rows, which those
+ * two rows carry; brininsert() reads the range map for every row it is
+ * given, and that was an eighth of an import's time in the backend.  The
+ * other indexes get every row from ExecInsertIndexTuples(), as COPY's.
  *
  * For tables the extension alone writes (extraction_lines): a table with
  * row triggers on INSERT or row security is refused rather than silently

@@ -4,6 +4,7 @@
  *		and the delivery worker's registration.  Each concern lives in its own file.
  */
 #include "recovery.h"
+#include "pii.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -48,9 +49,11 @@ _PG_init(void)
 	recovery_define_extraction_gucs();
 	recovery_define_parse_gucs();
 	recovery_define_erasure_gucs();
+	recovery_define_pii_gucs();
 	MarkGUCPrefixReserved("recovery");
 	recovery_audit_init();
 	recovery_live_events_init();
+	recovery_pii_keys_init();
 	/* the delivery worker exists only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)
 		recovery_register_delivery_worker();

@@ -27,6 +27,7 @@
 #include "reconcile.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -34,6 +35,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
+#include "utils/lsyscache.h"
 #include "utils/date.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -116,6 +118,11 @@ lowered_payer(PaymentLine *line, MemoryContext context)
 	" FROM recovery.customers cu JOIN recovery.recovery_cases c ON c.customer_id = cu.id" \
 	" WHERE NOT recovery.case_state_is_terminal(c.state)"
 
+/* names are sealed: read through the decrypting view */
+#define OPEN_CASES_OF_NAMED_CUSTOMERS \
+	" FROM recovery.customers_decrypted cu JOIN recovery.recovery_cases c ON c.customer_id = cu.id" \
+	" WHERE NOT recovery.case_state_is_terminal(c.state)"
+
 static const Rule rules[] = {
 	{"case reference", 100, -1, TOKEN_CASE,
 		"SELECT count(*) FROM (SELECT 1 FROM recovery.recovery_cases LIMIT $1) s",
@@ -137,9 +144,9 @@ static const Rule rules[] = {
 		" AND cu.external_ref = ANY ($1) ORDER BY c.id", TEXTARRAYOID},
 	{"payer name", 80, 60, TOKEN_PAYER,
 		"SELECT count(*) FROM (SELECT 1" OPEN_CASES_OF_CUSTOMERS " AND cu.erased_at IS NULL LIMIT $1) s",
-		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_CUSTOMERS
+		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_NAMED_CUSTOMERS
 		" AND cu.erased_at IS NULL GROUP BY lower(cu.name), c.currency HAVING count(*) = 1",
-		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_CUSTOMERS
+		"SELECT lower(cu.name), c.currency::text, min(c.id), min(cu.id), min(c.balance)" OPEN_CASES_OF_NAMED_CUSTOMERS
 		" AND cu.erased_at IS NULL AND lower(cu.name) = ANY ($1)"
 		" GROUP BY lower(cu.name), c.currency HAVING count(*) = 1", TEXTARRAYOID},
 };
@@ -221,6 +228,15 @@ load_rule(ReconcileState *state, int r, PaymentLine *lines, int n_lines)
 	if (state->mode[r] == RULE_ALL)
 		return true;
 
+	/* a schema not yet updated to 0.12 (the new library before ALTER
+	 * EXTENSION UPDATE) has no decrypting view: no names are matched */
+	if (state->mode[r] == RULE_UNDECIDED && rule->token == TOKEN_PAYER &&
+		!OidIsValid(get_relname_relid("customers_decrypted",
+									  get_namespace_oid("recovery", false))))
+	{
+		state->mode[r] = RULE_EMPTY;
+		return false;
+	}
 	if (state->mode[r] == RULE_UNDECIDED)
 	{
 		/* how many rows the rule has, up to the lines waiting */

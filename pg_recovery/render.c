@@ -334,7 +334,7 @@ recovery_render_template(PG_FUNCTION_ARGS)
 					  "       coalesce(nullif(due.now_due, 0), due.next_amount)::bigint, "
 					  "       due.first_due, recovery.case_reference(c.id) "
 					  "FROM recovery.templates t, recovery.recovery_cases c "
-					  "JOIN recovery.customers cu ON cu.id = c.customer_id "
+					  "JOIN recovery.customers_decrypted cu ON cu.id = c.customer_id "
 					  "JOIN recovery.currencies cur ON cur.code = c.currency "
 					  "CROSS JOIN LATERAL ("
 					  "  SELECT min(p.due_date) AS first_due, "

@@ -9,12 +9,14 @@
 #   cluster.sh psql DIR ...     psql as the superuser into "recovery"
 #   cluster.sh free-port [PORT...]  print a free TCP port on 127.0.0.1,
 #                               none of the PORTs (chosen, not bound yet)
+#   cluster.sh kek DIR          make DIR/kek, the key-encryption key, if missing
 #
 # PRELOAD sets shared_preload_libraries (default pg_cron,pg_recovery): the
 # tests start a cluster with PRELOAD=pg_cron, as a DBA's existing server.
 # ARCHIVE=on (the default) archives WAL continuously to the pgBackRest
 # repository DIR/backup (scripts/backup.sh); ARCHIVE=off for a throwaway one.
-# Every cluster records erasures in DIR/erasure-ledger, outside its data.
+# Every cluster records erasures in DIR/erasure-ledger, outside its data, and
+# keeps the key-encryption key of personal data in DIR/kek (made once).
 set -eu
 
 PGBIN=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
@@ -61,6 +63,7 @@ HBA
         echo "cluster: socket path $sock is too long; clone to a shorter path" >&2
         exit 1
     fi
+    kek_file "$dir"
     archive_mode=${ARCHIVE:-on} archive="archive_mode = off"
     if [ "$archive_mode" = on ]; then
         "$here/backup.sh" configure "$dir" "$port"
@@ -97,6 +100,12 @@ checkpoint_timeout = 15min
 wal_compression = lz4
 $archive
 recovery.erasure_ledger = '$(cd "$dir" && pwd -P)/erasure-ledger'
+# The key-encryption key of personal data, outside the data directory and
+# its backups (README, Personal data encryption).
+recovery.key_command = 'cat $(cd "$dir" && pwd -P)/kek'
+# Statements' parameters carry personal data: never into the log.
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
 CONF
     if ! as_postgres "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_postgres "$PGBIN/pg_ctl" -D "$data" -l "$dir/postgresql.log" -w -t 60 start >/dev/null ||
@@ -113,8 +122,19 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS pg_recovery;
 ALTER EXTENSION pg_recovery UPDATE;
+-- personal data written before 0.12 is sealed, in batches (a no-op after)
+CALL recovery.encrypt_existing();
 SQL
     if [ "$archive_mode" = on ]; then "$here/backup.sh" stanza "$dir"; fi
+}
+
+# DIR/kek: the key-encryption key, made once, readable by postgres alone.
+# A KEK from a secrets manager replaces it through recovery.key_command.
+kek_file() {
+    kek=$1/kek
+    if ! as_postgres test -s "$kek"; then
+        as_postgres sh -c "umask 077; printf 'k1 %s\n' \"\$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')\" > '$kek'"
+    fi
 }
 
 stop() {
@@ -158,5 +178,6 @@ case "$cmd" in
     destroy) destroy "$@" ;;
     psql) dir=$1; shift; psql_super "$dir" "$DB" "$@" ;;
     free-port) free_port "$@" ;;
-    *) echo "usage: cluster.sh start DIR PORT | stop DIR | destroy DIR | psql DIR ... | free-port [PORT...]" >&2; exit 2 ;;
+    kek) kek_file "$@" ;;
+    *) echo "usage: cluster.sh start DIR PORT | stop DIR | destroy DIR | psql DIR ... | free-port [PORT...] | kek DIR" >&2; exit 2 ;;
 esac

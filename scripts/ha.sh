@@ -139,6 +139,9 @@ postgresql:
     shared_preload_libraries: pg_cron,pg_recovery
     log_line_prefix: '%m [%p] %q%u@%d '
     recovery.erasure_ledger: $dir/erasure-ledger
+    recovery.key_command: cat $dir/kek
+    log_parameter_max_length: 0
+    log_parameter_max_length_on_error: 0
   pg_hba:
     - local all all trust
     - local replication all trust
@@ -210,6 +213,7 @@ start() {
     chown postgres:postgres "$dir"
     chmod 700 "$dir"
     choose_ports "$dir"
+    "$here/cluster.sh" kek "$dir"
     start_etcd "$dir"
     for n in $NODES; do
         write_config "$dir" "$n"

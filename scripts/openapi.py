@@ -101,8 +101,10 @@ paths = {
  "/api/v1/case-states": {"get": {"summary": "The states of a case, whether each closes it, and what it means", "tags": ["cases"],
     "responses": {**ok(), **errs(401)}}},
  "/api/v1/customers": {
-   "get": {"summary": "Search customers (name, email or reference contains q)", "tags": ["customers"],
-           "parameters": [qp("q", "string", "text to find"), cursor, limit],
+   "get": {"summary": "Search customers (name, email or reference contains q; or exactly this email or phone)", "tags": ["customers"],
+           "parameters": [qp("q", "string", "text to find"), cursor, limit,
+                          qp("email", "string", "exactly this email (any case), found by its blind index"),
+                          qp("phone", "string", "exactly this phone, found by its blind index")],
            "responses": {**ok(), **errs(400, 401)}},
    "post": {"summary": "Create a customer", "tags": ["customers"], "parameters": [IDEM],
             "requestBody": body({"external_ref": {"type": "string", "maxLength": 200},

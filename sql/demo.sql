@@ -39,9 +39,9 @@ BEGIN
 
     INSERT INTO recovery.customers (external_ref, name, email, phone, locale, time_zone)
     SELECT format('CUST-%s', lpad(i::text, 6, '0')),
-           first_names[1 + i % 20] || ' ' || last_names[1 + (i / 20) % 20],
-           format('customer%s@example.com', i),
-           '+44' || (7700900000 + i)::text,
+           convert_to(first_names[1 + i % 20] || ' ' || last_names[1 + (i / 20) % 20], 'UTF8'),
+           convert_to(format('customer%s@example.com', i), 'UTF8'),
+           convert_to('+44' || (7700900000 + i)::text, 'UTF8'),
            (ARRAY['en-GB', 'de-DE', 'fr-FR', 'en-US', 'nl-NL'])[1 + i % 5],
            (ARRAY['Europe/London', 'Europe/Berlin', 'Europe/Paris',
                   'America/New_York', 'Europe/Amsterdam'])[1 + i % 5]

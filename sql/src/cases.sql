@@ -115,18 +115,29 @@ CREATE TABLE case_notes (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     case_id        bigint NOT NULL REFERENCES recovery_cases,
     customer_id    bigint NOT NULL REFERENCES customers,
-    body           text NOT NULL CHECK (length(body) BETWEEN 1 AND 10000),
+    body           bytea NOT NULL CHECK (octet_length(body) > 0),
     author         text NOT NULL,
     author_user_id bigint REFERENCES users,
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX case_notes_case ON case_notes (case_id, id);
 COMMENT ON TABLE case_notes IS 'Free-text notes of the people who work a case (personal data: erased with the customer).';
+COMMENT ON COLUMN case_notes.body IS 'Sealed (pii_seal.c): read it decrypted in case_notes_decrypted; 1 to 10000 characters (case_note_add).';
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON case_notes
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+CREATE TRIGGER seal_personal BEFORE INSERT OR UPDATE ON case_notes
+    FOR EACH ROW EXECUTE FUNCTION pii_seal('body');
 GRANT SELECT ON case_notes TO recovery_viewer, recovery_auditor;
 SELECT pg_catalog.pg_extension_config_dump('case_notes', '');
 SELECT pg_catalog.pg_extension_config_dump('case_notes_id_seq', '');
+
+CREATE VIEW case_notes_decrypted AS
+    SELECT n.id, n.case_id, n.customer_id,
+           recovery.pii_open(n.body, 'case_notes', 'body', n.id, n.customer_id) AS body,
+           n.author, n.author_user_id, n.created_at
+      FROM recovery.case_notes n;
+COMMENT ON VIEW case_notes_decrypted IS 'recovery.case_notes with the body decrypted.';
+GRANT SELECT ON case_notes_decrypted TO recovery_viewer, recovery_auditor;
 
 -- The state machine applied to a case (C, state_machine.c)
 CREATE FUNCTION case_transitions(case_id bigint, OUT event text, OUT from_state text,
@@ -160,12 +171,12 @@ COMMENT ON FUNCTION case_overdue_days(bigint) IS
     'Days since the oldest payment of the case that is still owed fell due (NULL when nothing is owed).';
 GRANT EXECUTE ON FUNCTION case_overdue_days(bigint) TO recovery_viewer, recovery_auditor;
 
-CREATE FUNCTION case_note_add(case_id bigint, body text) RETURNS case_notes
+CREATE FUNCTION case_note_add(case_id bigint, body text) RETURNS case_notes_decrypted
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     target recovery.recovery_cases;
-    note recovery.case_notes;
+    note recovery.case_notes_decrypted;
     author_id bigint := nullif(current_setting('recovery.user_id'), '')::bigint;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent')
@@ -181,10 +192,11 @@ BEGIN
         RAISE EXCEPTION 'a note needs a body of 1 to 10000 characters' USING ERRCODE = 'PR004',
             HINT = 'Send {"body": "..."}.';
     END IF;
-    INSERT INTO recovery.case_notes (case_id, customer_id, body, author, author_user_id)
-    VALUES (target.id, target.customer_id, body,
+    INSERT INTO recovery.case_notes AS n (case_id, customer_id, body, author, author_user_id)
+    VALUES (target.id, target.customer_id, convert_to(body, 'UTF8'),
             coalesce(nullif(current_setting('recovery.actor'), ''), session_user), author_id)
-    RETURNING * INTO note;
+    RETURNING n.id, n.case_id, n.customer_id, case_note_add.body, n.author, n.author_user_id,
+              n.created_at INTO note;
     RETURN note;
 END
 $$;

@@ -24,7 +24,7 @@ CREATE FUNCTION delivery_check(notification_id bigint, at timestamptz DEFAULT no
 DECLARE
     m recovery.notifications;
     c recovery.recovery_cases;
-    cu recovery.customers;
+    cu recovery.customers_decrypted;
     hold_reason text;
     opens timestamptz;
     cap integer := recovery.setting_int('recovery.contact_cap', 3);
@@ -35,7 +35,7 @@ BEGIN
         RAISE EXCEPTION 'notification % does not exist', notification_id USING ERRCODE = 'PR003';
     END IF;
     SELECT * INTO c FROM recovery.recovery_cases x WHERE x.id = m.case_id;
-    SELECT * INTO cu FROM recovery.customers x WHERE x.id = c.customer_id;
+    SELECT * INTO cu FROM recovery.customers_decrypted x WHERE x.id = c.customer_id;
     IF cu.erased_at IS NOT NULL THEN
         RETURN jsonb_build_object('decision', 'cancel', 'reason', 'the customer was erased');
     ELSIF recovery.case_state_is_terminal(c.state) OR c.state = 'disputed' THEN
@@ -94,7 +94,7 @@ DECLARE
     m recovery.notifications;
     decision jsonb;
     rendered record;
-    cu recovery.customers;
+    cu recovery.customers_decrypted;
     address text;
 BEGIN
     -- a restored copy sends nothing its original may have sent already
@@ -138,7 +138,7 @@ BEGIN
              WHERE n.id = m.id;
             CONTINUE;
         END;
-        SELECT x.* INTO cu FROM recovery.customers x WHERE x.id = (
+        SELECT x.* INTO cu FROM recovery.customers_decrypted x WHERE x.id = (
             SELECT c.customer_id FROM recovery.recovery_cases c WHERE c.id = m.case_id);
         address := CASE m.channel WHEN 'email' THEN cu.email WHEN 'sms' THEN cu.phone END;
         UPDATE recovery.notifications n

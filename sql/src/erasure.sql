@@ -48,14 +48,19 @@ BEGIN
         RAISE EXCEPTION 'customer % does not exist', customer_id USING ERRCODE = 'PR003';
     END IF;
 
+    -- First the key: from here on every value sealed for the customer, in
+    -- old row versions, the WAL, standbys and backups, is unreadable, and
+    -- the rows below take only the erasure's own words.
+    PERFORM recovery.pii_destroy_key(customer_id);
+
     -- the business rows, audited as any change
     UPDATE recovery.customers c
-       SET name = 'erased customer ' || c.id, email = NULL, phone = NULL,
+       SET name = convert_to('erased customer ' || c.id, 'UTF8'), email = NULL, phone = NULL,
            contact_preferences = '{"email": false, "sms": false, "letter": false}',
            erased_at = coalesce(c.erased_at, now()), updated_at = now(), version = c.version + 1
      WHERE c.id = customer_erase.customer_id;
-    UPDATE recovery.case_notes n SET body = '[erased]'
-     WHERE n.customer_id = customer_erase.customer_id AND n.body <> '[erased]';
+    UPDATE recovery.case_notes n SET body = convert_to('[erased]', 'UTF8')
+     WHERE n.customer_id = customer_erase.customer_id AND n.body <> convert_to('[erased]', 'UTF8');
     GET DIAGNOSTICS notes = ROW_COUNT;
     UPDATE recovery.case_events e
        SET reason = CASE WHEN e.reason IS NOT NULL THEN '[erased]' END,
@@ -91,7 +96,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION customer_erase(bigint) IS
-    'GDPR erasure of a customer (admins): personal data removed from customers, notes, event reasons and the audit trail; amounts and history kept; the audit chains still verify.';
+    'GDPR erasure of a customer (admins): their data key destroyed, personal data removed from customers, notes, event reasons and the audit trail; amounts and history kept; the audit chains still verify.';
 GRANT EXECUTE ON FUNCTION customer_erase(bigint) TO recovery_admin;
 
 -- The erasure ledger (erasure_ledger.c): a file outside the cluster naming

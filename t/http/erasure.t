@@ -71,9 +71,12 @@ my ($rows) = $dbh->selectrow_array(q{SELECT count(*) FROM recovery.audit_log
                                      WHERE customer_id = $1 AND (old_row::text ~ $2 OR new_row::text ~ $2)},
                                    undef, $customer, $pattern);
 is($rows, 0, 'no audit row of the customer holds the personal data');
-my ($anywhere) = $dbh->selectrow_array(q{SELECT count(*) FROM recovery.customers c
+my ($anywhere) = $dbh->selectrow_array(q{SELECT count(*) FROM recovery.customers_decrypted c
                                          WHERE c.name ~ $1 OR c.email ~ $1}, undef, $pattern);
-is($anywhere, 0, 'nor does the customers table');
+is($anywhere, 0, 'nor does the customers table, decrypted');
+my ($key) = $dbh->selectrow_array(q{SELECT (wrapped IS NULL AND destroyed_at IS NOT NULL)::int
+                                    FROM recovery.customer_keys WHERE customer_id = $1}, undef, $customer);
+is($key, 1, 'the customer\'s data key is destroyed');
 $res = http(GET => '/api/v1/audit/verify', token => $auditor);
 is($res->{json}{ok}, JSON::PP::true, 'and every audit chain still verifies');
 

@@ -121,7 +121,7 @@ is(scalar keys %noted, $clients * $rounds, 'every note sent behind reads was wri
 # what the database holds: each note once, by the agent, and nothing of
 # the refused transitions
 my $notes = $dbh->selectall_arrayref(
-    'SELECT body, author_user_id FROM recovery.case_notes WHERE case_id = $1', undef, $noted_case);
+    'SELECT body, author_user_id FROM recovery.case_notes_decrypted WHERE case_id = $1', undef, $noted_case);
 my %stored;
 $stored{$_->[0]}++ for @$notes;
 is_deeply(\%stored, { map { ($_ => 1) } keys %noted }, 'the notes stored are those answered 201, each once');

@@ -6,7 +6,7 @@
 CREATE FUNCTION pg_temp.new_customer(tag text DEFAULT 'test') RETURNS bigint
 LANGUAGE sql AS $$
     INSERT INTO recovery.customers (external_ref, name, email)
-    VALUES ('T-' || tag || '-' || gen_random_uuid(), 'Test ' || tag, 'test@example.com')
+    VALUES ('T-' || tag || '-' || gen_random_uuid(), convert_to('Test ' || tag, 'UTF8'), 'test@example.com')
     RETURNING id
 $$;
 

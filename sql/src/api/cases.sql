@@ -46,7 +46,7 @@ BEGIN
                      c.state, c.assigned_user_id, c.priority, c.next_action_at, c.opened_at,
                      c.updated_at, c.version, recovery.case_overdue_days(c.id) AS overdue_days
                 FROM recovery.recovery_cases AS c
-                JOIN recovery.customers AS cu ON cu.id = c.customer_id
+                JOIN recovery.customers_decrypted AS cu ON cu.id = c.customer_id
                WHERE ($1 IS NULL OR c.state = $1)
                  AND ($2 IS NULL OR c.assigned_user_id = $2)
                  AND ($3 IS NULL OR c.customer_id = $3)
@@ -101,7 +101,7 @@ BEGIN
                 'timeline', recovery.api_case_timeline(c.id))
       INTO result
       FROM recovery.recovery_cases AS c
-      JOIN recovery.customers AS cu ON cu.id = c.customer_id
+      JOIN recovery.customers_decrypted AS cu ON cu.id = c.customer_id
      WHERE c.id = api_case_get.case_id;
 
     IF result IS NULL THEN
@@ -268,7 +268,7 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
         SELECT 'note', n.id, n.created_at,
                jsonb_build_object('kind', 'note', 'id', n.id, 'at', n.created_at, 'body', n.body,
                                   'author', n.author)
-          FROM recovery.case_notes AS n WHERE n.case_id = api_case_timeline.case_id
+          FROM recovery.case_notes_decrypted AS n WHERE n.case_id = api_case_timeline.case_id
     ) AS t
 $$;
 COMMENT ON FUNCTION api_case_timeline(bigint) IS

@@ -14,32 +14,41 @@ COMMENT ON FUNCTION api_customer_create(text, text, text, text, text, text) IS
 GRANT EXECUTE ON FUNCTION api_customer_create(text, text, text, text, text, text) TO recovery_agent, recovery_automation;
 
 CREATE FUNCTION api_customers_list(q text DEFAULT NULL, cursor text DEFAULT NULL,
-                                   "limit" integer DEFAULT NULL) RETURNS jsonb
+                                   "limit" integer DEFAULT NULL, email text DEFAULT NULL,
+                                   phone text DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     page_size integer := recovery.page_size("limit");
     after bigint := (recovery.cursor_decode(cursor) ->> 'id')::bigint;
     pattern text := recovery.like_pattern(nullif(btrim(q), ''));
+    -- an email or phone is found by its blind index, without decrypting
+    by_email bytea := recovery.pii_blind_index('email', nullif(btrim(email), ''));
+    by_phone bytea := recovery.pii_blind_index('phone', nullif(btrim(phone), ''));
     items jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.id), '[]')
       INTO items
       FROM (SELECT cu.id, cu.external_ref, cu.name, cu.email, cu.phone, cu.locale,
                    cu.time_zone, cu.created_at, cu.updated_at, cu.version
-              FROM recovery.customers AS cu
+              FROM recovery.customers_decrypted AS cu
              WHERE (after IS NULL OR cu.id > after)
-               AND (pattern IS NULL OR cu.name ILIKE pattern OR cu.email ILIKE pattern
-                    OR cu.external_ref ILIKE pattern)
+               AND (by_email IS NULL OR cu.id IN (SELECT x.id FROM recovery.customers x
+                                                   WHERE x.email_index = by_email))
+               AND (by_phone IS NULL OR cu.id IN (SELECT x.id FROM recovery.customers x
+                                                   WHERE x.phone_index = by_phone))
+               -- a part of a name or email: each customer is decrypted to compare
+               AND (pattern IS NULL OR cu.external_ref ILIKE pattern OR cu.name ILIKE pattern
+                    OR cu.email ILIKE pattern)
              ORDER BY cu.id
              LIMIT page_size) AS c;
     RETURN recovery.page_of(items, page_size,
                             jsonb_build_object('id', items -> -1 -> 'id'));
 END
 $$;
-COMMENT ON FUNCTION api_customers_list(text, text, integer) IS
-    'A page of customers by id, optionally those whose name, email or reference contains q (GET /api/v1/customers).';
-GRANT EXECUTE ON FUNCTION api_customers_list(text, text, integer) TO recovery_viewer, recovery_auditor;
+COMMENT ON FUNCTION api_customers_list(text, text, integer, text, text) IS
+    'A page of customers by id, optionally those whose name, email or reference contains q, and those with exactly this email or phone (GET /api/v1/customers).';
+GRANT EXECUTE ON FUNCTION api_customers_list(text, text, integer, text, text) TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION api_customer_get(customer_id bigint) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -53,7 +62,7 @@ BEGIN
                                       'balance', c.balance, 'opened_at', c.opened_at) ORDER BY c.id)
                                   FROM recovery.recovery_cases AS c WHERE c.customer_id = cu.id), '[]'))
       INTO result
-      FROM recovery.customers AS cu
+      FROM recovery.customers_decrypted AS cu
      WHERE cu.id = api_customer_get.customer_id;
     IF result IS NULL THEN
         RAISE EXCEPTION 'customer % does not exist', customer_id

@@ -1,0 +1,381 @@
+/*
+ * pii_seal.c
+ *		Sealed personal values: the trigger that seals what is written, the
+ *		functions that open it, and the blind indexes for equality lookups.
+ *
+ * A sealed value ("envelope") is a bytea:
+ *
+ *		0xFF 0x01			never the first byte of UTF-8 text; format 1
+ *		version (4 bytes)	the customer's data key version, big-endian
+ *		nonce, tag			AES-256-GCM (pii_kek.c)
+ *		ciphertext			the UTF-8 text
+ *
+ * bound as associated data to the table, the column, the row's id and the
+ * customer: a value copied to another row, column or customer does not
+ * open.  A personal column holds an envelope, or plain UTF-8 text: a value
+ * written before the upgrade that brought encryption (until
+ * recovery.encrypt_existing() reaches it), written with
+ * recovery.pii_encryption off, or an erasure's placeholder.
+ *
+ * The trigger recovery.pii_seal(column[:index], ...) seals, before a row is
+ * written, each listed column that holds plain text, and sets its blind
+ * index column (HMAC-SHA-256 of the normalized value) when one is named.
+ */
+#include "recovery.h"
+#include "pii.h"
+
+#include <openssl/hmac.h>
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#define ENVELOPE_MAGIC		0xFF
+#define ENVELOPE_FORMAT		0x01
+#define ENVELOPE_HEADER		6	/* magic, format, key version */
+#define ENVELOPE_OVERHEAD	(ENVELOPE_HEADER + PII_NONCE_LEN + PII_TAG_LEN)
+#define BLIND_INDEX_LEN		16	/* of HMAC-SHA-256's 32 bytes */
+
+/* What an envelope is bound to. */
+typedef struct SealedPlace
+{
+	const char *table;
+	const char *column;
+	int64		row_id;
+	int64		customer_id;
+} SealedPlace;
+
+bool
+pii_is_envelope(const bytea *value)
+{
+	return VARSIZE_ANY_EXHDR(value) >= ENVELOPE_OVERHEAD &&
+		((const uint8 *) VARDATA_ANY(value))[0] == ENVELOPE_MAGIC;
+}
+
+static int
+place_aad(char *aad, int size, const SealedPlace *place, int32 version)
+{
+	return snprintf(aad, size, "pg_recovery v1 %s.%s %lld %lld v%d",
+					place->table, place->column, (long long) place->row_id,
+					(long long) place->customer_id, version);
+}
+
+static bytea *
+seal(const char *text, int len, const SealedPlace *place, int32 version,
+	 const uint8 *key)
+{
+	bytea	   *sealed = palloc(VARHDRSZ + ENVELOPE_OVERHEAD + len);
+	uint8	   *out = (uint8 *) VARDATA(sealed);
+	char		aad[NAMEDATALEN * 2 + 96];
+	int			aadlen = place_aad(aad, sizeof(aad), place, version);
+
+	out[0] = ENVELOPE_MAGIC;
+	out[1] = ENVELOPE_FORMAT;
+	out[2] = (uint8) (version >> 24);
+	out[3] = (uint8) (version >> 16);
+	out[4] = (uint8) (version >> 8);
+	out[5] = (uint8) version;
+	pii_gcm_seal(key, (uint8 *) aad, aadlen, (const uint8 *) text, len,
+				 out + ENVELOPE_HEADER);
+	SET_VARSIZE(sealed, VARHDRSZ + ENVELOPE_OVERHEAD + len);
+	return sealed;
+}
+
+static void
+cannot_open(const SealedPlace *place, const char *why) pg_attribute_noreturn();
+
+static void
+cannot_open(const SealedPlace *place, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("%s.%s of row %lld (customer %lld) does not decrypt",
+					place->table, place->column, (long long) place->row_id,
+					(long long) place->customer_id),
+			 errdetail("%s", why),
+			 errhint("A sealed value opens only in the row, column and customer it was written for.")));
+}
+
+/* The text of a stored value: opened if sealed, else as it is. */
+static text *
+open_value(const bytea *value, const SealedPlace *place)
+{
+	const uint8 *in = (const uint8 *) VARDATA_ANY(value);
+	int			len = VARSIZE_ANY_EXHDR(value);
+	uint8		key[PII_KEY_LEN];
+	int32		stored_version;
+	int32		version;
+	char		aad[NAMEDATALEN * 2 + 96];
+	int			aadlen;
+	text	   *result;
+	bool		ok;
+
+	if (!pii_is_envelope(value))
+	{
+		pg_verifymbstr((const char *) in, len, false);
+		return cstring_to_text_with_len((const char *) in, len);
+	}
+	if (in[1] != ENVELOPE_FORMAT)
+		cannot_open(place, psprintf("Its format is %d; this version of pg_recovery reads format %d.",
+									in[1], ENVELOPE_FORMAT));
+	stored_version = (int32) ((uint32) in[2] << 24 | (uint32) in[3] << 16 |
+							  (uint32) in[4] << 8 | in[5]);
+	if (pii_customer_key(place->customer_id, false, &version, key) == PII_KEY_DESTROYED)
+		ereport(ERROR,
+				(errcode(ERRCODE_RECOVERY_KEY_UNAVAILABLE),
+				 errmsg("customer %lld was erased: their personal data can no longer be decrypted",
+						(long long) place->customer_id),
+				 errdetail("%s.%s of row %lld was sealed with the data key the erasure destroyed.",
+						   place->table, place->column, (long long) place->row_id)));
+	if (stored_version != version)
+		cannot_open(place, psprintf("It was sealed with data key version %d; the customer's key is version %d.",
+									stored_version, version));
+
+	aadlen = place_aad(aad, sizeof(aad), place, version);
+	result = palloc(VARHDRSZ + len - ENVELOPE_OVERHEAD);
+	ok = pii_gcm_open(key, (uint8 *) aad, aadlen, in + ENVELOPE_HEADER,
+					  len - ENVELOPE_HEADER, (uint8 *) VARDATA(result));
+	explicit_bzero(key, PII_KEY_LEN);
+	if (!ok)
+		cannot_open(place, "Its authentication tag does not match: it was altered, or copied from another row or column.");
+	SET_VARSIZE(result, VARHDRSZ + len - ENVELOPE_OVERHEAD);
+	return result;
+}
+
+/*
+ * recovery.pii_open(value, table, column, row_id, customer_id) → text.
+ * The decrypting views call it for each personal column.
+ */
+PG_FUNCTION_INFO_V1(recovery_pii_open);
+
+Datum
+recovery_pii_open(PG_FUNCTION_ARGS)
+{
+	SealedPlace place;
+
+	place.table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	place.column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	place.row_id = PG_GETARG_INT64(3);
+	place.customer_id = PG_GETARG_INT64(4);
+	PG_RETURN_TEXT_P(open_value(PG_GETARG_BYTEA_PP(0), &place));
+}
+
+/* The blind index of a value: HMAC-SHA-256 of what equality compares. */
+static bytea *
+blind_index(const char *kind, const char *value, int len)
+{
+	uint8		key[PII_KEY_LEN];
+	uint8		mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen;
+	StringInfoData norm;
+	bytea	   *index;
+
+	/* emails compare without case and spaces, phones by their digits */
+	initStringInfo(&norm);
+	appendStringInfo(&norm, "%s:", kind);
+	for (int i = 0; i < len; i++)
+	{
+		char		c = value[i];
+
+		if (strcmp(kind, "phone") == 0 ? (c >= '0' && c <= '9') || c == '+' : c != ' ')
+			appendStringInfoChar(&norm, strcmp(kind, "email") == 0 ? pg_ascii_tolower(c) : c);
+	}
+	pii_blind_index_key(key);
+	HMAC(EVP_sha256(), key, PII_KEY_LEN, (uint8 *) norm.data, norm.len, mac, &maclen);
+	explicit_bzero(key, PII_KEY_LEN);
+	index = palloc(VARHDRSZ + BLIND_INDEX_LEN);
+	memcpy(VARDATA(index), mac, BLIND_INDEX_LEN);
+	SET_VARSIZE(index, VARHDRSZ + BLIND_INDEX_LEN);
+	pfree(norm.data);
+	return index;
+}
+
+/* recovery.pii_blind_index(kind, value): what a lookup compares the index with. */
+PG_FUNCTION_INFO_V1(recovery_pii_blind_index);
+
+Datum
+recovery_pii_blind_index(PG_FUNCTION_ARGS)
+{
+	text	   *value = PG_GETARG_TEXT_PP(1);
+
+	PG_RETURN_BYTEA_P(blind_index(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+								  VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)));
+}
+
+/* An erasure's own words, the only plain text an erased customer's row takes. */
+static bool
+is_erasure_placeholder(const char *text, int len, int64 customer_id)
+{
+	char		name[64];
+
+	snprintf(name, sizeof(name), "erased customer %lld", (long long) customer_id);
+	return (len == 8 && memcmp(text, "[erased]", 8) == 0) ||
+		(len == 6 && memcmp(text, "erased", 6) == 0) ||
+		(len == strlen(name) && memcmp(text, name, len) == 0);
+}
+
+static int64
+int64_column(HeapTuple tuple, TupleDesc desc, const char *column,
+			 const char *table)
+{
+	int			attnum = SPI_fnumber(desc, column);
+	bool		isnull;
+	Datum		value;
+
+	if (attnum <= 0)
+		elog(ERROR, "pii_seal: table %s has no column %s", table, column);
+	value = heap_getattr(tuple, attnum, desc, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("a row of %s with personal data needs its %s", table, column)));
+	return DatumGetInt64(value);
+}
+
+/*
+ * The trigger: BEFORE INSERT OR UPDATE, FOR EACH ROW, with the personal
+ * columns as arguments, each "column" or "column:index_column".
+ */
+PG_FUNCTION_INFO_V1(recovery_pii_seal);
+
+Datum
+recovery_pii_seal(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	SealedPlace place;
+	int		   *columns;
+	Datum	   *values;
+	bool	   *nulls;
+	int			nchanged = 0;
+	uint8		key[PII_KEY_LEN];
+	int32		version = 0;
+	PiiKeyState state = PII_KEY_LIVE;
+	bool		have_key = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		elog(ERROR, "pii_seal must be a BEFORE INSERT OR UPDATE row trigger");
+	trigger = trigdata->tg_trigger;
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+
+	place.table = RelationGetRelationName(trigdata->tg_relation);
+	place.row_id = int64_column(tuple, desc, "id", place.table);
+	place.customer_id = strcmp(place.table, "customers") == 0 ? place.row_id :
+		int64_column(tuple, desc, "customer_id", place.table);
+
+	columns = palloc(sizeof(int) * trigger->tgnargs * 2);
+	values = palloc(sizeof(Datum) * trigger->tgnargs * 2);
+	nulls = palloc0(sizeof(bool) * trigger->tgnargs * 2);
+	for (int i = 0; i < trigger->tgnargs; i++)
+	{
+		char	   *column = pstrdup(trigger->tgargs[i]);
+		char	   *index_column = strchr(column, ':');
+		int			attnum;
+		bool		isnull;
+		bytea	   *value;
+		char	   *plain;
+		int			len;
+
+		if (index_column != NULL)
+			*index_column++ = '\0';
+		attnum = SPI_fnumber(desc, column);
+		if (attnum <= 0 || TupleDescAttr(desc, attnum - 1)->atttypid != BYTEAOID)
+			elog(ERROR, "pii_seal: %s.%s is not a bytea column", place.table, column);
+		value = (bytea *) DatumGetPointer(heap_getattr(tuple, attnum, desc, &isnull));
+		if (isnull || pii_is_envelope(value = DatumGetByteaPP(PointerGetDatum(value))))
+		{
+			if (isnull && index_column != NULL)
+			{
+				columns[nchanged] = SPI_fnumber(desc, index_column);
+				nulls[nchanged++] = true;
+			}
+			continue;
+		}
+
+		plain = VARDATA_ANY(value);
+		len = VARSIZE_ANY_EXHDR(value);
+		pg_verifymbstr(plain, len, false);
+		if (!have_key)
+		{
+			state = pii_customer_key(place.customer_id, true, &version, key);
+			have_key = true;
+		}
+		place.column = column;
+		if (state == PII_KEY_DESTROYED)
+		{
+			if (!is_erasure_placeholder(plain, len, place.customer_id))
+				ereport(ERROR,
+						(errcode(ERRCODE_RECOVERY_VALIDATION),
+						 errmsg("customer %lld was erased: no personal data can be stored for them",
+								(long long) place.customer_id),
+						 errdetail("The value written to %s.%s of row %lld would be stored unencrypted.",
+								   place.table, column, (long long) place.row_id)));
+		}
+		else if (pii_encryption_on())
+		{
+			columns[nchanged] = attnum;
+			values[nchanged++] = PointerGetDatum(seal(plain, len, &place, version, key));
+		}
+		if (index_column != NULL)
+		{
+			columns[nchanged] = SPI_fnumber(desc, index_column);
+			if (columns[nchanged] <= 0)
+				elog(ERROR, "pii_seal: table %s has no column %s", place.table, index_column);
+			if (state == PII_KEY_DESTROYED)
+				nulls[nchanged++] = true;
+			else
+				values[nchanged++] = PointerGetDatum(blind_index(column, plain, len));
+		}
+	}
+	explicit_bzero(key, PII_KEY_LEN);
+	if (nchanged == 0)
+		return PointerGetDatum(tuple);
+	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, nchanged,
+													 columns, values, nulls));
+}
+
+/*
+ * recovery.pii_seal_value(value, table, column, row_id, customer_id) →
+ * bytea: what the trigger stores, for recovery.encrypt_existing(), which
+ * seals the rows written before encryption without firing the triggers.
+ */
+PG_FUNCTION_INFO_V1(recovery_pii_seal_value);
+
+Datum
+recovery_pii_seal_value(PG_FUNCTION_ARGS)
+{
+	bytea	   *value = PG_GETARG_BYTEA_PP(0);
+	SealedPlace place;
+	uint8		key[PII_KEY_LEN];
+	int32		version;
+	bytea	   *sealed;
+
+	place.table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	place.column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	place.row_id = PG_GETARG_INT64(3);
+	place.customer_id = PG_GETARG_INT64(4);
+	if (pii_is_envelope(value))
+		PG_RETURN_BYTEA_P(value);
+	pg_verifymbstr(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), false);
+	if (pii_customer_key(place.customer_id, true, &version, key) == PII_KEY_DESTROYED)
+		PG_RETURN_BYTEA_P(value);	/* an erased customer's placeholder */
+	sealed = seal(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), &place, version, key);
+	explicit_bzero(key, PII_KEY_LEN);
+	PG_RETURN_BYTEA_P(sealed);
+}
+
+/* recovery.pii_is_sealed(value): whether a stored value is an envelope */
+PG_FUNCTION_INFO_V1(recovery_pii_is_sealed);
+
+Datum
+recovery_pii_is_sealed(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pii_is_envelope(PG_GETARG_BYTEA_PP(0)));
+}

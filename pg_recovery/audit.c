@@ -15,9 +15,11 @@
  * Erasure: a row hash covers the SHA-256 digests of the old and new row,
  * not the row text, so personal data can later be erased from old_row and
  * new_row while the chain still verifies: erasure stores the digests of
- * what it removes in old_digest and new_digest and sets erased_at.  Other
- * rows store neither digests nor the previous hash, which the walk
- * recomputes: the trail is a large part of every write's WAL.
+ * what it removes in old_digest and new_digest and sets erased_at, and so
+ * does the sealing of rows written before encryption (encrypt_existing(),
+ * without erased_at).  Other rows store neither digests nor the previous
+ * hash, which the walk recomputes: the trail is a large part of every
+ * write's WAL.
  */
 #include "recovery.h"
 #include "audit_append.h"
@@ -618,7 +620,7 @@ verify_row(HeapTuple tuple, TupleDesc tupdesc, int32 *chain,
 	erased = DatumGetBool(SPI_getbinval(tuple, tupdesc, 19, &isnull));
 	if (erased)
 	{
-		/* Erasure kept the digests of what it removed. */
+		/* Erasure or sealing kept the digests of what it rewrote. */
 		row.old_digest = bytea_hash(tuple, tupdesc, 16);
 		row.new_digest = bytea_hash(tuple, tupdesc, 17);
 	}
@@ -689,7 +691,8 @@ recovery_audit_verify(PG_FUNCTION_ARGS)
 	plan = SPI_prepare("SELECT id, chain, seq, occurred_at, actor, actor_user_id, "
 					   "db_user, db_role, request_id, action, table_name, row_key, "
 					   "customer_id, old_row::text, new_row::text, old_digest, "
-					   "new_digest, row_hash, erased_at IS NOT NULL "
+					   "new_digest, row_hash, "
+					   "erased_at IS NOT NULL OR old_digest IS NOT NULL OR new_digest IS NOT NULL "
 					   "FROM recovery.audit_log ORDER BY chain, seq",
 					   0, NULL);
 	if (plan == NULL)

@@ -85,8 +85,9 @@ COMMENT ON FUNCTION rewrap_keys(integer) IS
     'Re-wraps up to batch keys under the current KEK; returns how many (recovery.rotate_kek() calls it).';
 
 -- KEK rotation: a transaction a batch, so it goes on where it stopped
+-- (no SET clause: a procedure that has one cannot COMMIT)
 CREATE PROCEDURE rotate_kek(batch integer DEFAULT 1000)
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql
     AS $$
 DECLARE
     done bigint;
@@ -360,13 +361,54 @@ CREATE FUNCTION pii_key_destroyed(customer_id bigint) RETURNS boolean
                     WHERE k.customer_id = pii_key_destroyed.customer_id AND k.wrapped IS NULL)
 $$;
 
+-- which audited fields the tables seal
+CREATE FUNCTION sealed_columns(table_name text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE table_name WHEN 'customers' THEN ARRAY['name', 'email', 'phone']
+                           WHEN 'case_notes' THEN ARRAY['body'] END
+$$;
+
+-- whether an audited row holds a personal field in plain text
+CREATE FUNCTION audit_row_plain(audited json, table_name text) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce(json_typeof(audited) = 'object' AND EXISTS (
+               SELECT 1 FROM json_each(audited) f
+                WHERE f.key = ANY (recovery.sealed_columns(table_name))
+                  AND json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) <> '\xff01'), false)
+$$;
+
+-- an audited row with its personal fields sealed as the table seals them
+CREATE FUNCTION audit_row_sealed(audited json, table_name text, row_key text, customer_id bigint)
+    RETURNS json
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET bytea_output = hex
+    AS $$
+    SELECT CASE WHEN NOT recovery.audit_row_plain(audited, table_name) THEN audited
+           ELSE (SELECT json_object_agg(f.key,
+                            CASE WHEN f.key = ANY (recovery.sealed_columns(table_name))
+                                      AND json_typeof(f.value) = 'string'
+                                 THEN to_json(recovery.pii_seal_value(convert_to(f.value #>> '{}', 'UTF8'),
+                                                                      table_name, f.key, row_key::bigint,
+                                                                      customer_id)::text)
+                                 ELSE f.value END)
+                   FROM json_each(audited) f)
+           END
+$$;
+
+-- (no SET clause: a procedure that has one cannot COMMIT)
 CREATE PROCEDURE encrypt_existing(batch integer DEFAULT 1000)
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql
     AS $$
 DECLARE
     customers bigint;
     notes bigint;
+    audit_rows bigint;
     total bigint := 0;
+    last_chain integer := -1;
+    last_seq bigint := -1;
+    span_chain integer;
+    span_seq bigint;
 BEGIN
     LOOP
         -- Only the storage changes: no audit row, no live event, no trigger.
@@ -399,8 +441,38 @@ BEGIN
         EXIT WHEN customers + notes = 0;
         total := total + customers + notes;
         COMMIT;
-        RAISE NOTICE 'encrypt_existing: % rows sealed; % to go', total,
-            (SELECT sum(p.plain_rows) FROM recovery.encryption_progress p);
+        RAISE NOTICE 'encrypt_existing: % rows sealed', total;
+    END LOOP;
+    -- then the audit trail, along its primary key; a row keeps the digests
+    -- of what it held, so that the chain still verifies (audit_verify())
+    LOOP
+        SELECT a.chain, a.seq INTO span_chain, span_seq FROM recovery.audit_log a
+         WHERE (a.chain, a.seq) > (last_chain, last_seq)
+         ORDER BY a.chain, a.seq OFFSET batch - 1 LIMIT 1;
+        PERFORM set_config('session_replication_role', 'replica', true);
+        UPDATE recovery.audit_log a
+           SET old_digest = sha256(convert_to(a.old_row::text, 'UTF8')),
+               new_digest = sha256(convert_to(a.new_row::text, 'UTF8')),
+               old_row = recovery.audit_row_sealed(a.old_row, a.table_name, a.row_key, a.customer_id),
+               new_row = recovery.audit_row_sealed(a.new_row, a.table_name, a.row_key, a.customer_id)
+         WHERE (a.chain, a.seq) > (last_chain, last_seq)
+           AND (span_chain IS NULL OR (a.chain, a.seq) <= (span_chain, span_seq))
+           AND a.table_name IN ('customers', 'case_notes') AND a.erased_at IS NULL
+           AND a.old_digest IS NULL AND a.new_digest IS NULL
+           AND NOT recovery.pii_key_destroyed(a.customer_id)
+           AND (recovery.audit_row_plain(a.old_row, a.table_name)
+                OR recovery.audit_row_plain(a.new_row, a.table_name));
+        GET DIAGNOSTICS audit_rows = ROW_COUNT;
+        PERFORM set_config('session_replication_role', 'origin', true);
+        total := total + audit_rows;
+        COMMIT;
+        EXIT WHEN span_chain IS NULL;
+        last_chain := span_chain;
+        last_seq := span_seq;
+        IF audit_rows > 0 THEN
+            RAISE NOTICE 'encrypt_existing: % rows sealed; the audit trail is read up to chain %, seq %',
+                total, last_chain, last_seq;
+        END IF;
     END LOOP;
     RAISE NOTICE 'encrypt_existing: done, % rows sealed', total;
 END
@@ -419,9 +491,19 @@ CREATE VIEW encryption_progress AS
            count(*) FILTER (WHERE recovery.pii_is_sealed(n.body)),
            count(*) FILTER (WHERE NOT recovery.pii_is_sealed(n.body) AND c.erased_at IS NULL),
            count(*) FILTER (WHERE c.erased_at IS NOT NULL)
-      FROM recovery.case_notes n JOIN recovery.customers c ON c.id = n.customer_id;
+      FROM recovery.case_notes n JOIN recovery.customers c ON c.id = n.customer_id
+    UNION ALL
+    SELECT 'audit_log',
+           count(*) FILTER (WHERE a.erased_at IS NULL
+                              AND NOT recovery.audit_row_plain(a.old_row, a.table_name)
+                              AND NOT recovery.audit_row_plain(a.new_row, a.table_name)),
+           count(*) FILTER (WHERE a.erased_at IS NULL
+                              AND (recovery.audit_row_plain(a.old_row, a.table_name)
+                                   OR recovery.audit_row_plain(a.new_row, a.table_name))),
+           count(*) FILTER (WHERE a.erased_at IS NOT NULL)
+      FROM recovery.audit_log a WHERE a.table_name IN ('customers', 'case_notes');
 COMMENT ON VIEW encryption_progress IS
-    'Rows of each table with personal data: sealed, still plain (recovery.encrypt_existing() seals them), and erased (their placeholders stay plain).';
+    'Rows of each table with personal data, and of the audit trail''s rows of them: sealed, still plain (recovery.encrypt_existing() seals them), and erased (their placeholders stay plain).';
 
 -- readers: through the decrypting views
 DROP FUNCTION api_customers_list(text, text, integer);
@@ -844,8 +926,9 @@ BEGIN
     -- then the trail, including the rows the updates above just wrote
     PERFORM set_config('session_replication_role', 'replica', true);
     UPDATE recovery.audit_log a
-       SET old_digest = sha256(convert_to(a.old_row::text, 'UTF8')),
-           new_digest = sha256(convert_to(a.new_row::text, 'UTF8')),
+       -- a row sealed by encrypt_existing() has the digests of what it was
+       SET old_digest = coalesce(a.old_digest, sha256(convert_to(a.old_row::text, 'UTF8'))),
+           new_digest = coalesce(a.new_digest, sha256(convert_to(a.new_row::text, 'UTF8'))),
            old_row = recovery.erase_personal(a.old_row::jsonb)::json,
            new_row = recovery.erase_personal(a.new_row::jsonb)::json,
            erased_at = now()
@@ -929,6 +1012,7 @@ REVOKE ALL ON customer_keys, pii_keyring, customers_decrypted, case_notes_decryp
 REVOKE ALL ON FUNCTION pii_seal(), pii_open(bytea, text, text, bigint, bigint), pii_is_sealed(bytea),
               pii_blind_index(text, text), pii_seal_value(bytea, text, text, bigint, bigint),
               pii_destroy_key(bigint), pii_current_kek(), rewrap_keys(integer), pii_key_destroyed(bigint),
+              sealed_columns(text), audit_row_plain(json, text), audit_row_sealed(json, text, text, bigint),
               customers_check(), customer_create(text, text, text, text, text, text),
               customer_update(bigint, integer, text, text, text, text, text, jsonb),
               case_note_add(bigint, text), api_customers_list(text, text, integer, text, text),

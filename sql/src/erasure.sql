@@ -77,8 +77,9 @@ BEGIN
     -- then the trail, including the rows the updates above just wrote
     PERFORM set_config('session_replication_role', 'replica', true);
     UPDATE recovery.audit_log a
-       SET old_digest = sha256(convert_to(a.old_row::text, 'UTF8')),
-           new_digest = sha256(convert_to(a.new_row::text, 'UTF8')),
+       -- a row sealed by encrypt_existing() has the digests of what it was
+       SET old_digest = coalesce(a.old_digest, sha256(convert_to(a.old_row::text, 'UTF8'))),
+           new_digest = coalesce(a.new_digest, sha256(convert_to(a.new_row::text, 'UTF8'))),
            old_row = recovery.erase_personal(a.old_row::jsonb)::json,
            new_row = recovery.erase_personal(a.new_row::jsonb)::json,
            erased_at = now()

@@ -74,8 +74,9 @@ COMMENT ON FUNCTION rewrap_keys(integer) IS
     'Re-wraps up to batch keys under the current KEK; returns how many (recovery.rotate_kek() calls it).';
 
 -- KEK rotation: a transaction a batch, so it goes on where it stopped
+-- (no SET clause: a procedure that has one cannot COMMIT)
 CREATE PROCEDURE rotate_kek(batch integer DEFAULT 1000)
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql
     AS $$
 DECLARE
     done bigint;

@@ -30,6 +30,7 @@ static ngx_http_recovery_sqlstate_t  ngx_http_recovery_sqlstates[] = {
     { "PR009", 409, "conflict" },
     { "PR010", 422, "idempotency_key_reused" },
     { "PR011", 503, "standby_lagging" },          /* asked of the primary */
+    { "PR012", 503, "key_unavailable" },          /* the KEK is missing */
     { "P0002", 404, "not_found" },
     { "42501", 403, "permission_denied" },
     { "23505", 409, "already_exists" },

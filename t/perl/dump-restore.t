@@ -47,8 +47,11 @@ my $dumped = system("$bin/pg_dump", '-Fc', '-h', $ENV{PGHOST}, '-p', $ENV{PGPORT
 is($dumped, 0, 'pg_dump -Fc exits 0');
 cmp_ok(-s $dump, '>', 100_000, sprintf('and the dump holds the data (%d kB)', (-s $dump) / 1024));
 
-# a new server: pg_cron and pg_recovery preloaded, an empty database
+# a new server: pg_cron and pg_recovery preloaded, an empty database, and
+# the source's key-encryption key (a dump holds the data keys wrapped by it)
 my $stack = Recovery::Stack->new(WORKERS => 1);
+(my $source_dir = $ENV{PGHOST}) =~ s{/sock/?$}{};
+system('cp', '-p', "$source_dir/kek", "$stack->{pg_dir}/kek") == 0 or die "cannot copy the KEK: $?";
 my $server = DBI->connect("dbi:Pg:dbname=postgres;host=$stack->{pg_dir}/sock;port=$stack->{pg_port}",
                           'postgres', undef, { AutoCommit => 1, RaiseError => 1, PrintError => 0 });
 $server->do('DROP DATABASE recovery WITH (FORCE)');

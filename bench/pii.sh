@@ -34,7 +34,15 @@ for db in recovery plain; do
     sealed=$(sql -d "$db" -At -c "SELECT count(*) FILTER (WHERE recovery.pii_is_sealed(name)) || ' of ' || count(*) FROM recovery.customers")
     echo "bench: $db: $sealed customers' names sealed"
 done
-cases=$(sql -At -c 'SELECT max(id) FROM recovery.recovery_cases')
+# the cases numbered 1..n, for pgbench to pick one at random
+for db in recovery plain; do
+    sql -d "$db" -c 'CREATE TABLE public.bench_cases AS
+                         SELECT row_number() OVER (ORDER BY id) AS n, id FROM recovery.recovery_cases' \
+                 -c 'ALTER TABLE public.bench_cases ADD PRIMARY KEY (n)' \
+                 -c 'GRANT SELECT ON public.bench_cases TO PUBLIC'
+done
+cases=$(sql -At -c 'SELECT count(*) FROM public.bench_cases')
+last_case=$(sql -At -c 'SELECT max(id) FROM recovery.recovery_cases')
 
 # pgbench scripts: the gateway's request context (as an agent), then the call
 context="SELECT set_config('recovery.user_id', '3', true), set_config('recovery.actor', 'agent@demo.example', true), set_config('recovery.request_id', md5(random()::text), true), set_config('role', 'recovery_agent', true);"
@@ -42,14 +50,14 @@ cat > "$dir/case.sql" <<SQL
 \set case_id random(1, $cases)
 BEGIN;
 $context
-SELECT recovery.api_case_get(:case_id);
+SELECT recovery.api_case_get((SELECT b.id FROM public.bench_cases b WHERE b.n = :case_id));
 END;
 SQL
 cat > "$dir/list.sql" <<SQL
-\set after random(0, $((cases - 60)))
+\set after random(0, $((last_case - 60)))
 BEGIN;
 $context
-SELECT recovery.api_cases_list(cursor => recovery.cursor_encode(jsonb_build_object('sort', 'id', 'value', :after, 'id', :after)), "limit" => 50);
+SELECT recovery.api_cases_list(cursor => recovery.cursor_encode(jsonb_build_object('sort', 'id', 'value', :after::bigint, 'id', :after::bigint)), "limit" => 50);
 END;
 SQL
 cat > "$dir/create.sql" <<SQL

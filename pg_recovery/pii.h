@@ -42,6 +42,7 @@ extern void pii_unwrap_key(const bytea *wrapped, const char *kek_id,
 						   const char *purpose, int64 id, int32 version,
 						   uint8 *key);
 extern void pii_random(uint8 *buf, int len);
+extern void pii_gcm_wipe(void);
 
 /* pii_keys.c */
 typedef enum PiiKeyState
@@ -53,7 +54,7 @@ typedef enum PiiKeyState
 extern void recovery_pii_keys_init(void);
 extern PiiKeyState pii_customer_key(int64 customer_id, bool create,
 									int32 *version, uint8 *key);
-extern void pii_blind_index_key(uint8 *key);
+extern bool pii_blind_index_key(uint8 *key, bool create);
 extern void pii_forget_keys(void);
 
 /* pii_seal.c */

@@ -24,6 +24,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -79,6 +80,7 @@ pii_forget_keys(void)
 	}
 	explicit_bzero(blind_key, sizeof(blind_key));
 	blind_key_loaded = false;
+	pii_gcm_wipe();
 }
 
 static void
@@ -200,22 +202,35 @@ cache_entry(int64 customer_id, bool *found)
 /*
  * The key tables are the extension's alone: a reader of a decrypting view
  * reaches them as the bootstrap superuser, as the RI triggers reach a
- * referenced table as its owner.
+ * referenced table as its owner, and with a search_path of pg_catalog
+ * only, so that no operator or function of the caller's runs as that user.
  */
-static void
-keys_connect(Oid *save_userid, int *save_sec)
+typedef struct KeysSession
 {
-	GetUserIdAndSecContext(save_userid, save_sec);
+	Oid			userid;
+	int			sec_context;
+	int			guc_level;
+} KeysSession;
+
+static void
+keys_connect(KeysSession *session)
+{
+	GetUserIdAndSecContext(&session->userid, &session->sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+						   session->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS);
+	session->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
 }
 
 static void
-keys_finish(Oid save_userid, int save_sec)
+keys_finish(KeysSession *session)
 {
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	AtEOXact_GUC(true, session->guc_level);
+	SetUserIdAndSecContext(session->userid, session->sec_context);
 }
 
 static void
@@ -290,8 +305,7 @@ read_customer_key(int64 customer_id, bool create, CachedKey *entry)
 PiiKeyState
 pii_customer_key(int64 customer_id, bool create, int32 *version, uint8 *key)
 {
-	Oid			save_userid;
-	int			save_sec;
+	KeysSession session;
 	CachedKey  *entry;
 	CachedKey	fresh;
 	bool		found;
@@ -312,14 +326,14 @@ pii_customer_key(int64 customer_id, bool create, int32 *version, uint8 *key)
 	}
 
 	remember_relid();
-	keys_connect(&save_userid, &save_sec);
+	keys_connect(&session);
 	if (!read_customer_key(customer_id, create, &fresh))
 		ereport(ERROR,
 				(errcode(ERRCODE_RECOVERY_KEY_UNAVAILABLE),
 				 errmsg("customer %lld has no data key", (long long) customer_id),
 				 errdetail("recovery.customer_keys has no row for the customer, so their personal data cannot be decrypted."),
 				 errhint("A key row is never deleted by the extension; restore it from a backup.")));
-	keys_finish(save_userid, save_sec);
+	keys_finish(&session);
 
 	entry = cache_entry(customer_id, &found);
 	memcpy(entry, &fresh, sizeof(CachedKey));
@@ -332,12 +346,14 @@ pii_customer_key(int64 customer_id, bool create, int32 *version, uint8 *key)
 	return PII_KEY_LIVE;
 }
 
-/* The key of the blind indexes (HMAC-SHA-256), made at its first use. */
-void
-pii_blind_index_key(uint8 *key)
+/*
+ * The key of the blind indexes (HMAC-SHA-256), made at its first use when
+ * create; false when there is none yet (then no value has a blind index).
+ */
+bool
+pii_blind_index_key(uint8 *key, bool create)
 {
-	Oid			save_userid;
-	int			save_sec;
+	KeysSession session;
 	Oid			argtypes[2] = {TEXTOID, BYTEAOID};
 	Datum		values[2];
 	bool		isnull;
@@ -346,11 +362,16 @@ pii_blind_index_key(uint8 *key)
 	if (blind_key_loaded)
 	{
 		memcpy(key, blind_key, PII_KEY_LEN);
-		return;
+		return true;
 	}
-	keys_connect(&save_userid, &save_sec);
+	keys_connect(&session);
 	recovery_spi_exec("SELECT kek_id, wrapped FROM recovery.pii_keyring WHERE purpose = 'blind-index'",
 					  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0 && !create)
+	{
+		keys_finish(&session);
+		return false;
+	}
 	if (SPI_processed == 0)
 	{
 		char	   *kek_id;
@@ -370,9 +391,10 @@ pii_blind_index_key(uint8 *key)
 	if (SPI_tuptable != NULL && SPI_processed > 0)
 		pii_unwrap_key(DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)),
 					   recovery_spi_text(0, 1), "blind-index", 0, 1, blind_key);
-	keys_finish(save_userid, save_sec);
+	keys_finish(&session);
 	blind_key_loaded = true;
 	memcpy(key, blind_key, PII_KEY_LEN);
+	return true;
 }
 
 /*
@@ -386,21 +408,20 @@ PG_FUNCTION_INFO_V1(recovery_pii_destroy_key);
 Datum
 recovery_pii_destroy_key(PG_FUNCTION_ARGS)
 {
-	Oid			save_userid;
-	int			save_sec;
+	KeysSession session;
 	int64		customer_id = PG_GETARG_INT64(0);
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(customer_id)};
 	bool		found;
 
 	remember_relid();
-	keys_connect(&save_userid, &save_sec);
+	keys_connect(&session);
 	recovery_spi_exec("INSERT INTO recovery.customer_keys AS k (customer_id, version, kek_id, wrapped, destroyed_at) "
 					  "VALUES ($1, 1, NULL, NULL, now()) "
 					  "ON CONFLICT (customer_id) DO UPDATE SET wrapped = NULL, kek_id = NULL, "
 					  "       destroyed_at = coalesce(k.destroyed_at, now())",
 					  1, argtypes, values, NULL, SPI_OK_INSERT);
-	keys_finish(save_userid, save_sec);
+	keys_finish(&session);
 
 	if (key_cache != NULL)
 	{
@@ -427,8 +448,7 @@ PG_FUNCTION_INFO_V1(recovery_rewrap_keys);
 Datum
 recovery_rewrap_keys(PG_FUNCTION_ARGS)
 {
-	Oid			save_userid;
-	int			save_sec;
+	KeysSession session;
 	int32		batch = PG_GETARG_INT32(0);
 	const char *current = pii_current_kek_id();
 	Oid			argtypes[3] = {TEXTOID, INT4OID, INT8OID};
@@ -438,7 +458,7 @@ recovery_rewrap_keys(PG_FUNCTION_ARGS)
 	uint64		nrows;
 
 	remember_relid();
-	keys_connect(&save_userid, &save_sec);
+	keys_connect(&session);
 	values[0] = CStringGetTextDatum(current);
 	values[1] = Int32GetDatum(batch);
 	/* SKIP LOCKED: a key being erased or made is left to the next batch */
@@ -492,7 +512,7 @@ recovery_rewrap_keys(PG_FUNCTION_ARGS)
 						  2, types, update, NULL, SPI_OK_UPDATE);
 		done++;
 	}
-	keys_finish(save_userid, save_sec);
+	keys_finish(&session);
 	/* every backend drops the keys it unwrapped under the old KEK */
 	if (done > 0)
 		CacheInvalidateRelcacheByRelid(customer_keys_relid);

@@ -26,6 +26,8 @@
 
 #include <openssl/hmac.h>
 
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -163,9 +165,13 @@ recovery_pii_open(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(open_value(PG_GETARG_BYTEA_PP(0), &place));
 }
 
-/* The blind index of a value: HMAC-SHA-256 of what equality compares. */
+/*
+ * The blind index of a value: HMAC-SHA-256 of what equality compares.
+ * create: make the blind-index key if there is none (sealing); else, with
+ * none, an empty value that equals no index (a lookup, maybe read-only).
+ */
 static bytea *
-blind_index(const char *kind, const char *value, int len)
+blind_index(const char *kind, const char *value, int len, bool create)
 {
 	uint8		key[PII_KEY_LEN];
 	uint8		mac[EVP_MAX_MD_SIZE];
@@ -183,7 +189,13 @@ blind_index(const char *kind, const char *value, int len)
 		if (strcmp(kind, "phone") == 0 ? (c >= '0' && c <= '9') || c == '+' : c != ' ')
 			appendStringInfoChar(&norm, strcmp(kind, "email") == 0 ? pg_ascii_tolower(c) : c);
 	}
-	pii_blind_index_key(key);
+	if (!pii_blind_index_key(key, create))
+	{
+		pfree(norm.data);
+		index = palloc(VARHDRSZ);
+		SET_VARSIZE(index, VARHDRSZ);
+		return index;
+	}
 	HMAC(EVP_sha256(), key, PII_KEY_LEN, (uint8 *) norm.data, norm.len, mac, &maclen);
 	explicit_bzero(key, PII_KEY_LEN);
 	index = palloc(VARHDRSZ + BLIND_INDEX_LEN);
@@ -193,7 +205,11 @@ blind_index(const char *kind, const char *value, int len)
 	return index;
 }
 
-/* recovery.pii_blind_index(kind, value): what a lookup compares the index with. */
+/*
+ * recovery.pii_blind_index(kind, value): what a lookup compares the index
+ * with, and what encrypt_existing() stores.  A read-only transaction (a GET,
+ * a standby) makes no key.
+ */
 PG_FUNCTION_INFO_V1(recovery_pii_blind_index);
 
 Datum
@@ -202,7 +218,8 @@ recovery_pii_blind_index(PG_FUNCTION_ARGS)
 	text	   *value = PG_GETARG_TEXT_PP(1);
 
 	PG_RETURN_BYTEA_P(blind_index(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-								  VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)));
+								  VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
+								  !XactReadOnly && !RecoveryInProgress()));
 }
 
 /* An erasure's own words, the only plain text an erased customer's row takes. */
@@ -335,7 +352,7 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 			if (state == PII_KEY_DESTROYED)
 				nulls[nchanged++] = true;
 			else
-				values[nchanged++] = PointerGetDatum(blind_index(column, plain, len));
+				values[nchanged++] = PointerGetDatum(blind_index(column, plain, len, true));
 		}
 	}
 	explicit_bzero(key, PII_KEY_LEN);

@@ -55,6 +55,13 @@ cmp_ok($db->selectrow_array(q{SELECT plain_rows FROM recovery.encryption_progres
 is_deeply($db->selectall_arrayref(q{SELECT kek_id, destroyed_at IS NOT NULL FROM recovery.customer_keys}),
           [[undef, 1]], 'the customer erased under 0.11 has a destroyed key, the others none yet');
 
+# a read-only lookup before any blind index exists finds nobody, and no error
+$db->begin_work;
+$db->do('SET TRANSACTION READ ONLY');
+is($db->selectrow_array(q{SELECT recovery.api_customers_list(email => $1) -> 'items'}, undef, "p2.$tag\@example.test"),
+   '[]', 'a read-only lookup by email before encrypt_existing() finds nobody, and makes no key');
+$db->rollback;
+
 # a customer locked by a writer is left for the next run (SKIP LOCKED)
 my $writer = DBI->connect("dbi:Pg:dbname=$name", 'postgres', undef,
                           { AutoCommit => 0, RaiseError => 1, PrintError => 0 });

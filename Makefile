@@ -142,6 +142,7 @@ bench: deps install
 	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/replicas.sh
 	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/events.sh
 	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/formats.sh
+	@BENCH_RESULTS=$(CURDIR)/tmp/bench-results.tsv bench/pii.sh
 	@bench/summary.sh tmp/bench-results.tsv
 
 clean:

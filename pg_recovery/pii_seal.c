@@ -101,9 +101,9 @@ cannot_open(const SealedPlace *place, const char *why)
 			 errhint("A sealed value opens only in the row, column and customer it was written for.")));
 }
 
-/* The text of a stored value: opened if sealed, else as it is. */
-static text *
-open_value(const bytea *value, const SealedPlace *place)
+/* The bytes of a stored value: opened if sealed, else as they are. */
+static bytea *
+open_value(bytea *value, const SealedPlace *place)
 {
 	const uint8 *in = (const uint8 *) VARDATA_ANY(value);
 	int			len = VARSIZE_ANY_EXHDR(value);
@@ -112,14 +112,11 @@ open_value(const bytea *value, const SealedPlace *place)
 	int32		version;
 	char		aad[NAMEDATALEN * 2 + 96];
 	int			aadlen;
-	text	   *result;
+	bytea	   *result;
 	bool		ok;
 
 	if (!pii_is_envelope(value))
-	{
-		pg_verifymbstr((const char *) in, len, false);
-		return cstring_to_text_with_len((const char *) in, len);
-	}
+		return value;
 	if (in[1] != ENVELOPE_FORMAT)
 		cannot_open(place, psprintf("Its format is %d; this version of pg_recovery reads format %d.",
 									in[1], ENVELOPE_FORMAT));
@@ -147,6 +144,15 @@ open_value(const bytea *value, const SealedPlace *place)
 	return result;
 }
 
+static void
+place_of_args(FunctionCallInfo fcinfo, SealedPlace *place)
+{
+	place->table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	place->column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	place->row_id = PG_GETARG_INT64(3);
+	place->customer_id = PG_GETARG_INT64(4);
+}
+
 /*
  * recovery.pii_open(value, table, column, row_id, customer_id) → text.
  * The decrypting views call it for each personal column.
@@ -157,12 +163,25 @@ Datum
 recovery_pii_open(PG_FUNCTION_ARGS)
 {
 	SealedPlace place;
+	bytea	   *opened;
 
-	place.table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	place.column = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	place.row_id = PG_GETARG_INT64(3);
-	place.customer_id = PG_GETARG_INT64(4);
-	PG_RETURN_TEXT_P(open_value(PG_GETARG_BYTEA_PP(0), &place));
+	place_of_args(fcinfo, &place);
+	opened = open_value(PG_GETARG_BYTEA_PP(0), &place);
+	/* text the trigger took as UTF-8, or a plain value that must be */
+	pg_verifymbstr(VARDATA_ANY(opened), VARSIZE_ANY_EXHDR(opened), false);
+	PG_RETURN_TEXT_P((text *) opened);
+}
+
+/* recovery.pii_open_bytes(...) → bytea: the same for a file's bytes. */
+PG_FUNCTION_INFO_V1(recovery_pii_open_bytes);
+
+Datum
+recovery_pii_open_bytes(PG_FUNCTION_ARGS)
+{
+	SealedPlace place;
+
+	place_of_args(fcinfo, &place);
+	PG_RETURN_BYTEA_P(open_value(PG_GETARG_BYTEA_PP(0), &place));
 }
 
 /*
@@ -254,7 +273,8 @@ int64_column(HeapTuple tuple, TupleDesc desc, const char *column,
 
 /*
  * The trigger: BEFORE INSERT OR UPDATE, FOR EACH ROW, with the personal
- * columns as arguments, each "column" or "column:index_column".
+ * columns as arguments, each "column" or "column:index_column" (UTF-8
+ * text), or "bytes column" (a file's bytes, taken as they are).
  */
 PG_FUNCTION_INFO_V1(recovery_pii_seal);
 
@@ -298,6 +318,7 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 	{
 		char	   *column = pstrdup(trigger->tgargs[i]);
 		char	   *index_column = strchr(column, ':');
+		bool		binary = strncmp(column, "bytes ", 6) == 0;
 		int			attnum;
 		bool		isnull;
 		bytea	   *value;
@@ -306,6 +327,8 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 
 		if (index_column != NULL)
 			*index_column++ = '\0';
+		if (binary)
+			column += 6;
 		attnum = SPI_fnumber(desc, column);
 		if (attnum <= 0 || TupleDescAttr(desc, attnum - 1)->atttypid != BYTEAOID)
 			elog(ERROR, "pii_seal: %s.%s is not a bytea column", place.table, column);
@@ -322,7 +345,8 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 
 		plain = VARDATA_ANY(value);
 		len = VARSIZE_ANY_EXHDR(value);
-		pg_verifymbstr(plain, len, false);
+		if (!binary)
+			pg_verifymbstr(plain, len, false);
 		if (!have_key)
 		{
 			state = pii_customer_key(place.customer_id, true, &version, key);
@@ -363,9 +387,10 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 }
 
 /*
- * recovery.pii_seal_value(value, table, column, row_id, customer_id) →
- * bytea: what the trigger stores, for recovery.encrypt_existing(), which
- * seals the rows written before encryption without firing the triggers.
+ * recovery.pii_seal_value(value, table, column, row_id, customer_id,
+ * binary) → bytea: what the trigger stores, for recovery.encrypt_existing(),
+ * which seals the rows written before encryption without firing the
+ * triggers.  binary: a file's bytes, not UTF-8 text.
  */
 PG_FUNCTION_INFO_V1(recovery_pii_seal_value);
 
@@ -378,13 +403,11 @@ recovery_pii_seal_value(PG_FUNCTION_ARGS)
 	int32		version;
 	bytea	   *sealed;
 
-	place.table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	place.column = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	place.row_id = PG_GETARG_INT64(3);
-	place.customer_id = PG_GETARG_INT64(4);
+	place_of_args(fcinfo, &place);
 	if (pii_is_envelope(value))
 		PG_RETURN_BYTEA_P(value);
-	pg_verifymbstr(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), false);
+	if (!PG_GETARG_BOOL(5))
+		pg_verifymbstr(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), false);
 	if (pii_customer_key(place.customer_id, true, &version, key) == PII_KEY_DESTROYED)
 		PG_RETURN_BYTEA_P(value);	/* an erased customer's placeholder */
 	sealed = seal(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), &place, version, key);

@@ -43,7 +43,7 @@ SELECT pg_catalog.pg_extension_config_dump('pii_keyring', '');
 CREATE FUNCTION pii_seal() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'recovery_pii_seal';
 COMMENT ON FUNCTION pii_seal() IS
-    'BEFORE row trigger: seals the personal columns it names (bytea, "column" or "column:blind_index_column") under the customer''s data key.';
+    'BEFORE row trigger: seals the personal columns it names (bytea: "column" or "column:blind_index_column" for UTF-8 text, "bytes column" for a file) under the customer''s data key.';
 
 CREATE FUNCTION pii_open(value bytea, table_name text, column_name text, row_id bigint,
                          customer_id bigint) RETURNS text
@@ -54,6 +54,14 @@ CREATE FUNCTION pii_open(value bytea, table_name text, column_name text, row_id 
 COMMENT ON FUNCTION pii_open(bytea, text, text, bigint, bigint) IS
     'The text of a personal value: decrypted if sealed (only in the table, column, row and customer it was written for), else as stored.';
 GRANT EXECUTE ON FUNCTION pii_open(bytea, text, text, bigint, bigint) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION pii_open_bytes(value bytea, table_name text, column_name text, row_id bigint,
+                               customer_id bigint) RETURNS bytea
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED COST 100
+    AS 'MODULE_PATHNAME', 'recovery_pii_open_bytes';
+COMMENT ON FUNCTION pii_open_bytes(bytea, text, text, bigint, bigint) IS
+    'pii_open for a file''s bytes (documents.content): decrypted if sealed, else as stored.';
+GRANT EXECUTE ON FUNCTION pii_open_bytes(bytea, text, text, bigint, bigint) TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION pii_is_sealed(value bytea) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'recovery_pii_is_sealed';
@@ -67,10 +75,10 @@ COMMENT ON FUNCTION pii_blind_index(text, text) IS
 GRANT EXECUTE ON FUNCTION pii_blind_index(text, text) TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION pii_seal_value(value bytea, table_name text, column_name text, row_id bigint,
-                               customer_id bigint) RETURNS bytea
+                               customer_id bigint, is_binary boolean DEFAULT false) RETURNS bytea
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_seal_value';
-COMMENT ON FUNCTION pii_seal_value(bytea, text, text, bigint, bigint) IS
-    'What the pii_seal trigger stores for a plain value (superusers; recovery.encrypt_existing()).';
+COMMENT ON FUNCTION pii_seal_value(bytea, text, text, bigint, bigint, boolean) IS
+    'What the pii_seal trigger stores for a plain value, UTF-8 text unless is_binary (superusers; recovery.encrypt_existing()).';
 
 -- Keys (pii_keys.c)
 CREATE FUNCTION pii_destroy_key(customer_id bigint) RETURNS void
@@ -352,6 +360,179 @@ $$;
 COMMENT ON FUNCTION case_note_add(bigint, text) IS 'Adds a note to a case, written by the current user.';
 GRANT EXECUTE ON FUNCTION case_note_add(bigint, text) TO recovery_agent, recovery_automation;
 
+-- documents: the file name and the content sealed
+ALTER TABLE documents DROP CONSTRAINT documents_filename_check,
+                      ALTER COLUMN filename TYPE bytea USING convert_to(filename, 'UTF8'),
+                      ADD CONSTRAINT documents_filename_check CHECK (octet_length(filename) > 0);
+COMMENT ON COLUMN documents.filename IS 'Sealed (pii_seal.c): read it decrypted in documents_decrypted; 1 to 255 characters.';
+COMMENT ON COLUMN documents.content IS 'Sealed: recovery.pii_open_bytes(content, ''documents'', ''content'', id, customer_id) opens it (api_document_content).';
+CREATE TRIGGER seal_personal BEFORE INSERT OR UPDATE ON documents
+    FOR EACH ROW EXECUTE FUNCTION pii_seal('filename', 'bytes content');
+
+-- what the roles may read of a document, the file name decrypted; the
+-- content only through api_document_content()
+CREATE VIEW documents_decrypted AS
+    SELECT d.id, d.case_id, d.customer_id,
+           recovery.pii_open(d.filename, 'documents', 'filename', d.id, d.customer_id) AS filename,
+           d.content_type, d.size, d.sha256, d.uploaded_by, d.created_at, d.erased_at
+      FROM recovery.documents d;
+COMMENT ON VIEW documents_decrypted IS 'recovery.documents without the content, the file name decrypted.';
+GRANT SELECT ON documents_decrypted TO recovery_viewer, recovery_auditor;
+
+
+CREATE OR REPLACE FUNCTION api_document_upload(case_id bigint, filename text, content_type text,
+                                    content bytea) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target recovery.recovery_cases;
+    kind text := lower(btrim(split_part(coalesce(content_type, ''), ';', 1)));
+    stored recovery.documents_decrypted;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_agent')
+       AND NOT recovery.caller_has_role('recovery_automation') THEN
+        RAISE EXCEPTION 'permission denied to upload documents' USING ERRCODE = '42501',
+            HINT = 'Ask an agent to do it.';
+    END IF;
+    SELECT * INTO target FROM recovery.recovery_cases c WHERE c.id = api_document_upload.case_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    IF kind NOT IN ('application/pdf', 'image/png', 'image/jpeg', 'text/plain', 'text/csv') THEN
+        RAISE EXCEPTION 'documents of type "%" are not accepted', kind USING ERRCODE = 'PR004',
+            HINT = 'Upload PDF, PNG, JPEG, plain text or CSV, with its Content-Type.';
+    END IF;
+    IF content IS NULL OR length(content) = 0 OR length(content) > 10 * 1024 * 1024 THEN
+        RAISE EXCEPTION 'a document has 1 byte to 10 MiB' USING ERRCODE = 'PR004';
+    END IF;
+    IF NOT recovery.document_type_matches(kind, content) THEN
+        RAISE EXCEPTION 'the content is not %', kind USING ERRCODE = 'PR004',
+            DETAIL = 'The first bytes of the document do not match its Content-Type.',
+            HINT = 'Send the file with the Content-Type of what it is.';
+    END IF;
+    IF filename IS NULL OR length(btrim(filename)) = 0 THEN
+        filename := 'document';
+    END IF;
+    filename := left(filename, 255);
+    INSERT INTO recovery.documents AS d (case_id, customer_id, filename, content_type, size, sha256,
+                                         content, uploaded_by)
+    VALUES (target.id, target.customer_id, convert_to(filename, 'UTF8'), kind, length(content),
+            sha256(content), content,
+            coalesce(nullif(current_setting('recovery.actor'), ''), session_user))
+    RETURNING d.id, d.case_id, d.customer_id, api_document_upload.filename, d.content_type, d.size,
+              d.sha256, d.uploaded_by, d.created_at, d.erased_at INTO stored;
+    RETURN to_jsonb(stored) || jsonb_build_object('sha256', encode(stored.sha256, 'hex'));
+END
+$$;
+COMMENT ON FUNCTION api_document_upload(bigint, text, text, bytea) IS
+    'POST /api/v1/recovery-cases/{id}/documents: the raw body, with its Content-Type, stored with its SHA-256.';
+GRANT EXECUTE ON FUNCTION api_document_upload(bigint, text, text, bytea) TO recovery_agent, recovery_automation;
+
+CREATE OR REPLACE FUNCTION api_documents_list(case_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object('items', coalesce(jsonb_agg(jsonb_build_object(
+               'id', d.id, 'filename', d.filename, 'content_type', d.content_type, 'size', d.size,
+               'sha256', encode(d.sha256, 'hex'), 'uploaded_by', d.uploaded_by,
+               'created_at', d.created_at, 'erased_at', d.erased_at) ORDER BY d.id), '[]'))
+    FROM recovery.documents_decrypted AS d WHERE d.case_id = api_documents_list.case_id
+$$;
+COMMENT ON FUNCTION api_documents_list(bigint) IS 'GET /api/v1/recovery-cases/{id}/documents.';
+GRANT EXECUTE ON FUNCTION api_documents_list(bigint) TO recovery_viewer, recovery_auditor;
+
+CREATE OR REPLACE FUNCTION api_document_get(document_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT jsonb_build_object('id', d.id, 'case_id', d.case_id, 'filename', d.filename,
+                              'content_type', d.content_type, 'size', d.size,
+                              'sha256', encode(d.sha256, 'hex'), 'uploaded_by', d.uploaded_by,
+                              'created_at', d.created_at, 'erased_at', d.erased_at)
+      INTO result FROM recovery.documents_decrypted AS d WHERE d.id = document_id;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION api_document_get(bigint) IS 'GET /api/v1/documents/{id}: metadata.';
+GRANT EXECUTE ON FUNCTION api_document_get(bigint) TO recovery_viewer, recovery_auditor;
+
+CREATE OR REPLACE FUNCTION api_document_content(document_id bigint) RETURNS document_file
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    file recovery.document_file;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_viewer') THEN
+        RAISE EXCEPTION 'permission denied to read documents' USING ERRCODE = '42501';
+    END IF;
+    SELECT d.content_type, recovery.pii_open(d.filename, 'documents', 'filename', d.id, d.customer_id),
+           recovery.pii_open_bytes(d.content, 'documents', 'content', d.id, d.customer_id) INTO file
+      FROM recovery.documents AS d WHERE d.id = document_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
+    END IF;
+    IF file.content IS NULL THEN
+        RAISE EXCEPTION 'document % was erased', document_id USING ERRCODE = 'PR003',
+            HINT = 'Its customer''s personal data was erased.';
+    END IF;
+    RETURN file;
+END
+$$;
+COMMENT ON FUNCTION api_document_content(bigint) IS
+    'GET /api/v1/documents/{id}/content: the file (the gateway sends it as an attachment).';
+GRANT EXECUTE ON FUNCTION api_document_content(bigint) TO recovery_viewer, recovery_auditor;
+
+CREATE OR REPLACE FUNCTION perform_extraction_tasks() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+    doc record;
+    outcome jsonb;
+    done integer := 0;
+BEGIN
+    IF recovery.restore_held() THEN
+        RETURN 0;
+    END IF;
+    FOR task IN SELECT * FROM recovery.tasks t
+                 WHERE t.kind = 'extraction' AND t.state = 'scheduled' AND t.run_at <= now()
+                 ORDER BY t.run_at, t.id LIMIT 100 FOR UPDATE SKIP LOCKED LOOP
+        BEGIN
+            IF task.payload ->> 'source' = 'document' THEN
+                SELECT d.id, d.case_id, d.content_type,
+                       recovery.pii_open_bytes(d.content, 'documents', 'content', d.id, d.customer_id) AS content
+                  INTO doc FROM recovery.documents d WHERE d.id = (task.payload ->> 'document_id')::bigint;
+                outcome := recovery.extract_payments(CASE WHEN doc.content_type IN ('message/rfc822') THEN 'email'
+                                                WHEN doc.content_type LIKE 'text/plain%' THEN 'text'
+                                                ELSE 'statement' END,
+                                           doc.content, task.payload ->> 'mapping',
+                                           coalesce((task.payload ->> 'case_id')::bigint, doc.case_id), doc.id);
+            ELSE
+                outcome := recovery.extract_payments(task.payload ->> 'source', convert_to(task.payload ->> 'content', 'UTF8'),
+                                           task.payload ->> 'mapping', (task.payload ->> 'case_id')::bigint);
+            END IF;
+            UPDATE recovery.tasks t
+               SET state = 'done', attempts = t.attempts + 1, completed_at = now(), updated_at = now(),
+                   result = outcome - 'parsed'
+             WHERE t.id = task.id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE recovery.tasks t
+               SET state = 'dead', attempts = t.attempts + 1, last_error = SQLERRM, updated_at = now()
+             WHERE t.id = task.id;
+        END;
+        done := done + 1;
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION perform_extraction_tasks() IS
+    'Performs due tasks of kind extraction (POST /api/v1/automation/extractions); pg_cron runs it every minute.';
+GRANT EXECUTE ON FUNCTION perform_extraction_tasks() TO recovery_automation, recovery_admin;
+
 -- sql/src/pii_migration.sql
 -- Rows written before personal data was encrypted (0.11 and earlier) are
 -- kept as plain text by the upgrade and read as they are; this seals them.
@@ -369,7 +550,8 @@ CREATE FUNCTION sealed_columns(table_name text) RETURNS text[]
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT CASE table_name WHEN 'customers' THEN ARRAY['name', 'email', 'phone']
-                           WHEN 'case_notes' THEN ARRAY['body'] END
+                           WHEN 'case_notes' THEN ARRAY['body']
+                           WHEN 'documents' THEN ARRAY['filename'] END
 $$;
 
 -- whether an audited row holds a personal field in plain text
@@ -406,6 +588,7 @@ CREATE PROCEDURE encrypt_existing(batch integer DEFAULT 1000)
 DECLARE
     customers bigint;
     notes bigint;
+    documents bigint;
     audit_rows bigint;
     total bigint := 0;
     last_chain integer := -1;
@@ -440,9 +623,22 @@ BEGIN
            SET body = recovery.pii_seal_value(n.body, 'case_notes', 'body', n.id, n.customer_id)
           FROM todo WHERE n.id = todo.id;
         GET DIAGNOSTICS notes = ROW_COUNT;
+        -- files are large: a tenth of the batch (at least one) a transaction
+        WITH todo AS (
+            SELECT d.id FROM recovery.documents d
+              JOIN recovery.customers c ON c.id = d.customer_id AND c.erased_at IS NULL
+             WHERE NOT recovery.pii_key_destroyed(c.id)
+               AND (NOT recovery.pii_is_sealed(d.filename)
+                    OR coalesce(NOT recovery.pii_is_sealed(d.content), false))
+             ORDER BY d.id LIMIT greatest(batch / 10, 1) FOR UPDATE OF d SKIP LOCKED)
+        UPDATE recovery.documents d
+           SET filename = recovery.pii_seal_value(d.filename, 'documents', 'filename', d.id, d.customer_id),
+               content = recovery.pii_seal_value(d.content, 'documents', 'content', d.id, d.customer_id, true)
+          FROM todo WHERE d.id = todo.id;
+        GET DIAGNOSTICS documents = ROW_COUNT;
         PERFORM set_config('session_replication_role', 'origin', true);
-        EXIT WHEN customers + notes = 0;
-        total := total + customers + notes;
+        EXIT WHEN customers + notes + documents = 0;
+        total := total + customers + notes + documents;
         COMMIT;
         RAISE NOTICE 'encrypt_existing: % rows sealed', total;
     END LOOP;
@@ -460,7 +656,7 @@ BEGIN
                new_row = recovery.audit_row_sealed(a.new_row, a.table_name, a.row_key, a.customer_id)
          WHERE (a.chain, a.seq) > (last_chain, last_seq)
            AND (span_chain IS NULL OR (a.chain, a.seq) <= (span_chain, span_seq))
-           AND a.table_name IN ('customers', 'case_notes') AND a.erased_at IS NULL
+           AND a.table_name IN ('customers', 'case_notes', 'documents') AND a.erased_at IS NULL
            AND a.old_digest IS NULL AND a.new_digest IS NULL
            AND NOT recovery.pii_key_destroyed(a.customer_id)
            AND (recovery.audit_row_plain(a.old_row, a.table_name)
@@ -496,6 +692,12 @@ CREATE VIEW encryption_progress AS
            count(*) FILTER (WHERE c.erased_at IS NOT NULL)
       FROM recovery.case_notes n JOIN recovery.customers c ON c.id = n.customer_id
     UNION ALL
+    SELECT 'documents',
+           count(*) FILTER (WHERE recovery.pii_is_sealed(d.filename)),
+           count(*) FILTER (WHERE NOT recovery.pii_is_sealed(d.filename) AND c.erased_at IS NULL),
+           count(*) FILTER (WHERE c.erased_at IS NOT NULL)
+      FROM recovery.documents d JOIN recovery.customers c ON c.id = d.customer_id
+    UNION ALL
     SELECT 'audit_log',
            count(*) FILTER (WHERE a.erased_at IS NULL
                               AND NOT recovery.audit_row_plain(a.old_row, a.table_name)
@@ -504,7 +706,7 @@ CREATE VIEW encryption_progress AS
                               AND (recovery.audit_row_plain(a.old_row, a.table_name)
                                    OR recovery.audit_row_plain(a.new_row, a.table_name))),
            count(*) FILTER (WHERE a.erased_at IS NOT NULL)
-      FROM recovery.audit_log a WHERE a.table_name IN ('customers', 'case_notes');
+      FROM recovery.audit_log a WHERE a.table_name IN ('customers', 'case_notes', 'documents');
 COMMENT ON VIEW encryption_progress IS
     'Rows of each table with personal data, and of the audit trail''s rows of them: sealed, still plain (recovery.encrypt_existing() seals them), and erased (their placeholders stay plain).';
 
@@ -716,7 +918,7 @@ CREATE OR REPLACE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
                jsonb_build_object('kind', 'document', 'id', d.id, 'at', d.created_at,
                                   'filename', d.filename, 'content_type', d.content_type,
                                   'size', d.size, 'uploaded_by', d.uploaded_by)
-          FROM recovery.documents AS d WHERE d.case_id = api_case_timeline.case_id
+          FROM recovery.documents_decrypted AS d WHERE d.case_id = api_case_timeline.case_id
         UNION ALL
         SELECT 'hold', h.id, h.created_at,
                jsonb_build_object('kind', 'hold', 'id', h.id, 'at', h.created_at, 'reason', h.reason,
@@ -922,7 +1124,7 @@ BEGIN
             OR e.details IS DISTINCT FROM recovery.erase_personal(e.details));
     GET DIAGNOSTICS events = ROW_COUNT;
     UPDATE recovery.documents d
-       SET content = NULL, filename = 'erased', erased_at = now()
+       SET content = NULL, filename = convert_to('erased', 'UTF8'), erased_at = now()
      WHERE d.customer_id = customer_erase.customer_id AND d.erased_at IS NULL;
     GET DIAGNOSTICS documents = ROW_COUNT;
 
@@ -1010,10 +1212,11 @@ COMMENT ON FUNCTION api_audit_query(text, text, text, text, bigint, timestamptz,
 GRANT EXECUTE ON FUNCTION api_audit_query(text, text, text, text, bigint, timestamptz, timestamptz, text, integer) TO recovery_auditor;
 
 -- nothing new is PUBLIC's
-REVOKE ALL ON customer_keys, pii_keyring, customers_decrypted, case_notes_decrypted,
+REVOKE ALL ON customer_keys, pii_keyring, customers_decrypted, case_notes_decrypted, documents_decrypted,
               key_rotation_progress, encryption_progress FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_seal(), pii_open(bytea, text, text, bigint, bigint), pii_is_sealed(bytea),
-              pii_blind_index(text, text), pii_seal_value(bytea, text, text, bigint, bigint),
+              pii_blind_index(text, text), pii_seal_value(bytea, text, text, bigint, bigint, boolean),
+              pii_open_bytes(bytea, text, text, bigint, bigint),
               pii_destroy_key(bigint), pii_current_kek(), rewrap_keys(integer), pii_key_destroyed(bigint),
               sealed_columns(text), audit_row_plain(json, text), audit_row_sealed(json, text, text, bigint),
               customers_check(), customer_create(text, text, text, text, text, text),

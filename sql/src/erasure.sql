@@ -70,7 +70,7 @@ BEGIN
             OR e.details IS DISTINCT FROM recovery.erase_personal(e.details));
     GET DIAGNOSTICS events = ROW_COUNT;
     UPDATE recovery.documents d
-       SET content = NULL, filename = 'erased', erased_at = now()
+       SET content = NULL, filename = convert_to('erased', 'UTF8'), erased_at = now()
      WHERE d.customer_id = customer_erase.customer_id AND d.erased_at IS NULL;
     GET DIAGNOSTICS documents = ROW_COUNT;
 

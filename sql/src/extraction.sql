@@ -520,7 +520,7 @@ CREATE FUNCTION perform_extraction_tasks() RETURNS integer
     AS $$
 DECLARE
     task recovery.tasks;
-    doc recovery.documents;
+    doc record;
     outcome jsonb;
     done integer := 0;
 BEGIN
@@ -532,7 +532,9 @@ BEGIN
                  ORDER BY t.run_at, t.id LIMIT 100 FOR UPDATE SKIP LOCKED LOOP
         BEGIN
             IF task.payload ->> 'source' = 'document' THEN
-                SELECT * INTO doc FROM recovery.documents d WHERE d.id = (task.payload ->> 'document_id')::bigint;
+                SELECT d.id, d.case_id, d.content_type,
+                       recovery.pii_open_bytes(d.content, 'documents', 'content', d.id, d.customer_id) AS content
+                  INTO doc FROM recovery.documents d WHERE d.id = (task.payload ->> 'document_id')::bigint;
                 outcome := recovery.extract_payments(CASE WHEN doc.content_type IN ('message/rfc822') THEN 'email'
                                                 WHEN doc.content_type LIKE 'text/plain%' THEN 'text'
                                                 ELSE 'statement' END,

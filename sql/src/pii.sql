@@ -32,7 +32,7 @@ SELECT pg_catalog.pg_extension_config_dump('pii_keyring', '');
 CREATE FUNCTION pii_seal() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'recovery_pii_seal';
 COMMENT ON FUNCTION pii_seal() IS
-    'BEFORE row trigger: seals the personal columns it names (bytea, "column" or "column:blind_index_column") under the customer''s data key.';
+    'BEFORE row trigger: seals the personal columns it names (bytea: "column" or "column:blind_index_column" for UTF-8 text, "bytes column" for a file) under the customer''s data key.';
 
 CREATE FUNCTION pii_open(value bytea, table_name text, column_name text, row_id bigint,
                          customer_id bigint) RETURNS text
@@ -43,6 +43,14 @@ CREATE FUNCTION pii_open(value bytea, table_name text, column_name text, row_id 
 COMMENT ON FUNCTION pii_open(bytea, text, text, bigint, bigint) IS
     'The text of a personal value: decrypted if sealed (only in the table, column, row and customer it was written for), else as stored.';
 GRANT EXECUTE ON FUNCTION pii_open(bytea, text, text, bigint, bigint) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION pii_open_bytes(value bytea, table_name text, column_name text, row_id bigint,
+                               customer_id bigint) RETURNS bytea
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED COST 100
+    AS 'MODULE_PATHNAME', 'recovery_pii_open_bytes';
+COMMENT ON FUNCTION pii_open_bytes(bytea, text, text, bigint, bigint) IS
+    'pii_open for a file''s bytes (documents.content): decrypted if sealed, else as stored.';
+GRANT EXECUTE ON FUNCTION pii_open_bytes(bytea, text, text, bigint, bigint) TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION pii_is_sealed(value bytea) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'recovery_pii_is_sealed';
@@ -56,10 +64,10 @@ COMMENT ON FUNCTION pii_blind_index(text, text) IS
 GRANT EXECUTE ON FUNCTION pii_blind_index(text, text) TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION pii_seal_value(value bytea, table_name text, column_name text, row_id bigint,
-                               customer_id bigint) RETURNS bytea
+                               customer_id bigint, is_binary boolean DEFAULT false) RETURNS bytea
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_seal_value';
-COMMENT ON FUNCTION pii_seal_value(bytea, text, text, bigint, bigint) IS
-    'What the pii_seal trigger stores for a plain value (superusers; recovery.encrypt_existing()).';
+COMMENT ON FUNCTION pii_seal_value(bytea, text, text, bigint, bigint, boolean) IS
+    'What the pii_seal trigger stores for a plain value, UTF-8 text unless is_binary (superusers; recovery.encrypt_existing()).';
 
 -- Keys (pii_keys.c)
 CREATE FUNCTION pii_destroy_key(customer_id bigint) RETURNS void

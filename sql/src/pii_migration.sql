@@ -14,7 +14,8 @@ CREATE FUNCTION sealed_columns(table_name text) RETURNS text[]
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT CASE table_name WHEN 'customers' THEN ARRAY['name', 'email', 'phone']
-                           WHEN 'case_notes' THEN ARRAY['body'] END
+                           WHEN 'case_notes' THEN ARRAY['body']
+                           WHEN 'documents' THEN ARRAY['filename'] END
 $$;
 
 -- whether an audited row holds a personal field in plain text
@@ -51,6 +52,7 @@ CREATE PROCEDURE encrypt_existing(batch integer DEFAULT 1000)
 DECLARE
     customers bigint;
     notes bigint;
+    documents bigint;
     audit_rows bigint;
     total bigint := 0;
     last_chain integer := -1;
@@ -85,9 +87,22 @@ BEGIN
            SET body = recovery.pii_seal_value(n.body, 'case_notes', 'body', n.id, n.customer_id)
           FROM todo WHERE n.id = todo.id;
         GET DIAGNOSTICS notes = ROW_COUNT;
+        -- files are large: a tenth of the batch (at least one) a transaction
+        WITH todo AS (
+            SELECT d.id FROM recovery.documents d
+              JOIN recovery.customers c ON c.id = d.customer_id AND c.erased_at IS NULL
+             WHERE NOT recovery.pii_key_destroyed(c.id)
+               AND (NOT recovery.pii_is_sealed(d.filename)
+                    OR coalesce(NOT recovery.pii_is_sealed(d.content), false))
+             ORDER BY d.id LIMIT greatest(batch / 10, 1) FOR UPDATE OF d SKIP LOCKED)
+        UPDATE recovery.documents d
+           SET filename = recovery.pii_seal_value(d.filename, 'documents', 'filename', d.id, d.customer_id),
+               content = recovery.pii_seal_value(d.content, 'documents', 'content', d.id, d.customer_id, true)
+          FROM todo WHERE d.id = todo.id;
+        GET DIAGNOSTICS documents = ROW_COUNT;
         PERFORM set_config('session_replication_role', 'origin', true);
-        EXIT WHEN customers + notes = 0;
-        total := total + customers + notes;
+        EXIT WHEN customers + notes + documents = 0;
+        total := total + customers + notes + documents;
         COMMIT;
         RAISE NOTICE 'encrypt_existing: % rows sealed', total;
     END LOOP;
@@ -105,7 +120,7 @@ BEGIN
                new_row = recovery.audit_row_sealed(a.new_row, a.table_name, a.row_key, a.customer_id)
          WHERE (a.chain, a.seq) > (last_chain, last_seq)
            AND (span_chain IS NULL OR (a.chain, a.seq) <= (span_chain, span_seq))
-           AND a.table_name IN ('customers', 'case_notes') AND a.erased_at IS NULL
+           AND a.table_name IN ('customers', 'case_notes', 'documents') AND a.erased_at IS NULL
            AND a.old_digest IS NULL AND a.new_digest IS NULL
            AND NOT recovery.pii_key_destroyed(a.customer_id)
            AND (recovery.audit_row_plain(a.old_row, a.table_name)
@@ -141,6 +156,12 @@ CREATE VIEW encryption_progress AS
            count(*) FILTER (WHERE c.erased_at IS NOT NULL)
       FROM recovery.case_notes n JOIN recovery.customers c ON c.id = n.customer_id
     UNION ALL
+    SELECT 'documents',
+           count(*) FILTER (WHERE recovery.pii_is_sealed(d.filename)),
+           count(*) FILTER (WHERE NOT recovery.pii_is_sealed(d.filename) AND c.erased_at IS NULL),
+           count(*) FILTER (WHERE c.erased_at IS NOT NULL)
+      FROM recovery.documents d JOIN recovery.customers c ON c.id = d.customer_id
+    UNION ALL
     SELECT 'audit_log',
            count(*) FILTER (WHERE a.erased_at IS NULL
                               AND NOT recovery.audit_row_plain(a.old_row, a.table_name)
@@ -149,6 +170,6 @@ CREATE VIEW encryption_progress AS
                               AND (recovery.audit_row_plain(a.old_row, a.table_name)
                                    OR recovery.audit_row_plain(a.new_row, a.table_name))),
            count(*) FILTER (WHERE a.erased_at IS NOT NULL)
-      FROM recovery.audit_log a WHERE a.table_name IN ('customers', 'case_notes');
+      FROM recovery.audit_log a WHERE a.table_name IN ('customers', 'case_notes', 'documents');
 COMMENT ON VIEW encryption_progress IS
     'Rows of each table with personal data, and of the audit trail''s rows of them: sealed, still plain (recovery.encrypt_existing() seals them), and erased (their placeholders stay plain).';

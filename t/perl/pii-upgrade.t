@@ -28,6 +28,9 @@ for my $i (0 .. $#customers) {
             $customers[$i], "$tag $i", "p$i.$tag\@example.test", sprintf('%03d', $i));
     $db->do(q{SELECT recovery.case_note_add($1, $2)}, undef, $cases[$i], "Note of $tag $i");
 }
+$db->do(q{INSERT INTO recovery.documents (case_id, customer_id, filename, content_type, size, sha256, content, uploaded_by)
+           SELECT c.id, c.customer_id, 'letter of ' || $2, 'text/plain', 20, sha256('\x00'), convert_to('Letter text of ' || $2, 'UTF8'), 'test'
+             FROM recovery.recovery_cases c WHERE c.id = $1}, undef, $cases[0], $tag);
 $db->do(q{SELECT recovery.set_request_context(NULL, 'pii-upgrade')});
 my $erased = $customers[4];
 $db->do(q{SET ROLE recovery_admin});
@@ -75,13 +78,18 @@ $writer->commit;
 $writer->disconnect;
 $db->do(q{CALL recovery.encrypt_existing(2)});
 is_deeply($db->selectall_arrayref(q{SELECT table_name, plain_rows FROM recovery.encryption_progress ORDER BY 1}),
-          [['audit_log', 0], ['case_notes', 0], ['customers', 0]],
+          [['audit_log', 0], ['case_notes', 0], ['customers', 0], ['documents', 0]],
           'run again, it goes on where it stopped and leaves no plain row');
 is($db->selectrow_array(q{SELECT count(*) FROM recovery.customers
                            WHERE id = ANY ($1) AND erased_at IS NULL AND recovery.pii_is_sealed(name)
                              AND recovery.pii_is_sealed(email) AND recovery.pii_is_sealed(phone)},
                         undef, \@customers), 4, 'the customers\' name, email and phone are sealed');
 is_deeply($read->(), $before, 'and every value reads back the same');
+is_deeply($db->selectrow_arrayref(q{SELECT recovery.pii_is_sealed(d.filename) AND recovery.pii_is_sealed(d.content),
+                                           dd.filename,
+                                           convert_from(recovery.pii_open_bytes(d.content, 'documents', 'content', d.id, d.customer_id), 'UTF8')
+                                      FROM recovery.documents d JOIN recovery.documents_decrypted dd USING (id)}),
+          [1, "letter of $tag", "Letter text of $tag"], 'a document\'s name and content are sealed and read back');
 is($db->selectrow_array(q{SELECT count(*) FROM recovery.audit_log
                            WHERE table_name IN ('customers', 'case_notes')
                              AND (old_row::text LIKE $1 OR new_row::text LIKE $1)}, undef, "%$tag%"),

@@ -2,7 +2,8 @@
 # is changed and its server restarted):
 # - written through the API, read back through the API by each role, found
 #   by email and phone through the blind indexes;
-# - no name, email, phone or note in the table files, the WAL or pg_dump,
+# - no name, email, phone, note, document or file name in the table files,
+#   the WAL or pg_dump,
 #   where the customer's reference (kept clear) is found;
 # - a sealed value moved to another row does not decrypt; a wrong or
 #   missing KEK is a clear error (503 over HTTP), the server keeps running,
@@ -96,6 +97,20 @@ my $alice = new_customer(1, name => $secret{name}, email => $secret{email}, phon
 my $case = case_of($alice);
 is(api(POST => "/api/v1/recovery-cases/$case/notes", 'agent', { body => $secret{note} })->{status}, 201,
    'a note is added: 201');
+
+my $doc_content = "Copy of the ID card of quokkadoc$$\n";
+my $doc_name = "id-card-quokkafile$$.txt";
+my $doc = http(POST => "/api/v1/recovery-cases/$case/documents?filename=$doc_name", token => $token{agent},
+               base => $base, headers => { 'Content-Type' => 'text/plain' }, body => $doc_content);
+is($doc->{status}, 201, 'a document is uploaded: 201');
+is($doc->{json}{filename}, $doc_name, 'and answered with its file name');
+my $download = api(GET => "/api/v1/documents/$doc->{json}{id}/content", 'viewer');
+is($download->{content}, $doc_content, 'the viewer downloads the content as uploaded');
+like($download->{headers}{'content-disposition'} // '', qr/\Q$doc_name\E/, 'under its file name');
+is(api(GET => "/api/v1/recovery-cases/$case/documents", 'viewer')->{json}{items}[0]{filename}, $doc_name,
+   'the case lists it by name');
+$secret{document} = "quokkadoc$$";
+$secret{filename} = "quokkafile$$";
 
 for my $role (qw(agent viewer auditor)) {
     my $got = api(GET => "/api/v1/customers/$alice", $role)->{json};
@@ -325,12 +340,21 @@ ok(wait_for('the failure in the server log', sub { $stack->server_log =~ /REF-\Q
    'the server logs the failure');
 ok(index($stack->server_log, "Logsecret$$") < 0 && index($stack->server_log, "logsecret$$") < 0,
    'without the name or email it was sent with (no parameters in the log)');
-my $logs = $stack->error_log;
-for my $file (glob($stack->nginx_dir . '/*.log')) {
-    open my $log, '<', $file or next;
-    local $/;
-    $logs .= <$log>;
+sub gateway_logs {
+    my $logs = '';
+    for my $file (glob($stack->nginx_dir . '/*.log')) {
+        open my $log, '<', $file or next;
+        local $/;
+        $logs .= <$log>;
+    }
+    return $logs;
 }
-ok(!(grep { index($logs, $_) >= 0 } (values %secret, "Logsecret$$")), 'nor does the gateway log any personal value');
+# the access log is written every second
+my $logs = wait_for('the failed request in the access log',
+                    sub { my $l = gateway_logs(); $l =~ m{"POST /api/v1/customers HTTP/1\.1" 409} ? $l : undef });
+ok($logs && index($logs, "/api/v1/recovery-cases/$case/documents") >= 0,
+   'the gateway\'s access log has the requests, the failed one too');
+is_deeply([grep { index($logs, $_) >= 0 } (values %secret, "Logsecret$$")], [],
+          'nor does the gateway log any personal value: no query string in the access log');
 
 done_testing();

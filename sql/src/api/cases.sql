@@ -254,7 +254,7 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
                jsonb_build_object('kind', 'document', 'id', d.id, 'at', d.created_at,
                                   'filename', d.filename, 'content_type', d.content_type,
                                   'size', d.size, 'uploaded_by', d.uploaded_by)
-          FROM recovery.documents AS d WHERE d.case_id = api_case_timeline.case_id
+          FROM recovery.documents_decrypted AS d WHERE d.case_id = api_case_timeline.case_id
         UNION ALL
         SELECT 'hold', h.id, h.created_at,
                jsonb_build_object('kind', 'hold', 'id', h.id, 'at', h.created_at, 'reason', h.reason,

@@ -7,7 +7,7 @@ CREATE FUNCTION api_document_upload(case_id bigint, filename text, content_type 
 DECLARE
     target recovery.recovery_cases;
     kind text := lower(btrim(split_part(coalesce(content_type, ''), ';', 1)));
-    stored recovery.documents;
+    stored recovery.documents_decrypted;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent')
        AND NOT recovery.caller_has_role('recovery_automation') THEN
@@ -33,13 +33,15 @@ BEGIN
     IF filename IS NULL OR length(btrim(filename)) = 0 THEN
         filename := 'document';
     END IF;
-    INSERT INTO recovery.documents (case_id, customer_id, filename, content_type, size, sha256,
-                                    content, uploaded_by)
-    VALUES (target.id, target.customer_id, left(filename, 255), kind, length(content),
+    filename := left(filename, 255);
+    INSERT INTO recovery.documents AS d (case_id, customer_id, filename, content_type, size, sha256,
+                                         content, uploaded_by)
+    VALUES (target.id, target.customer_id, convert_to(filename, 'UTF8'), kind, length(content),
             sha256(content), content,
             coalesce(nullif(current_setting('recovery.actor'), ''), session_user))
-    RETURNING * INTO stored;
-    RETURN to_jsonb(stored) - 'content' || jsonb_build_object('sha256', encode(stored.sha256, 'hex'));
+    RETURNING d.id, d.case_id, d.customer_id, api_document_upload.filename, d.content_type, d.size,
+              d.sha256, d.uploaded_by, d.created_at, d.erased_at INTO stored;
+    RETURN to_jsonb(stored) || jsonb_build_object('sha256', encode(stored.sha256, 'hex'));
 END
 $$;
 COMMENT ON FUNCTION api_document_upload(bigint, text, text, bytea) IS
@@ -53,7 +55,7 @@ CREATE FUNCTION api_documents_list(case_id bigint) RETURNS jsonb
                'id', d.id, 'filename', d.filename, 'content_type', d.content_type, 'size', d.size,
                'sha256', encode(d.sha256, 'hex'), 'uploaded_by', d.uploaded_by,
                'created_at', d.created_at, 'erased_at', d.erased_at) ORDER BY d.id), '[]'))
-    FROM recovery.documents AS d WHERE d.case_id = api_documents_list.case_id
+    FROM recovery.documents_decrypted AS d WHERE d.case_id = api_documents_list.case_id
 $$;
 COMMENT ON FUNCTION api_documents_list(bigint) IS 'GET /api/v1/recovery-cases/{id}/documents.';
 GRANT EXECUTE ON FUNCTION api_documents_list(bigint) TO recovery_viewer, recovery_auditor;
@@ -68,7 +70,7 @@ BEGIN
                               'content_type', d.content_type, 'size', d.size,
                               'sha256', encode(d.sha256, 'hex'), 'uploaded_by', d.uploaded_by,
                               'created_at', d.created_at, 'erased_at', d.erased_at)
-      INTO result FROM recovery.documents AS d WHERE d.id = document_id;
+      INTO result FROM recovery.documents_decrypted AS d WHERE d.id = document_id;
     IF result IS NULL THEN
         RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
     END IF;
@@ -87,7 +89,8 @@ BEGIN
     IF NOT recovery.caller_has_role('recovery_viewer') THEN
         RAISE EXCEPTION 'permission denied to read documents' USING ERRCODE = '42501';
     END IF;
-    SELECT d.content_type, d.filename, d.content INTO file
+    SELECT d.content_type, recovery.pii_open(d.filename, 'documents', 'filename', d.id, d.customer_id),
+           recovery.pii_open_bytes(d.content, 'documents', 'content', d.id, d.customer_id) INTO file
       FROM recovery.documents AS d WHERE d.id = document_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';

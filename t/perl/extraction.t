@@ -188,7 +188,7 @@ like($r->{parsed}{text}, qr/Wir haben EUR 200,00 für $d->{ref} überwiesen/, 't
 is($r->{lines}, 1, 'the CSV attachment is the remittance: one payment, not one more from the text');
 is(balance($d), 0, 'applied to the case it names');
 is(scalar @{ $r->{documents} }, 1, 'the attachment is kept with the case');
-is(value(q{SELECT filename || ' ' || content_type FROM recovery.documents WHERE id = $1}, $r->{documents}[0]{document_id}),
+is(value(q{SELECT filename || ' ' || content_type FROM recovery.documents_decrypted WHERE id = $1}, $r->{documents}[0]{document_id}),
    'avis.csv text/csv', 'as a document');
 $r = extract('email', $email);
 is($r->{lines}, 0, 'the same email again adds nothing');

@@ -56,6 +56,7 @@ extern PiiKeyState pii_customer_key(int64 customer_id, bool create,
 									int32 *version, uint8 *key);
 extern bool pii_blind_index_key(uint8 *key, bool create);
 extern void pii_forget_keys(void);
+extern bool pii_retired_key(int64 customer_id, int32 version, uint8 *key);
 
 /* pii_seal.c */
 extern bool pii_is_envelope(const bytea *value);

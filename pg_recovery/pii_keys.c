@@ -63,6 +63,21 @@ typedef struct MadeKey
 
 static List *made_keys = NIL;	/* in TopTransactionContext */
 
+/*
+ * The key recovery.rotate_data_key() retired in this transaction: values
+ * sealed with it still open until the transaction ends, so that they can
+ * be sealed again under the new key.
+ */
+typedef struct RetiredKey
+{
+	bool		valid;
+	int64		customer_id;
+	int32		version;
+	uint8		key[PII_KEY_LEN];
+} RetiredKey;
+
+static RetiredKey retired;
+
 /* Wipes every unwrapped key of this backend. */
 void
 pii_forget_keys(void)
@@ -123,7 +138,10 @@ made_keys_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		made_keys = NIL;		/* its memory goes with the transaction */
+		explicit_bzero(&retired, sizeof(retired));
+	}
 }
 
 static void
@@ -517,6 +535,80 @@ recovery_rewrap_keys(PG_FUNCTION_ARGS)
 	if (done > 0)
 		CacheInvalidateRelcacheByRelid(customer_keys_relid);
 	PG_RETURN_INT64(done);
+}
+
+/* The key of version that this transaction retired for the customer, if any. */
+bool
+pii_retired_key(int64 customer_id, int32 version, uint8 *key)
+{
+	if (!retired.valid || retired.customer_id != customer_id || retired.version != version)
+		return false;
+	memcpy(key, retired.key, PII_KEY_LEN);
+	return true;
+}
+
+/*
+ * recovery.rotate_data_key(customer_id) → the new version: a new random
+ * data key for the customer.  The old one opens this transaction's reads
+ * still (pii_retired_key), and nothing after: recovery.customer_rotate_key()
+ * seals the customer's values again under the new one in the same
+ * transaction.
+ */
+PG_FUNCTION_INFO_V1(recovery_rotate_data_key);
+
+Datum
+recovery_rotate_data_key(PG_FUNCTION_ARGS)
+{
+	int64		customer_id = PG_GETARG_INT64(0);
+	KeysSession session;
+	Oid			argtypes[4] = {INT8OID, INT4OID, TEXTOID, BYTEAOID};
+	Datum		values[4];
+	int32		version;
+	uint8		key[PII_KEY_LEN];
+	char	   *kek_id;
+	bool		isnull;
+
+	remember_relid();
+	keys_connect(&session);
+	values[0] = Int64GetDatum(customer_id);
+	recovery_spi_exec("SELECT version, kek_id, wrapped FROM recovery.customer_keys "
+					  "WHERE customer_id = $1 FOR UPDATE",
+					  1, argtypes, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		/* nothing sealed for the customer yet: the first key is new anyway */
+		keys_finish(&session);
+		(void) pii_customer_key(customer_id, true, &version, key);
+		explicit_bzero(key, PII_KEY_LEN);
+		PG_RETURN_INT32(version);
+	}
+	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_RECOVERY_VALIDATION),
+				 errmsg("customer %lld was erased: their data key is destroyed, not rotated",
+						(long long) customer_id)));
+	pii_unwrap_key(DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+				   recovery_spi_text(0, 2), "customer", customer_id, version, retired.key);
+	retired.customer_id = customer_id;
+	retired.version = version;
+	retired.valid = true;
+
+	pii_random(key, PII_KEY_LEN);
+	values[1] = Int32GetDatum(version + 1);
+	values[3] = PointerGetDatum(pii_wrap_key(key, "customer", customer_id, version + 1, &kek_id));
+	values[2] = CStringGetTextDatum(kek_id);
+	explicit_bzero(key, PII_KEY_LEN);
+	recovery_spi_exec("UPDATE recovery.customer_keys SET version = $2, kek_id = $3, wrapped = $4, "
+					  "rewrapped_at = now() WHERE customer_id = $1",
+					  4, argtypes, values, NULL, SPI_OK_UPDATE);
+	keys_finish(&session);
+
+	/* this backend reads the new key from now on, the others at commit */
+	forget_key(customer_id);
+	CacheInvalidateRelcacheByRelid(customer_keys_relid);
+	PG_RETURN_INT32(version + 1);
 }
 
 /* recovery.pii_current_kek(): the id of the KEK keys are wrapped with now */

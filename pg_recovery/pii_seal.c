@@ -130,8 +130,13 @@ open_value(bytea *value, const SealedPlace *place)
 				 errdetail("%s.%s of row %lld was sealed with the data key the erasure destroyed.",
 						   place->table, place->column, (long long) place->row_id)));
 	if (stored_version != version)
-		cannot_open(place, psprintf("It was sealed with data key version %d; the customer's key is version %d.",
-									stored_version, version));
+	{
+		/* a key this transaction rotated opens what it sealed, until commit */
+		if (!pii_retired_key(place->customer_id, stored_version, key))
+			cannot_open(place, psprintf("It was sealed with data key version %d; the customer's key is version %d.",
+										stored_version, version));
+		version = stored_version;
+	}
 
 	aadlen = place_aad(aad, sizeof(aad), place, version);
 	result = palloc(VARHDRSZ + len - ENVELOPE_OVERHEAD);
@@ -422,4 +427,34 @@ Datum
 recovery_pii_is_sealed(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(pii_is_envelope(PG_GETARG_BYTEA_PP(0)));
+}
+
+/*
+ * recovery.pii_reseal(value, table, column, row_id, customer_id) → bytea:
+ * a sealed value opened (with the key this transaction retired, if that is
+ * the one) and sealed again under the customer's current key; a plain value
+ * as it is.  recovery.customer_rotate_key() calls it.
+ */
+PG_FUNCTION_INFO_V1(recovery_pii_reseal);
+
+Datum
+recovery_pii_reseal(PG_FUNCTION_ARGS)
+{
+	bytea	   *value = PG_GETARG_BYTEA_PP(0);
+	SealedPlace place;
+	bytea	   *opened;
+	uint8		key[PII_KEY_LEN];
+	int32		version;
+	bytea	   *sealed;
+
+	place_of_args(fcinfo, &place);
+	if (!pii_is_envelope(value))
+		PG_RETURN_BYTEA_P(value);
+	opened = open_value(value, &place);
+	if (pii_customer_key(place.customer_id, false, &version, key) == PII_KEY_DESTROYED)
+		PG_RETURN_BYTEA_P(value);
+	sealed = seal(VARDATA_ANY(opened), VARSIZE_ANY_EXHDR(opened), &place, version, key);
+	explicit_bzero(key, PII_KEY_LEN);
+	explicit_bzero(VARDATA_ANY(opened), VARSIZE_ANY_EXHDR(opened));
+	PG_RETURN_BYTEA_P(sealed);
 }

@@ -10,6 +10,8 @@
 #   and the right KEK brings everything back;
 # - erasure: the old row versions (pageinspect) no longer open, the chain
 #   verifies;
+# - one customer's data key rotated: every copy sealed again, the old
+#   ciphertext no longer opens, the gateway reads on at once;
 # - the KEK rotated under a write load, then a restart with the new KEK
 #   alone: everything reads back;
 # - secrets and parameters stay out of sight: recovery.key_command is not
@@ -259,6 +261,32 @@ is_deeply([map { $_->[1] } grep { !$_->[0] } @$opened], ["erased customer $erin"
 is_deeply([holding("Erin Renamed$$", files_under("$dir/data/base/$db_oid"), @wal_files)], [],
           'the names were never in the table files or the WAL');
 is(api(GET => "/api/v1/customers/$erin", 'viewer')->{json}{name}, "erased customer $erin", 'the API shows the erasure');
+is(api(GET => '/api/v1/audit/verify', 'auditor')->{json}{ok}, JSON::PP::true, 'the audit chain verifies');
+
+# --- one customer's data key rotated -------------------------------------------
+my $old_sealed_name = value(q{SELECT encode(name, 'hex') FROM recovery.customers WHERE id = $1}, $alice);
+is(api(GET => "/api/v1/customers/$alice", 'viewer')->{json}{name}, $secret{name},
+   'the gateway\'s backends hold the customer\'s key (read once more)');
+my $as_admin = $stack->dbh;
+$as_admin->do('SET ROLE recovery_admin');
+my $rotation = JSON::PP::decode_json($as_admin->selectrow_array(q{SELECT recovery.customer_rotate_key($1)}, undef, $alice));
+$as_admin->disconnect;
+is_deeply([@$rotation{qw(key_version customers notes documents)}], [2, 1, 1, 1],
+          'customer_rotate_key(): key version 2, the customer, the note and the document sealed again');
+cmp_ok($rotation->{audit_rows}, '>=', 3, "and the audit trail's copies ($rotation->{audit_rows} rows)");
+my $after_rotation = api(GET => "/api/v1/customers/$alice", 'viewer')->{json};
+is_deeply([@$after_rotation{qw(name email phone)}], [@secret{qw(name email phone)}],
+          'the gateway reads the customer under the new key at once (its backends dropped the old one at commit)');
+is(api(GET => "/api/v1/documents/$doc->{json}{id}/content", 'viewer')->{content}, $doc_content,
+   'the document downloads as uploaded');
+ok((grep { ($_->{body} // '') eq $secret{note} } @{ api(GET => "/api/v1/recovery-cases/$case", 'viewer')->{json}{timeline} }),
+   'the note reads');
+$audit = api(GET => "/api/v1/audit?table=customers&row=$alice", 'auditor')->{json};
+is((grep { $_->{action} eq 'INSERT' } @{ $audit->{items} })[0]{new_row}{name}, $secret{name},
+   'the audit trail\'s copy opens under the new key');
+like(error_of(q{SELECT recovery.pii_open(decode($1, 'hex'), 'customers', 'name', $2, $2)}, $old_sealed_name, $alice),
+     qr/^XX001 .*sealed with data key version 1; the customer's key is version 2/s,
+     'the name as it was sealed before no longer opens');
 is(api(GET => '/api/v1/audit/verify', 'auditor')->{json}{ok}, JSON::PP::true, 'the audit chain verifies');
 
 # --- KEK rotation under a write load, then the new KEK alone -----------------

@@ -1,0 +1,89 @@
+-- One customer's data key rotated: a new key, and every value sealed for
+-- them (their rows and the audit trail's) sealed again under it, in one
+-- transaction.
+
+CREATE FUNCTION rotate_data_key(customer_id bigint) RETURNS integer
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_rotate_data_key';
+COMMENT ON FUNCTION rotate_data_key(bigint) IS
+    'A new data key for the customer; the old one opens values until the transaction ends (customer_rotate_key() seals them again).';
+
+CREATE FUNCTION pii_reseal(value bytea, table_name text, column_name text, row_id bigint,
+                           customer_id bigint) RETURNS bytea
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_reseal';
+COMMENT ON FUNCTION pii_reseal(bytea, text, text, bigint, bigint) IS
+    'A sealed value opened and sealed again under the customer''s current key (customer_rotate_key()).';
+
+-- an audited row with its sealed fields sealed again, as the table's
+CREATE FUNCTION audit_row_resealed(audited json, table_name text, row_key text, customer_id bigint)
+    RETURNS json
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET bytea_output = hex
+    AS $$
+    SELECT CASE WHEN audited IS NULL OR json_typeof(audited) <> 'object'
+                     OR strpos(audited::text, '"\\xff01') = 0 THEN audited
+           ELSE (SELECT json_object_agg(f.key,
+                            CASE WHEN json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) = '\xff01'
+                                 THEN to_json(recovery.pii_reseal(decode(substr(f.value #>> '{}', 3), 'hex'),
+                                                                  table_name, f.key, row_key::bigint,
+                                                                  customer_id)::text)
+                                 ELSE f.value END)
+                   FROM json_each(audited) f)
+           END
+$$;
+
+CREATE FUNCTION customer_rotate_key(customer_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    version integer;
+    customers bigint;
+    notes bigint;
+    documents bigint;
+    audit_rows bigint;
+BEGIN
+    IF NOT recovery.caller_has_role('recovery_admin') THEN
+        RAISE EXCEPTION 'permission denied to rotate a customer''s key' USING ERRCODE = '42501',
+            HINT = 'Key rotation is for administrators.';
+    END IF;
+    PERFORM 1 FROM recovery.customers c WHERE c.id = customer_rotate_key.customer_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', customer_id USING ERRCODE = 'PR003';
+    END IF;
+    version := recovery.rotate_data_key(customer_id);
+
+    -- only the storage changes: no audit row, no live event, no trigger
+    PERFORM set_config('session_replication_role', 'replica', true);
+    UPDATE recovery.customers c
+       SET name = recovery.pii_reseal(c.name, 'customers', 'name', c.id, c.id),
+           email = recovery.pii_reseal(c.email, 'customers', 'email', c.id, c.id),
+           phone = recovery.pii_reseal(c.phone, 'customers', 'phone', c.id, c.id)
+     WHERE c.id = customer_rotate_key.customer_id;
+    GET DIAGNOSTICS customers = ROW_COUNT;
+    UPDATE recovery.case_notes n
+       SET body = recovery.pii_reseal(n.body, 'case_notes', 'body', n.id, n.customer_id)
+     WHERE n.customer_id = customer_rotate_key.customer_id;
+    GET DIAGNOSTICS notes = ROW_COUNT;
+    UPDATE recovery.documents d
+       SET filename = recovery.pii_reseal(d.filename, 'documents', 'filename', d.id, d.customer_id),
+           content = recovery.pii_reseal(d.content, 'documents', 'content', d.id, d.customer_id)
+     WHERE d.customer_id = customer_rotate_key.customer_id;
+    GET DIAGNOSTICS documents = ROW_COUNT;
+    -- the trail's copies too, keeping the digests of what each row held
+    UPDATE recovery.audit_log a
+       SET old_digest = coalesce(a.old_digest, sha256(convert_to(a.old_row::text, 'UTF8'))),
+           new_digest = coalesce(a.new_digest, sha256(convert_to(a.new_row::text, 'UTF8'))),
+           old_row = recovery.audit_row_resealed(a.old_row, a.table_name, a.row_key, a.customer_id),
+           new_row = recovery.audit_row_resealed(a.new_row, a.table_name, a.row_key, a.customer_id)
+     WHERE a.customer_id = customer_rotate_key.customer_id AND a.erased_at IS NULL
+       AND (strpos(coalesce(a.old_row::text, ''), '"\\xff01') > 0
+            OR strpos(coalesce(a.new_row::text, ''), '"\\xff01') > 0);
+    GET DIAGNOSTICS audit_rows = ROW_COUNT;
+    PERFORM set_config('session_replication_role', 'origin', true);
+
+    RETURN jsonb_build_object('customer_id', customer_id, 'key_version', version,
+                              'customers', customers, 'notes', notes, 'documents', documents,
+                              'audit_rows', audit_rows);
+END
+$$;
+COMMENT ON FUNCTION customer_rotate_key(bigint) IS
+    'A new data key for the customer (admins): their name, email, phone, notes, documents and the audit trail''s copies sealed again under it, in one transaction; the old key is gone at commit.';
+GRANT EXECUTE ON FUNCTION customer_rotate_key(bigint) TO recovery_admin;

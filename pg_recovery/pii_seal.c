@@ -57,12 +57,19 @@ pii_is_envelope(const bytea *value)
 		((const uint8 *) VARDATA_ANY(value))[0] == ENVELOPE_MAGIC;
 }
 
-static int
-place_aad(char *aad, int size, const SealedPlace *place, int32 version)
+/*
+ * The associated data of a place.  Allocated: pii_open() takes the table
+ * and column names from its caller, of any length.
+ */
+static char *
+place_aad(const SealedPlace *place, int32 version, int *len)
 {
-	return snprintf(aad, size, "pg_recovery v1 %s.%s %lld %lld v%d",
-					place->table, place->column, (long long) place->row_id,
-					(long long) place->customer_id, version);
+	char	   *aad = psprintf("pg_recovery v1 %s.%s %lld %lld v%d",
+							   place->table, place->column, (long long) place->row_id,
+							   (long long) place->customer_id, version);
+
+	*len = strlen(aad);
+	return aad;
 }
 
 static bytea *
@@ -71,8 +78,8 @@ seal(const char *text, int len, const SealedPlace *place, int32 version,
 {
 	bytea	   *sealed = palloc(VARHDRSZ + ENVELOPE_OVERHEAD + len);
 	uint8	   *out = (uint8 *) VARDATA(sealed);
-	char		aad[NAMEDATALEN * 2 + 96];
-	int			aadlen = place_aad(aad, sizeof(aad), place, version);
+	int			aadlen;
+	char	   *aad = place_aad(place, version, &aadlen);
 
 	out[0] = ENVELOPE_MAGIC;
 	out[1] = ENVELOPE_FORMAT;
@@ -110,7 +117,7 @@ open_value(bytea *value, const SealedPlace *place)
 	uint8		key[PII_KEY_LEN];
 	int32		stored_version;
 	int32		version;
-	char		aad[NAMEDATALEN * 2 + 96];
+	char	   *aad;
 	int			aadlen;
 	bytea	   *result;
 	bool		ok;
@@ -138,7 +145,7 @@ open_value(bytea *value, const SealedPlace *place)
 		version = stored_version;
 	}
 
-	aadlen = place_aad(aad, sizeof(aad), place, version);
+	aad = place_aad(place, version, &aadlen);
 	result = palloc(VARHDRSZ + len - ENVELOPE_OVERHEAD);
 	ok = pii_gcm_open(key, (uint8 *) aad, aadlen, in + ENVELOPE_HEADER,
 					  len - ENVELOPE_HEADER, (uint8 *) VARDATA(result));

@@ -11,6 +11,7 @@
 #include "ngx_http_recovery_handler.h"
 #include "ngx_http_recovery_metrics.h"
 #include "ngx_http_recovery_ready.h"
+#include "ngx_http_recovery_redact.h"
 #include "ngx_http_recovery_request_id.h"
 #include "ngx_http_recovery_route.h"
 
@@ -306,6 +307,13 @@ ngx_http_recovery_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_recovery_metrics_log_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_recovery_redact_handler;
 
     return NGX_OK;
 }

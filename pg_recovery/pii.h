@@ -30,7 +30,6 @@
 extern void recovery_define_pii_gucs(void);
 extern bool pii_encryption_on(void);
 extern const char *pii_current_kek_id(void);
-extern bool pii_kek_known(const char *kek_id);
 extern uint32 pii_kek_generation(void);
 extern void pii_gcm_seal(const uint8 *key, const uint8 *aad, int aadlen,
 						 const uint8 *in, int inlen, uint8 *out);

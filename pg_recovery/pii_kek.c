@@ -207,12 +207,6 @@ find_kek(const char *kek_id)
 	return NULL;
 }
 
-bool
-pii_kek_known(const char *kek_id)
-{
-	return find_kek(kek_id) != NULL;
-}
-
 void
 pii_random(uint8 *buf, int len)
 {

@@ -12,6 +12,8 @@
  * statement; it needs no shared memory, so it works without preloading.
  * recovery.rewrap_keys() re-wraps keys under the current KEK (KEK
  * rotation); the keys themselves do not change, so nothing is re-encrypted.
+ * recovery.rotate_data_key() replaces one customer's key, keeping the old
+ * one for its transaction, which seals the customer's values again.
  */
 #include "recovery.h"
 #include "pii.h"
@@ -251,12 +253,12 @@ keys_finish(KeysSession *session)
 	SetUserIdAndSecContext(session->userid, session->sec_context);
 }
 
+/* looked up each time: the extension may have been dropped and made again */
 static void
 remember_relid(void)
 {
-	if (!OidIsValid(customer_keys_relid))
-		customer_keys_relid = get_relname_relid("customer_keys",
-												get_namespace_oid("recovery", false));
+	customer_keys_relid = get_relname_relid("customer_keys",
+											get_namespace_oid("recovery", false));
 }
 
 /*

@@ -208,6 +208,8 @@ is(wait_for('the gateway\'s connections to reload', sub {
        my $r = api(GET => "/api/v1/customers/$alice", 'agent');
        $r->{status} == 503 ? $r : undef })->{json}{error}, 'key_unavailable',
    'over HTTP: 503 key_unavailable, never garbage');
+is(api(GET => "/api/v1/customers?q=Searchsecret$$", 'agent')->{status}, 503,
+   'a search that needs the key fails too (its query string is checked against the logs below)');
 key_command('cat /nonexistent/kek');
 like(wait_for('a new backend to find no KEK', sub {
          my $e = error_of(q{SELECT name FROM recovery.customers_decrypted WHERE id = $1}, $alice);
@@ -382,7 +384,9 @@ my $logs = wait_for('the failed request in the access log',
                     sub { my $l = gateway_logs(); $l =~ m{"POST /api/v1/customers HTTP/1\.1" 409} ? $l : undef });
 ok($logs && index($logs, "/api/v1/recovery-cases/$case/documents") >= 0,
    'the gateway\'s access log has the requests, the failed one too');
-is_deeply([grep { index($logs, $_) >= 0 } (values %secret, "Logsecret$$")], [],
-          'nor does the gateway log any personal value: no query string in the access log');
+ok(index($logs // '', 'request: "GET /api/v1/customers HTTP/1.1"') >= 0,
+   'the error log names the failed search by its path alone');
+is_deeply([grep { index($logs // '', $_) >= 0 } (values %secret, "Logsecret$$", "Searchsecret$$")], [],
+          'nor does the gateway log any personal value: no query string in its logs');
 
 done_testing();

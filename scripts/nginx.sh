@@ -13,6 +13,7 @@
 #   LOGIN_RATE=10r/s LOGIN_BURST=20 API_RATE=100r/s API_BURST=200
 #   WORKER_CONNECTIONS=1024 EVENTS_BUFFER=256k EVENTS_HEARTBEAT=15s
 #   LOG_LEVEL=notice MODULE=build/...so
+#   AUTHENTICATOR_PASSWORD=authenticator (into DIR/pgpass, libpq's passfile)
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
 #   under that command; its exit status is in DIR/under.rc.
 #   NGINX_PRELOAD=/path/libasan.so runs nginx (only) with it preloaded, and
@@ -48,6 +49,10 @@ start() {
 
     user="" master="daemon on;"
     [ "$(id -u)" -eq 0 ] && [ -z "${NGINX_PRELOAD:-}" ] && user="user nobody nogroup;"
+    # the gateway's database password, for libpq (passfile=): readable by
+    # the workers alone, and out of nginx.conf
+    (umask 077; printf '*:*:recovery:recovery_authenticator:%s\n' "${AUTHENTICATOR_PASSWORD:-authenticator}" > "$dir/pgpass")
+    [ -n "$user" ] && chown nobody "$dir/pgpass"
     [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
 
     # one connection of each worker's pool for GETs only, when there are two
@@ -59,7 +64,7 @@ start() {
     esac
     replicas="# recovery_replicas  \"host=db2,db3 port=5432,5432 target_session_attrs=standby ...\";"
     if [ -n "${REPLICAS:-}" ]; then
-        replicas="recovery_replicas  \"$(loopback "$REPLICAS") target_session_attrs=standby dbname=recovery user=recovery_authenticator password=authenticator connect_timeout=2\";"
+        replicas="recovery_replicas  \"$(loopback "$REPLICAS") target_session_attrs=standby dbname=recovery user=recovery_authenticator passfile=$dir/pgpass connect_timeout=2\";"
     fi
     sed -e "s|@MODULE@|$module|g" -e "s|@PGHOSTS@|$pghosts|g" -e "s|@REPLICAS@|$replicas|" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
         -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \

@@ -356,6 +356,10 @@ is(api(GET => '/api/v1/customers?email=' . $secret{email}, 'viewer')->{json}{ite
    'and the blind index still finds them');
 
 # --- secrets and parameters out of sight --------------------------------------
+my $nginx_conf = do { local (@ARGV, $/) = ($stack->nginx_dir . '/nginx.conf'); <> };
+unlike($nginx_conf, qr/password=(?!@)/, 'the gateway\'s database password is not in nginx.conf');
+like($nginx_conf, qr{passfile=\S+/pgpass}, 'but in a libpq password file');
+is((stat($stack->nginx_dir . '/pgpass'))[2] & 077, 0, 'that only its owner may read');
 like(error_as('recovery_admin', q{SHOW recovery.key_command}), qr/must be superuser|permission denied/,
      'recovery.key_command cannot be read by the application roles');
 my $as_gateway = $stack->dbh;

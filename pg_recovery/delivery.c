@@ -27,6 +27,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -44,6 +45,8 @@ static char *sms_webhook_url = NULL;
 static char *letter_webhook_url = NULL;
 static char *webhook_url = NULL;
 static char *webhook_secret = NULL;
+static char *smtp_url_file = NULL;
+static char *webhook_secret_file = NULL;
 static int	delivery_poll_interval = 5000;
 static int	delivery_rate = 0;
 static int	delivery_max_attempts = 8;
@@ -99,6 +102,14 @@ recovery_define_delivery_gucs(void)
 	DefineCustomStringVariable("recovery.webhook_secret",
 							   "Shared secret of the X-Recovery-Signature HMAC-SHA256 on every webhook.",
 							   NULL, &webhook_secret, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("recovery.smtp_url_file",
+							   "A file holding recovery.smtp_url (credentials included), read at each send; wins over recovery.smtp_url.",
+							   NULL, &smtp_url_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("recovery.webhook_secret_file",
+							   "A file holding recovery.webhook_secret, read at each send; wins over recovery.webhook_secret.",
+							   NULL, &webhook_secret_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 	DefineCustomStringVariable("recovery.message_id_domain",
 							   "The domain of the stable Message-ID of each notification.",
@@ -172,6 +183,49 @@ recovery_delivery_worker_preloaded(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(delivery_worker_registered);
 }
 
+static bool
+email_configured(void)
+{
+	return smtp_url[0] || smtp_url_file[0];
+}
+
+/*
+ * A secret from its *_file setting when that is set, else the setting
+ * itself; NULL, with outcome->error saying why, when the file cannot be
+ * read.  Read at each send, so that a secret rotated in its file is used
+ * at once, and kept only in the message's memory.
+ */
+static char *
+secret_of(const char *value, const char *file, const char *setting,
+		  DeliveryOutcome *outcome)
+{
+	FILE	   *f;
+	char		buf[4096];
+	size_t		len;
+
+	if (file == NULL || file[0] == '\0')
+		return pstrdup(value);
+	f = AllocateFile(file, "r");
+	if (f == NULL)
+	{
+		outcome->error = psprintf("could not open %s \"%s\": %m", setting, file);
+		return NULL;
+	}
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	FreeFile(f);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		len--;
+	buf[len] = '\0';
+	if (len == 0)
+	{
+		outcome->error = psprintf("%s \"%s\" is empty", setting, file);
+		return NULL;
+	}
+	value = pstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return (char *) value;
+}
+
 /* The channels that have somewhere to go; the others wait in the outbox. */
 static Datum
 configured_channels(void)
@@ -179,7 +233,7 @@ configured_channels(void)
 	Datum		channels[4];
 	int			n = 0;
 
-	if (smtp_url[0])
+	if (email_configured())
 		channels[n++] = CStringGetTextDatum("email");
 	if (sms_webhook_url[0])
 		channels[n++] = CStringGetTextDatum("sms");
@@ -194,7 +248,7 @@ static char *
 channels_description(void)
 {
 	char	   *list = psprintf("%s%s%s%s",
-								smtp_url[0] ? " email" : "", sms_webhook_url[0] ? " sms" : "",
+								email_configured() ? " email" : "", sms_webhook_url[0] ? " sms" : "",
 								letter_webhook_url[0] ? " letter" : "", webhook_url[0] ? " webhook" : "");
 
 	return list[0] ? list + 1 : "none (set recovery.smtp_url and the webhook URLs)";
@@ -298,15 +352,28 @@ record_outcome(const OutboxMessage *message, DeliveryOutcome *outcome)
 static void
 send_message(const OutboxMessage *message, DeliveryOutcome *outcome)
 {
+	bool		email = strcmp(message->channel, "email") == 0;
+	char	   *secret;
+
 	pgstat_report_activity(STATE_RUNNING, psprintf("sending notification " INT64_FORMAT, message->id));
-	if (strcmp(message->channel, "email") == 0)
-		recovery_send_email(message, smtp_url, smtp_from, outcome);
+	secret = email ? secret_of(smtp_url, smtp_url_file, "recovery.smtp_url_file", outcome)
+		: secret_of(webhook_secret, webhook_secret_file, "recovery.webhook_secret_file", outcome);
+	if (secret == NULL)
+	{
+		/* a file the administrator will fix: retried as any failure */
+		outcome->sent = false;
+		outcome->permanent = false;
+		return;
+	}
+	if (email)
+		recovery_send_email(message, secret, smtp_from, outcome);
 	else if (strcmp(message->channel, "sms") == 0)
-		recovery_send_webhook(message, sms_webhook_url, webhook_secret, outcome);
+		recovery_send_webhook(message, sms_webhook_url, secret, outcome);
 	else if (strcmp(message->channel, "letter") == 0)
-		recovery_send_webhook(message, letter_webhook_url, webhook_secret, outcome);
+		recovery_send_webhook(message, letter_webhook_url, secret, outcome);
 	else
-		recovery_send_webhook(message, webhook_url, webhook_secret, outcome);
+		recovery_send_webhook(message, webhook_url, secret, outcome);
+	explicit_bzero(secret, strlen(secret));
 }
 
 static void
@@ -346,7 +413,7 @@ deliver_ready_messages(MemoryContext message_context)
 	DeliveryOutcome outcome;
 
 	/* nothing has anywhere to go: leave the outbox alone */
-	if (!smtp_url[0] && !sms_webhook_url[0] && !letter_webhook_url[0] && !webhook_url[0])
+	if (!email_configured() && !sms_webhook_url[0] && !letter_webhook_url[0] && !webhook_url[0])
 		return;
 	while (!ShutdownRequestPending)
 	{

@@ -4,7 +4,8 @@
 # out as signed webhooks; every message is checked again before it is sent;
 # failures are retried with growing delays, then dead-lettered; the circuit
 # opens and closes; the worker survives a restart and a crash mid-send; and
-# pg_cron really runs the reminders.
+# pg_cron really runs the reminders.  The SMTP URL and the webhook secret
+# come from files (recovery.smtp_url_file, recovery.webhook_secret_file).
 use strict;
 use warnings;
 use utf8;
@@ -63,7 +64,17 @@ sub wait_status {
                     sub { my $n = notification($id); $n->{status} =~ /^($wanted)$/ ? $n : undef });
 }
 
-configure(smtp_url => $smtp->url, sms_webhook_url => $http->url, webhook_secret => 'hook-secret',
+# the SMTP URL (where credentials go) and the webhook secret from files
+# only the postgres user reads, as a secrets manager would leave them
+sub secret_file {
+    my ($name, $content) = @_;
+    my $file = $stack->pg_dir . "/$name";
+    system('runuser', '-u', 'postgres', '--', 'sh', '-c', "umask 077; printf '%s\\n' '$content' > '$file'") == 0
+        or die "cannot write $file";
+    return $file;
+}
+configure(smtp_url_file => secret_file('smtp-url', $smtp->url), sms_webhook_url => $http->url,
+          webhook_secret_file => secret_file('webhook-secret', 'hook-secret'),
           smtp_from => 'Recovery Team <dunning@recovery.test>', message_id_domain => 'recovery.test',
           delivery_poll_interval => '300ms', delivery_retry_base => 1, delivery_max_attempts => 3,
           circuit_failure_threshold => 50, circuit_cooldown => 2,

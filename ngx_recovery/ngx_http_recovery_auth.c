@@ -506,8 +506,11 @@ ngx_http_recovery_sign(ngx_http_request_t *r,
                                json_object_new_int64(session_exp));
     }
 
+    /* an HS256 token names its key, so that a rotation can tell them apart */
     token = recovery_jwt_sign((unsigned) rlcf->sign_algorithm,
                               rlcf->secret.data, rlcf->secret.len,
+                              rlcf->sign_algorithm == RECOVERY_JWT_HS256
+                              ? rlcf->verifier.kid : NULL,
                               rlcf->private_key, claims);
     json_object_put(claims);
 
@@ -576,22 +579,17 @@ ngx_http_recovery_algorithms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-char *
-ngx_http_recovery_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+/* An HS256 secret from a file, into secret. */
+static char *
+ngx_http_recovery_read_secret(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *secret)
 {
-    ngx_http_recovery_loc_conf_t  *rlcf = conf;
-
     ssize_t          n;
     ngx_fd_t         fd;
-    ngx_str_t       *value, name;
+    ngx_str_t        name;
     ngx_file_info_t  fi;
 
-    if (rlcf->secret.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    name = value[1];
+    name = *file;
 
     if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -612,13 +610,13 @@ ngx_http_recovery_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    rlcf->secret.data = ngx_pnalloc(cf->pool, 4097);
-    if (rlcf->secret.data == NULL) {
+    secret->data = ngx_pnalloc(cf->pool, 4097);
+    if (secret->data == NULL) {
         ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
 
-    n = ngx_read_fd(fd, rlcf->secret.data, 4096);
+    n = ngx_read_fd(fd, secret->data, 4096);
     ngx_close_file(fd);
 
     if (n < 0) {
@@ -628,20 +626,56 @@ ngx_http_recovery_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /* a trailing newline left by an editor is not part of the secret */
-    while (n > 0 && (rlcf->secret.data[n - 1] == '\n'
-                     || rlcf->secret.data[n - 1] == '\r'))
+    while (n > 0 && (secret->data[n - 1] == '\n'
+                     || secret->data[n - 1] == '\r'))
     {
         n--;
     }
 
-    rlcf->secret.len = (size_t) n;
+    secret->len = (size_t) n;
 
-    if (rlcf->secret.len < NGX_HTTP_RECOVERY_MIN_SECRET) {
+    if (secret->len < NGX_HTTP_RECOVERY_MIN_SECRET) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "the HS256 secret in \"%V\" is shorter than %d "
                            "bytes: make one with "
                            "\"openssl rand -base64 48 > %V\"",
                            &name, NGX_HTTP_RECOVERY_MIN_SECRET, &name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * recovery_jwt_secret_file FILE [PREVIOUS]: the HS256 secret tokens are
+ * signed with, and, during a rotation, the previous one, which still
+ * verifies the tokens it signed until they expire.
+ */
+char *
+ngx_http_recovery_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_recovery_loc_conf_t  *rlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rlcf->secret.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_recovery_read_secret(cf, &value[1], &rlcf->secret)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3
+        && ngx_http_recovery_read_secret(cf, &value[2],
+                                         &rlcf->previous_secret)
+           != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

@@ -7,6 +7,7 @@
  */
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -14,6 +15,7 @@
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <openssl/bn.h>
 
 #include "ngx_http_recovery_jwt.h"
@@ -27,7 +29,7 @@ static json_object *recovery_jwt_decode_json(const char *in, size_t len,
     int *nul);
 static int recovery_jwt_escapes_nul(const unsigned char *json, size_t n);
 static int recovery_jwt_check_signature(const recovery_jwt_verifier_t *v,
-    unsigned alg, const char *input, size_t input_len,
+    unsigned alg, const char *kid, const char *input, size_t input_len,
     const unsigned char *sig, size_t sig_len);
 static int recovery_jwt_check_claims(const recovery_jwt_verifier_t *v,
     json_object *claims, time_t now, const char **error);
@@ -152,7 +154,7 @@ recovery_jwt_verify(const recovery_jwt_verifier_t *v, const char *token,
     long            sig_len;
     unsigned        alg;
     json_object    *header, *claims, *field;
-    const char     *typ;
+    const char     *typ, *kid;
     int             nul;
 
     header = NULL;
@@ -217,7 +219,16 @@ recovery_jwt_verify(const recovery_jwt_verifier_t *v, const char *token,
         goto failed;
     }
 
-    if (recovery_jwt_check_signature(v, alg, token, dot2 - token,
+    kid = NULL;
+    if (json_object_object_get_ex(header, "kid", &field)) {
+        kid = json_object_get_string(field);
+        if (!json_object_is_type(field, json_type_string)) {
+            *error = "token key id is not a string";
+            goto failed;
+        }
+    }
+
+    if (recovery_jwt_check_signature(v, alg, kid, token, dot2 - token,
                                      sig, (size_t) sig_len)
         != 0)
     {
@@ -339,14 +350,35 @@ recovery_jwt_escapes_nul(const unsigned char *json, size_t n)
 }
 
 
+/* HS256: whether sig is the MAC of input under secret */
 static int
-recovery_jwt_check_signature(const recovery_jwt_verifier_t *v, unsigned alg,
+recovery_jwt_check_hmac(const unsigned char *secret, size_t secret_len,
     const char *input, size_t input_len, const unsigned char *sig,
     size_t sig_len)
 {
-    int             rc;
-    unsigned char   mac[EVP_MAX_MD_SIZE], der[128], *p;
+    unsigned char   mac[EVP_MAX_MD_SIZE];
     unsigned int    mac_len;
+
+    if (secret == NULL
+        || HMAC(EVP_sha256(), secret, (int) secret_len,
+                (const unsigned char *) input, input_len, mac, &mac_len)
+           == NULL)
+    {
+        return -1;
+    }
+
+    return (sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0)
+           ? 0 : -1;
+}
+
+
+static int
+recovery_jwt_check_signature(const recovery_jwt_verifier_t *v, unsigned alg,
+    const char *kid, const char *input, size_t input_len,
+    const unsigned char *sig, size_t sig_len)
+{
+    int             rc;
+    unsigned char   der[128], *p;
     int             der_len;
     EVP_MD_CTX     *md;
     ECDSA_SIG      *ecdsa;
@@ -354,16 +386,28 @@ recovery_jwt_check_signature(const recovery_jwt_verifier_t *v, unsigned alg,
     char            group[64];
 
     if (alg == RECOVERY_JWT_HS256) {
-        if (v->secret == NULL
-            || HMAC(EVP_sha256(), v->secret, (int) v->secret_len,
-                    (const unsigned char *) input, input_len, mac, &mac_len)
-               == NULL)
-        {
-            return -1;
+        /*
+         * During a rotation the previous secret verifies too: the key the
+         * token names, or, for a token that names none, either.
+         */
+        if (kid == NULL || strcmp(kid, v->kid) == 0) {
+            if (recovery_jwt_check_hmac(v->secret, v->secret_len, input,
+                                        input_len, sig, sig_len)
+                == 0)
+            {
+                return 0;
+            }
         }
 
-        return (sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0)
-               ? 0 : -1;
+        if (v->previous_secret != NULL
+            && (kid == NULL || strcmp(kid, v->previous_kid) == 0))
+        {
+            return recovery_jwt_check_hmac(v->previous_secret,
+                                           v->previous_secret_len, input,
+                                           input_len, sig, sig_len);
+        }
+
+        return -1;
     }
 
     if (v->public_key == NULL) {
@@ -526,11 +570,31 @@ recovery_jwt_number(json_object *claims, const char *name, double *value)
 }
 
 
+void
+recovery_jwt_key_id(const unsigned char *secret, size_t len, char *kid)
+{
+    static const char  hex[] = "0123456789abcdef";
+    unsigned char      digest[32];
+    int                i;
+
+    SHA256(secret, len, digest);
+
+    for (i = 0; i < RECOVERY_JWT_KID_LEN / 2; i++) {
+        kid[2 * i] = hex[digest[i] >> 4];
+        kid[2 * i + 1] = hex[digest[i] & 0x0f];
+    }
+
+    kid[RECOVERY_JWT_KID_LEN] = '\0';
+}
+
+
 char *
 recovery_jwt_sign(unsigned algorithm, const unsigned char *secret,
-    size_t secret_len, EVP_PKEY *private_key, json_object *claims)
+    size_t secret_len, const char *kid, EVP_PKEY *private_key,
+    json_object *claims)
 {
     const char     *header, *payload;
+    char            with_kid[128];
     char           *token;
     size_t          header_len, payload_len, n, sig_len, room;
     unsigned char   sig[1024], *der;
@@ -552,6 +616,18 @@ recovery_jwt_sign(unsigned algorithm, const unsigned char *secret,
         break;
     default:
         return NULL;
+    }
+
+    if (kid != NULL) {
+        /* {"alg":...,"typ":"JWT","kid":"..."}: kid is hex, nothing to escape */
+        if (snprintf(with_kid, sizeof(with_kid), "%.*s,\"kid\":\"%s\"}",
+                     (int) strlen(header) - 1, header, kid)
+            >= (int) sizeof(with_kid))
+        {
+            return NULL;
+        }
+
+        header = with_kid;
     }
 
     payload = json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN);

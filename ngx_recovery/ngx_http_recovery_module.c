@@ -180,7 +180,7 @@ static ngx_command_t  ngx_http_recovery_commands[] = {
       NULL },
 
     { ngx_string("recovery_jwt_secret_file"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_recovery_secret_file,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -467,6 +467,7 @@ ngx_http_recovery_create_loc_conf(ngx_conf_t *cf)
      *
      *     rlcf->routes = NULL;
      *     rlcf->secret = { 0, NULL };
+     *     rlcf->previous_secret = { 0, NULL };
      *     rlcf->issuer = { 0, NULL };
      *     rlcf->audience = { 0, NULL };
      *     rlcf->handler = 0;
@@ -501,6 +502,7 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->api_keys, prev->api_keys, 1);
     ngx_conf_merge_uint_value(conf->algorithms, prev->algorithms, 0);
     ngx_conf_merge_str_value(conf->secret, prev->secret, "");
+    ngx_conf_merge_str_value(conf->previous_secret, prev->previous_secret, "");
     ngx_conf_merge_ptr_value(conf->public_key, prev->public_key, NULL);
     ngx_conf_merge_ptr_value(conf->private_key, prev->private_key, NULL);
     ngx_conf_merge_uint_value(conf->sign_algorithm, prev->sign_algorithm, 0);
@@ -594,6 +596,20 @@ ngx_http_recovery_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->verifier.algorithms = (unsigned) conf->algorithms;
     conf->verifier.secret = conf->secret.data;
     conf->verifier.secret_len = conf->secret.len;
+    conf->verifier.previous_secret = conf->previous_secret.len
+                                     ? conf->previous_secret.data : NULL;
+    conf->verifier.previous_secret_len = conf->previous_secret.len;
+
+    if (conf->secret.len) {
+        recovery_jwt_key_id(conf->secret.data, conf->secret.len,
+                            conf->verifier.kid);
+    }
+
+    if (conf->previous_secret.len) {
+        recovery_jwt_key_id(conf->previous_secret.data,
+                            conf->previous_secret.len,
+                            conf->verifier.previous_kid);
+    }
     conf->verifier.public_key = conf->public_key;
     conf->verifier.leeway = (long) conf->leeway;
     conf->verifier.issuer = conf->issuer.len

@@ -105,6 +105,7 @@ typedef struct {
     ngx_flag_t                  api_keys;   /* API keys accepted here */
     ngx_uint_t                  algorithms;
     ngx_str_t                   secret;     /* HS256, read from a file */
+    ngx_str_t                   previous_secret;    /* during a rotation */
     EVP_PKEY                   *public_key;
     EVP_PKEY                   *private_key;
     ngx_uint_t                  sign_algorithm;

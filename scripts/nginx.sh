@@ -14,6 +14,8 @@
 #   WORKER_CONNECTIONS=1024 EVENTS_BUFFER=256k EVENTS_HEARTBEAT=15s
 #   LOG_LEVEL=notice MODULE=build/...so
 #   AUTHENTICATOR_PASSWORD=authenticator (into DIR/pgpass, libpq's passfile)
+# DIR/jwt-secret signs tokens (made once); DIR/jwt-secret.previous, when
+# there is one, still verifies the tokens it signed (a rotation).
 #   NGINX_UNDER="valgrind ..." runs one nginx process in the foreground
 #   under that command; its exit status is in DIR/under.rc.
 #   NGINX_PRELOAD=/path/libasan.so runs nginx (only) with it preloaded, and
@@ -46,6 +48,9 @@ start() {
         -keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" 2>/dev/null ||
         { echo "nginx: openssl cannot make a certificate" >&2; exit 1; }
     [ -f "$dir/jwt-secret" ] || { head -c 48 /dev/urandom | base64 -w0 > "$dir/jwt-secret"; chmod 600 "$dir/jwt-secret"; }
+    # a rotation: the secret before, still verifying the tokens it signed
+    jwt_previous=""
+    [ -f "$dir/jwt-secret.previous" ] && jwt_previous=" $dir/jwt-secret.previous"
 
     user="" master="daemon on;"
     [ "$(id -u)" -eq 0 ] && [ -z "${NGINX_PRELOAD:-}" ] && user="user nobody nogroup;"
@@ -68,7 +73,7 @@ start() {
     fi
     sed -e "s|@MODULE@|$module|g" -e "s|@PGHOSTS@|$pghosts|g" -e "s|@REPLICAS@|$replicas|" -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$port|g" \
         -e "s|@HTML@|$(pwd)/html|g" -e "s|@CONF@|$(pwd)/conf|g" -e "s|@TLS_PORT@|$tls_port|g" \
-        -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" \
+        -e "s|@USER@|$user|" -e "s|@MASTER@|$master|" -e "s|@JWT_PREVIOUS@|$jwt_previous|" \
         -e "s|@WORKERS@|${WORKERS:-2}|" -e "s|@POOL_SIZE@|${POOL_SIZE:-2}|" \
         -e "s|@PIPELINE_DEPTH@|${PIPELINE_DEPTH:-4}|" \
         -e "s|@QUEUE_TIMEOUT@|${QUEUE_TIMEOUT:-2s}|" \

@@ -429,14 +429,15 @@ test_attacks(void)
         json_object_object_add(claims, "exp",
                                json_object_new_int64(2000000000));
 
-        token = recovery_jwt_sign(RECOVERY_JWT_RS256, NULL, 0, rsa, claims);
+        token = recovery_jwt_sign(RECOVERY_JWT_RS256, NULL, 0, NULL, rsa,
+                                  claims);
         ok(token && verifies(&v, token, 1700000000, NULL),
            "an RS256 token signed with the private key verifies");
         free(token);
 
         token = recovery_jwt_sign(RECOVERY_JWT_HS256,
                                   (const unsigned char *) secret,
-                                  strlen(secret), NULL, claims);
+                                  strlen(secret), NULL, NULL, claims);
         ok(token && verifies(&v, token, 1700000000, NULL),
            "an HS256 token minted by recovery_jwt_sign verifies");
         free(token);
@@ -445,8 +446,8 @@ test_attacks(void)
 
         v.algorithms = RECOVERY_JWT_ES256;
         v.public_key = EVP_EC_gen("prime256v1");
-        token = recovery_jwt_sign(RECOVERY_JWT_ES256, NULL, 0, v.public_key,
-                                  claims);
+        token = recovery_jwt_sign(RECOVERY_JWT_ES256, NULL, 0, NULL,
+                                  v.public_key, claims);
         ok(token && strlen(strrchr(token, '.') + 1) == 86
            && verifies(&v, token, 1700000000, NULL),
            "an ES256 token is signed as r || s (64 bytes) and verifies");
@@ -458,12 +459,88 @@ test_attacks(void)
 }
 
 
+/* HS256 key rotation: the current and the previous secret, told by "kid" */
+static void
+test_rotation(void)
+{
+    static const char        current[] = "the-current-secret-of-32-bytes-ok";
+    static const char        previous[] = "the-previous-secret-of-32-bytes!";
+    recovery_jwt_verifier_t  v;
+    json_object             *claims;
+    char                    *token, header[128];
+
+    memset(&v, 0, sizeof(v));
+    v.algorithms = RECOVERY_JWT_HS256;
+    v.secret = (const unsigned char *) current;
+    v.secret_len = strlen(current);
+    recovery_jwt_key_id(v.secret, v.secret_len, v.kid);
+    v.previous_secret = (const unsigned char *) previous;
+    v.previous_secret_len = strlen(previous);
+    recovery_jwt_key_id(v.previous_secret, v.previous_secret_len,
+                        v.previous_kid);
+
+    ok(strlen(v.kid) == RECOVERY_JWT_KID_LEN && strcmp(v.kid, v.previous_kid) != 0,
+       "each secret has a key id of its own");
+
+    claims = json_tokener_parse("{\"sub\":\"1\",\"exp\":2000000000}");
+    token = recovery_jwt_sign(RECOVERY_JWT_HS256, v.secret, v.secret_len,
+                              v.kid, NULL, claims);
+    json_object_put(claims);
+    ok(token != NULL && verifies(&v, token, 1700000000, NULL),
+       "a token signed with the current secret and its kid verifies");
+    free(token);
+
+    token = signed_hs256("{\"alg\":\"HS256\"}",
+                         "{\"sub\":\"1\",\"exp\":2000000000}", previous);
+    ok(verifies(&v, token, 1700000000, NULL),
+       "a token of the previous secret without kid verifies during the rotation");
+    free(token);
+
+    snprintf(header, sizeof(header), "{\"alg\":\"HS256\",\"kid\":\"%s\"}",
+             v.previous_kid);
+    token = signed_hs256(header, "{\"sub\":\"1\",\"exp\":2000000000}",
+                         previous);
+    ok(verifies(&v, token, 1700000000, NULL),
+       "and one that names the previous key");
+    free(token);
+
+    snprintf(header, sizeof(header), "{\"alg\":\"HS256\",\"kid\":\"%s\"}",
+             v.kid);
+    token = signed_hs256(header, "{\"sub\":\"1\",\"exp\":2000000000}",
+                         previous);
+    ok(verifies(&v, token, 1700000000, "token signature is invalid"),
+       "a token that names the current key but was signed with the previous is refused");
+    free(token);
+
+    token = signed_hs256("{\"alg\":\"HS256\",\"kid\":\"0000000000000000\"}",
+                         "{\"sub\":\"1\",\"exp\":2000000000}", current);
+    ok(verifies(&v, token, 1700000000, "token signature is invalid"),
+       "a token that names an unknown key is refused");
+    free(token);
+
+    token = signed_hs256("{\"alg\":\"HS256\",\"kid\":7}",
+                         "{\"sub\":\"1\",\"exp\":2000000000}", current);
+    ok(verifies(&v, token, 1700000000, "token key id is not a string"),
+       "a kid that is not a string is refused");
+    free(token);
+
+    v.previous_secret = NULL;
+    v.previous_secret_len = 0;
+    token = signed_hs256("{\"alg\":\"HS256\"}",
+                         "{\"sub\":\"1\",\"exp\":2000000000}", previous);
+    ok(verifies(&v, token, 1700000000, "token signature is invalid"),
+       "once the rotation is over, the previous secret's tokens are refused");
+    free(token);
+}
+
+
 int
 main(void)
 {
     test_base64url();
     test_rfc_examples();
     test_attacks();
+    test_rotation();
 
     printf("1..%d\n", tests);
 

@@ -55,9 +55,10 @@ start() {
     user="" master="daemon on;"
     [ "$(id -u)" -eq 0 ] && [ -z "${NGINX_PRELOAD:-}" ] && user="user nobody nogroup;"
     # the gateway's database password, for libpq (passfile=): readable by
-    # the workers alone, and out of nginx.conf
+    # the workers alone (nginx started by root runs them as nobody, with or
+    # without a user directive), and out of nginx.conf
     (umask 077; printf '*:*:recovery:recovery_authenticator:%s\n' "${AUTHENTICATOR_PASSWORD:-authenticator}" > "$dir/pgpass")
-    [ -n "$user" ] && chown nobody "$dir/pgpass"
+    if [ "$(id -u)" -eq 0 ]; then chown nobody "$dir/pgpass"; fi
     [ -n "${NGINX_UNDER:-}" ] && master="daemon off; master_process off;"
 
     # one connection of each worker's pool for GETs only, when there are two

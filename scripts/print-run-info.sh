@@ -53,6 +53,10 @@ fi)
     ALTER SYSTEM SET recovery.smtp_url = 'smtp://127.0.0.1:2525'; SELECT pg_reload_conf();
     SELECT status, channel, count(*) FROM recovery.notifications GROUP BY 1, 2;
 
+  Personal data (names, emails, phones, notes, documents) is encrypted under the
+  key-encryption key in ${HA_DIR:-$dir}/kek (README "Personal data encryption"):
+  keep a copy apart from the backups: without it that data cannot be read.
+
 $(if [ -z "${HA_DIR:-}" ]; then cat <<BACKUPS
   Backups (pgBackRest; WAL archived continuously to $dir/backup, encrypted):
     make backup                        a full backup now (TYPE=diff or incr)

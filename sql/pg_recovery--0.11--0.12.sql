@@ -74,11 +74,11 @@ COMMENT ON FUNCTION pii_blind_index(text, text) IS
     'The blind index of an email or phone (kind): what customers.email_index and phone_index hold, for lookups by equality.';
 GRANT EXECUTE ON FUNCTION pii_blind_index(text, text) TO recovery_viewer, recovery_auditor;
 
-CREATE FUNCTION pii_seal_value(value bytea, table_name text, column_name text, row_id bigint,
-                               customer_id bigint, is_binary boolean DEFAULT false) RETURNS bytea
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_seal_value';
-COMMENT ON FUNCTION pii_seal_value(bytea, text, text, bigint, bigint, boolean) IS
-    'What the pii_seal trigger stores for a plain value, UTF-8 text unless is_binary (superusers; recovery.encrypt_existing()).';
+CREATE FUNCTION pii_reseal(value bytea, table_name text, column_name text, row_id bigint,
+                           customer_id bigint) RETURNS bytea
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_reseal';
+COMMENT ON FUNCTION pii_reseal(bytea, text, text, bigint, bigint) IS
+    'A value sealed under the customer''s current key, plain or sealed before (superusers; encrypt_existing(), customer_rotate_key()).';
 
 -- Keys (pii_keys.c)
 CREATE FUNCTION pii_destroy_key(customer_id bigint) RETURNS void
@@ -564,18 +564,21 @@ CREATE FUNCTION audit_row_plain(audited json, table_name text) RETURNS boolean
                   AND json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) <> '\xff01'), false)
 $$;
 
--- an audited row with its personal fields sealed as the table seals them
+-- an audited row with its personal fields sealed as the table seals them,
+-- under the customer's current key (plain ones, and sealed ones again)
 CREATE FUNCTION audit_row_sealed(audited json, table_name text, row_key text, customer_id bigint)
     RETURNS json
     LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET bytea_output = hex
     AS $$
-    SELECT CASE WHEN NOT recovery.audit_row_plain(audited, table_name) THEN audited
+    SELECT CASE WHEN audited IS NULL OR json_typeof(audited) <> 'object' THEN audited
            ELSE (SELECT json_object_agg(f.key,
                             CASE WHEN f.key = ANY (recovery.sealed_columns(table_name))
                                       AND json_typeof(f.value) = 'string'
-                                 THEN to_json(recovery.pii_seal_value(convert_to(f.value #>> '{}', 'UTF8'),
-                                                                      table_name, f.key, row_key::bigint,
-                                                                      customer_id)::text)
+                                 THEN to_json(recovery.pii_reseal(
+                                          CASE WHEN left(f.value #>> '{}', 6) = '\xff01'
+                                               THEN decode(substr(f.value #>> '{}', 3), 'hex')
+                                               ELSE convert_to(f.value #>> '{}', 'UTF8') END,
+                                          table_name, f.key, row_key::bigint, customer_id)::text)
                                  ELSE f.value END)
                    FROM json_each(audited) f)
            END
@@ -607,9 +610,9 @@ BEGIN
                     OR coalesce(NOT recovery.pii_is_sealed(c.phone), false))
              ORDER BY c.id LIMIT batch FOR UPDATE SKIP LOCKED)
         UPDATE recovery.customers c
-           SET name = recovery.pii_seal_value(c.name, 'customers', 'name', c.id, c.id),
-               email = recovery.pii_seal_value(c.email, 'customers', 'email', c.id, c.id),
-               phone = recovery.pii_seal_value(c.phone, 'customers', 'phone', c.id, c.id),
+           SET name = recovery.pii_reseal(c.name, 'customers', 'name', c.id, c.id),
+               email = recovery.pii_reseal(c.email, 'customers', 'email', c.id, c.id),
+               phone = recovery.pii_reseal(c.phone, 'customers', 'phone', c.id, c.id),
                email_index = recovery.pii_blind_index('email', recovery.pii_open(c.email, 'customers', 'email', c.id, c.id)),
                phone_index = recovery.pii_blind_index('phone', recovery.pii_open(c.phone, 'customers', 'phone', c.id, c.id))
           FROM todo WHERE c.id = todo.id;
@@ -620,7 +623,7 @@ BEGIN
              WHERE NOT recovery.pii_key_destroyed(c.id) AND NOT recovery.pii_is_sealed(n.body)
              ORDER BY n.id LIMIT batch FOR UPDATE OF n SKIP LOCKED)
         UPDATE recovery.case_notes n
-           SET body = recovery.pii_seal_value(n.body, 'case_notes', 'body', n.id, n.customer_id)
+           SET body = recovery.pii_reseal(n.body, 'case_notes', 'body', n.id, n.customer_id)
           FROM todo WHERE n.id = todo.id;
         GET DIAGNOSTICS notes = ROW_COUNT;
         -- files are large: a tenth of the batch (at least one) a transaction
@@ -632,8 +635,8 @@ BEGIN
                     OR coalesce(NOT recovery.pii_is_sealed(d.content), false))
              ORDER BY d.id LIMIT greatest(batch / 10, 1) FOR UPDATE OF d SKIP LOCKED)
         UPDATE recovery.documents d
-           SET filename = recovery.pii_seal_value(d.filename, 'documents', 'filename', d.id, d.customer_id),
-               content = recovery.pii_seal_value(d.content, 'documents', 'content', d.id, d.customer_id, true)
+           SET filename = recovery.pii_reseal(d.filename, 'documents', 'filename', d.id, d.customer_id),
+               content = recovery.pii_reseal(d.content, 'documents', 'content', d.id, d.customer_id)
           FROM todo WHERE d.id = todo.id;
         GET DIAGNOSTICS documents = ROW_COUNT;
         PERFORM set_config('session_replication_role', 'origin', true);
@@ -713,35 +716,12 @@ COMMENT ON VIEW encryption_progress IS
 -- sql/src/pii_rotation.sql
 -- One customer's data key rotated: a new key, and every value sealed for
 -- them (their rows and the audit trail's) sealed again under it, in one
--- transaction.
+-- transaction (pii_reseal, audit_row_sealed).
 
 CREATE FUNCTION rotate_data_key(customer_id bigint) RETURNS integer
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_rotate_data_key';
 COMMENT ON FUNCTION rotate_data_key(bigint) IS
     'A new data key for the customer; the old one opens values until the transaction ends (customer_rotate_key() seals them again).';
-
-CREATE FUNCTION pii_reseal(value bytea, table_name text, column_name text, row_id bigint,
-                           customer_id bigint) RETURNS bytea
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_reseal';
-COMMENT ON FUNCTION pii_reseal(bytea, text, text, bigint, bigint) IS
-    'A sealed value opened and sealed again under the customer''s current key (customer_rotate_key()).';
-
--- an audited row with its sealed fields sealed again, as the table's
-CREATE FUNCTION audit_row_resealed(audited json, table_name text, row_key text, customer_id bigint)
-    RETURNS json
-    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET bytea_output = hex
-    AS $$
-    SELECT CASE WHEN audited IS NULL OR json_typeof(audited) <> 'object'
-                     OR strpos(audited::text, '"\\xff01') = 0 THEN audited
-           ELSE (SELECT json_object_agg(f.key,
-                            CASE WHEN json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) = '\xff01'
-                                 THEN to_json(recovery.pii_reseal(decode(substr(f.value #>> '{}', 3), 'hex'),
-                                                                  table_name, f.key, row_key::bigint,
-                                                                  customer_id)::text)
-                                 ELSE f.value END)
-                   FROM json_each(audited) f)
-           END
-$$;
 
 CREATE FUNCTION customer_rotate_key(customer_id bigint) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -784,8 +764,8 @@ BEGIN
     UPDATE recovery.audit_log a
        SET old_digest = coalesce(a.old_digest, sha256(convert_to(a.old_row::text, 'UTF8'))),
            new_digest = coalesce(a.new_digest, sha256(convert_to(a.new_row::text, 'UTF8'))),
-           old_row = recovery.audit_row_resealed(a.old_row, a.table_name, a.row_key, a.customer_id),
-           new_row = recovery.audit_row_resealed(a.new_row, a.table_name, a.row_key, a.customer_id)
+           old_row = recovery.audit_row_sealed(a.old_row, a.table_name, a.row_key, a.customer_id),
+           new_row = recovery.audit_row_sealed(a.new_row, a.table_name, a.row_key, a.customer_id)
      WHERE a.customer_id = customer_rotate_key.customer_id AND a.erased_at IS NULL
        AND (strpos(coalesce(a.old_row::text, ''), '"\\xff01') > 0
             OR strpos(coalesce(a.new_row::text, ''), '"\\xff01') > 0);
@@ -1306,7 +1286,7 @@ GRANT EXECUTE ON FUNCTION api_audit_query(text, text, text, text, bigint, timest
 REVOKE ALL ON customer_keys, pii_keyring, customers_decrypted, case_notes_decrypted, documents_decrypted,
               key_rotation_progress, encryption_progress FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_seal(), pii_open(bytea, text, text, bigint, bigint), pii_is_sealed(bytea),
-              pii_blind_index(text, text), pii_seal_value(bytea, text, text, bigint, bigint, boolean),
+              pii_blind_index(text, text),
               pii_open_bytes(bytea, text, text, bigint, bigint),
               pii_destroy_key(bigint), pii_current_kek(), rewrap_keys(integer), pii_key_destroyed(bigint),
               sealed_columns(text), audit_row_plain(json, text), audit_row_sealed(json, text, text, bigint),
@@ -1314,6 +1294,6 @@ REVOKE ALL ON FUNCTION pii_seal(), pii_open(bytea, text, text, bigint, bigint), 
               customer_update(bigint, integer, text, text, text, text, text, jsonb),
               case_note_add(bigint, text), api_customers_list(text, text, integer, text, text),
               audit_row_opened(json, text, text, bigint), rotate_data_key(bigint),
-              pii_reseal(bytea, text, text, bigint, bigint), audit_row_resealed(json, text, text, bigint),
+              pii_reseal(bytea, text, text, bigint, bigint),
               customer_rotate_key(bigint) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE rotate_kek(integer), encrypt_existing(integer) FROM PUBLIC;

@@ -63,11 +63,11 @@ COMMENT ON FUNCTION pii_blind_index(text, text) IS
     'The blind index of an email or phone (kind): what customers.email_index and phone_index hold, for lookups by equality.';
 GRANT EXECUTE ON FUNCTION pii_blind_index(text, text) TO recovery_viewer, recovery_auditor;
 
-CREATE FUNCTION pii_seal_value(value bytea, table_name text, column_name text, row_id bigint,
-                               customer_id bigint, is_binary boolean DEFAULT false) RETURNS bytea
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_seal_value';
-COMMENT ON FUNCTION pii_seal_value(bytea, text, text, bigint, bigint, boolean) IS
-    'What the pii_seal trigger stores for a plain value, UTF-8 text unless is_binary (superusers; recovery.encrypt_existing()).';
+CREATE FUNCTION pii_reseal(value bytea, table_name text, column_name text, row_id bigint,
+                           customer_id bigint) RETURNS bytea
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_reseal';
+COMMENT ON FUNCTION pii_reseal(bytea, text, text, bigint, bigint) IS
+    'A value sealed under the customer''s current key, plain or sealed before (superusers; encrypt_existing(), customer_rotate_key()).';
 
 -- Keys (pii_keys.c)
 CREATE FUNCTION pii_destroy_key(customer_id bigint) RETURNS void

@@ -28,18 +28,21 @@ CREATE FUNCTION audit_row_plain(audited json, table_name text) RETURNS boolean
                   AND json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) <> '\xff01'), false)
 $$;
 
--- an audited row with its personal fields sealed as the table seals them
+-- an audited row with its personal fields sealed as the table seals them,
+-- under the customer's current key (plain ones, and sealed ones again)
 CREATE FUNCTION audit_row_sealed(audited json, table_name text, row_key text, customer_id bigint)
     RETURNS json
     LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET bytea_output = hex
     AS $$
-    SELECT CASE WHEN NOT recovery.audit_row_plain(audited, table_name) THEN audited
+    SELECT CASE WHEN audited IS NULL OR json_typeof(audited) <> 'object' THEN audited
            ELSE (SELECT json_object_agg(f.key,
                             CASE WHEN f.key = ANY (recovery.sealed_columns(table_name))
                                       AND json_typeof(f.value) = 'string'
-                                 THEN to_json(recovery.pii_seal_value(convert_to(f.value #>> '{}', 'UTF8'),
-                                                                      table_name, f.key, row_key::bigint,
-                                                                      customer_id)::text)
+                                 THEN to_json(recovery.pii_reseal(
+                                          CASE WHEN left(f.value #>> '{}', 6) = '\xff01'
+                                               THEN decode(substr(f.value #>> '{}', 3), 'hex')
+                                               ELSE convert_to(f.value #>> '{}', 'UTF8') END,
+                                          table_name, f.key, row_key::bigint, customer_id)::text)
                                  ELSE f.value END)
                    FROM json_each(audited) f)
            END
@@ -71,9 +74,9 @@ BEGIN
                     OR coalesce(NOT recovery.pii_is_sealed(c.phone), false))
              ORDER BY c.id LIMIT batch FOR UPDATE SKIP LOCKED)
         UPDATE recovery.customers c
-           SET name = recovery.pii_seal_value(c.name, 'customers', 'name', c.id, c.id),
-               email = recovery.pii_seal_value(c.email, 'customers', 'email', c.id, c.id),
-               phone = recovery.pii_seal_value(c.phone, 'customers', 'phone', c.id, c.id),
+           SET name = recovery.pii_reseal(c.name, 'customers', 'name', c.id, c.id),
+               email = recovery.pii_reseal(c.email, 'customers', 'email', c.id, c.id),
+               phone = recovery.pii_reseal(c.phone, 'customers', 'phone', c.id, c.id),
                email_index = recovery.pii_blind_index('email', recovery.pii_open(c.email, 'customers', 'email', c.id, c.id)),
                phone_index = recovery.pii_blind_index('phone', recovery.pii_open(c.phone, 'customers', 'phone', c.id, c.id))
           FROM todo WHERE c.id = todo.id;
@@ -84,7 +87,7 @@ BEGIN
              WHERE NOT recovery.pii_key_destroyed(c.id) AND NOT recovery.pii_is_sealed(n.body)
              ORDER BY n.id LIMIT batch FOR UPDATE OF n SKIP LOCKED)
         UPDATE recovery.case_notes n
-           SET body = recovery.pii_seal_value(n.body, 'case_notes', 'body', n.id, n.customer_id)
+           SET body = recovery.pii_reseal(n.body, 'case_notes', 'body', n.id, n.customer_id)
           FROM todo WHERE n.id = todo.id;
         GET DIAGNOSTICS notes = ROW_COUNT;
         -- files are large: a tenth of the batch (at least one) a transaction
@@ -96,8 +99,8 @@ BEGIN
                     OR coalesce(NOT recovery.pii_is_sealed(d.content), false))
              ORDER BY d.id LIMIT greatest(batch / 10, 1) FOR UPDATE OF d SKIP LOCKED)
         UPDATE recovery.documents d
-           SET filename = recovery.pii_seal_value(d.filename, 'documents', 'filename', d.id, d.customer_id),
-               content = recovery.pii_seal_value(d.content, 'documents', 'content', d.id, d.customer_id, true)
+           SET filename = recovery.pii_reseal(d.filename, 'documents', 'filename', d.id, d.customer_id),
+               content = recovery.pii_reseal(d.content, 'documents', 'content', d.id, d.customer_id)
           FROM todo WHERE d.id = todo.id;
         GET DIAGNOSTICS documents = ROW_COUNT;
         PERFORM set_config('session_replication_role', 'origin', true);

@@ -1,34 +1,11 @@
 -- One customer's data key rotated: a new key, and every value sealed for
 -- them (their rows and the audit trail's) sealed again under it, in one
--- transaction.
+-- transaction (pii_reseal, audit_row_sealed).
 
 CREATE FUNCTION rotate_data_key(customer_id bigint) RETURNS integer
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_rotate_data_key';
 COMMENT ON FUNCTION rotate_data_key(bigint) IS
     'A new data key for the customer; the old one opens values until the transaction ends (customer_rotate_key() seals them again).';
-
-CREATE FUNCTION pii_reseal(value bytea, table_name text, column_name text, row_id bigint,
-                           customer_id bigint) RETURNS bytea
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'recovery_pii_reseal';
-COMMENT ON FUNCTION pii_reseal(bytea, text, text, bigint, bigint) IS
-    'A sealed value opened and sealed again under the customer''s current key (customer_rotate_key()).';
-
--- an audited row with its sealed fields sealed again, as the table's
-CREATE FUNCTION audit_row_resealed(audited json, table_name text, row_key text, customer_id bigint)
-    RETURNS json
-    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp SET bytea_output = hex
-    AS $$
-    SELECT CASE WHEN audited IS NULL OR json_typeof(audited) <> 'object'
-                     OR strpos(audited::text, '"\\xff01') = 0 THEN audited
-           ELSE (SELECT json_object_agg(f.key,
-                            CASE WHEN json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) = '\xff01'
-                                 THEN to_json(recovery.pii_reseal(decode(substr(f.value #>> '{}', 3), 'hex'),
-                                                                  table_name, f.key, row_key::bigint,
-                                                                  customer_id)::text)
-                                 ELSE f.value END)
-                   FROM json_each(audited) f)
-           END
-$$;
 
 CREATE FUNCTION customer_rotate_key(customer_id bigint) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -71,8 +48,8 @@ BEGIN
     UPDATE recovery.audit_log a
        SET old_digest = coalesce(a.old_digest, sha256(convert_to(a.old_row::text, 'UTF8'))),
            new_digest = coalesce(a.new_digest, sha256(convert_to(a.new_row::text, 'UTF8'))),
-           old_row = recovery.audit_row_resealed(a.old_row, a.table_name, a.row_key, a.customer_id),
-           new_row = recovery.audit_row_resealed(a.new_row, a.table_name, a.row_key, a.customer_id)
+           old_row = recovery.audit_row_sealed(a.old_row, a.table_name, a.row_key, a.customer_id),
+           new_row = recovery.audit_row_sealed(a.new_row, a.table_name, a.row_key, a.customer_id)
      WHERE a.customer_id = customer_rotate_key.customer_id AND a.erased_at IS NULL
        AND (strpos(coalesce(a.old_row::text, ''), '"\\xff01') > 0
             OR strpos(coalesce(a.new_row::text, ''), '"\\xff01') > 0);

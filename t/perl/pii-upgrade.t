@@ -65,7 +65,7 @@ is($db->selectrow_array(q{SELECT recovery.api_customers_list(email => $1) -> 'it
    '[]', 'a read-only lookup by email before encrypt_existing() finds nobody, and makes no key');
 $db->rollback;
 
-# a customer locked by a writer is left for the next run (SKIP LOCKED)
+# a customer locked by a writer is left for the next run
 my $writer = DBI->connect("dbi:Pg:dbname=$name", 'postgres', undef,
                           { AutoCommit => 0, RaiseError => 1, PrintError => 0 });
 $writer->do(q{SELECT 1 FROM recovery.customers WHERE id = $1 FOR UPDATE}, undef, $customers[3]);

@@ -49,8 +49,12 @@
 #define AUDIT_LOCK_CLASS	0x52435652	/* "RCVR": advisory lock key space */
 #define AUDIT_VERIFY_BATCH	2000
 
-/* The chain this transaction appends to, and its last row. */
+/*
+ * The chain this transaction appends to, the subtransaction that took its
+ * lock (an abort of that one releases it), and the chain's last row.
+ */
 static int	held_chain = -1;
+static SubTransactionId held_chain_subid = InvalidSubTransactionId;
 static bool tail_known = false;
 static int64 tail_seq;
 static uint8 tail_hash[AUDIT_HASH_LEN];
@@ -87,14 +91,23 @@ audit_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* Rows of an aborted subtransaction are gone: read the tail again. */
+/*
+ * Rows of an aborted subtransaction are gone: read the tail again.  The
+ * chain goes too only if that subtransaction took it (its lock went with
+ * it); taken before, the lock is still ours, and the transaction's rows
+ * stay together on it.
+ */
 static void
 audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
+	if (event == SUBXACT_EVENT_COMMIT_SUB && held_chain_subid == mySubid)
+		held_chain_subid = parentSubid;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
-		forget_chain();
+		if (held_chain_subid == mySubid)
+			forget_chain();
+		tail_known = false;
 		audit_append_close();
 	}
 }
@@ -190,6 +203,7 @@ claim_chain(void)
 											 Int32GetDatum(chain))))
 		{
 			held_chain = chain;
+			held_chain_subid = GetCurrentSubTransactionId();
 			return;
 		}
 	}
@@ -197,6 +211,7 @@ claim_chain(void)
 	DirectFunctionCall2(pg_advisory_xact_lock_int4,
 						Int32GetDatum(AUDIT_LOCK_CLASS), Int32GetDatum(chain));
 	held_chain = chain;
+	held_chain_subid = GetCurrentSubTransactionId();
 }
 
 /*

@@ -1,6 +1,7 @@
 # The audit chain under many concurrent writers: writers append to
 # different chains at once, each transaction's rows sit together on one
-# chain, savepoints rolled back and REPEATABLE READ writers leave no gap,
+# chain (a savepoint rolled back included), savepoints rolled back and
+# REPEATABLE READ writers leave no gap,
 # and audit_verify() passes afterwards.
 use strict;
 use warnings;
@@ -73,6 +74,30 @@ my ($gone) = $setup->selectrow_array(q{
     SELECT count(*) FROM recovery.audit_log
     WHERE id > $1 AND table_name = 'payments' AND new_row->>'external_ref' = 'GONE'}, undef, $before);
 is($gone, 0, 'rows of rolled-back savepoints are not in the trail');
+
+# A savepoint rolled back after the transaction took its chain keeps it on
+# that chain, even when a chain it would try first has come free since:
+# another session holds every chain but one while the transaction takes
+# it, then lets them go.
+my $class = 0x52435652;    # AUDIT_LOCK_CLASS (audit.c)
+my $holder = connect_db();
+my $writer = connect_db();
+my $free = 11;
+$holder->do('SELECT pg_advisory_lock($1::integer, c) FROM generate_series(0, 15) c WHERE c <> $2',
+            undef, $class - 2**32 * ($class >= 2**31), $free);
+$writer->do('BEGIN');
+$writer->do('SELECT recovery.set_request_context(NULL, $1)', undef, "$tag-kept");
+my ($kept) = $writer->selectrow_array('SELECT (recovery.customer_create($1, $2)).id', undef,
+                                      "$tag-kept", 'Kept on its chain');
+$holder->do('SELECT pg_advisory_unlock_all()');
+$writer->do('SAVEPOINT s');
+$writer->do(q{SELECT recovery.payment_create($1, 'GONE-2', 100, 'EUR', current_date)}, undef, $kept);
+$writer->do('ROLLBACK TO SAVEPOINT s');
+$writer->do(q{SELECT recovery.payment_create($1, 'KEPT', 100, 'EUR', current_date)}, undef, $kept);
+$writer->do('COMMIT');
+is_deeply($setup->selectcol_arrayref(q{SELECT DISTINCT chain FROM recovery.audit_log
+                                       WHERE id > $1 AND request_id = $2}, undef, $before, "$tag-kept"),
+          [$free], 'a savepoint rolled back leaves the transaction on the chain it took');
 
 my ($ok, $checked, $problem) = $setup->selectrow_array(
     'SELECT ok, rows_checked, problem FROM recovery.audit_verify()');

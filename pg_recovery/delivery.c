@@ -18,6 +18,7 @@
 #include "recovery.h"
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -325,6 +326,40 @@ storable_text(char *text)
 	return text;
 }
 
+/*
+ * A provider's error as the outbox and the log keep it: an SMTP server or
+ * an SMS gateway may quote the recipient, so addresses and E.164 numbers
+ * are replaced; at most 2000 characters.
+ */
+static char *
+error_redacted(const char *error)
+{
+	static const char *const patterns[][2] = {
+		{"[^\\s<>\"',;:()\\[\\]]+@[^\\s<>\"',;:()\\[\\]]+", "[address]"},
+		{"\\+[0-9]([ ().-]?[0-9]){5,}", "[number]"},
+	};
+	Datum		value = CStringGetTextDatum(error);
+	char	   *redacted;
+
+	for (int i = 0; i < lengthof(patterns); i++)
+		value = DirectFunctionCall4Coll(textregexreplace, C_COLLATION_OID, value,
+									   CStringGetTextDatum(patterns[i][0]),
+									   CStringGetTextDatum(patterns[i][1]),
+									   CStringGetTextDatum("g"));
+	redacted = TextDatumGetCString(value);
+	redacted[pg_mbcharcliplen(redacted, strlen(redacted), 2000)] = '\0';
+	return redacted;
+}
+
+/* recovery.delivery_error_redacted(error) → text: what last_error keeps */
+PG_FUNCTION_INFO_V1(recovery_delivery_error_redacted);
+
+Datum
+recovery_delivery_error_redacted(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(error_redacted(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+}
+
 static void
 record_outcome(const OutboxMessage *message, DeliveryOutcome *outcome)
 {
@@ -341,9 +376,14 @@ record_outcome(const OutboxMessage *message, DeliveryOutcome *outcome)
 	else
 		nulls[3] = 'n';
 	if (outcome->error)
-		values[4] = CStringGetTextDatum(storable_text(outcome->error));
+		values[4] = CStringGetTextDatum(error_redacted(storable_text(outcome->error)));
 	else
 		nulls[4] = 'n';
+	if (!outcome->sent)
+		ereport(LOG,
+				(errmsg("delivery of notification " INT64_FORMAT " by %s failed: %s",
+						message->id, message->channel,
+						outcome->error ? TextDatumGetCString(values[4]) : "no reason given")));
 	recovery_spi_exec("SELECT recovery.delivery_record($1, $2, $3, $4, $5)",
 					  5, argtypes, values, nulls, SPI_OK_SELECT);
 	end_step();
@@ -426,10 +466,6 @@ deliver_ready_messages(MemoryContext message_context)
 			send_message(&message, &outcome);
 			MemoryContextSwitchTo(previous);
 		}
-		if (!outcome.sent)
-			ereport(LOG,
-					(errmsg("delivery of notification " INT64_FORMAT " by %s failed: %s",
-							message.id, message.channel, outcome.error)));
 		record_outcome(&message, &outcome);
 		if (delivery_rate > 0)
 			pause_for(1000 / delivery_rate);

@@ -19,6 +19,7 @@
 #include "extraction.h"
 #include "payment_tokens.h"
 #include "reconcile.h"
+#include "pii.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -70,10 +71,11 @@ fingerprint_hash(const Fingerprint *key)
 static const char *const line_columns[] = {
 	"id", "extraction_id", "line_no", "span_start", "span_end", "booked_on", "amount",
 	"currency", "reference", "payer", "iban", "confidence", "fingerprint", "status",
-	"case_id", "customer_id", "score", "reason", "receipt_id"
+	"case_id", "customer_id", "score", "reason", "receipt_id", "iban_index"
 };
 
 #define N_LINE_COLUMNS lengthof(line_columns)
+#define IBAN_INDEX_COLUMN (N_LINE_COLUMNS - 1)
 
 /* One import into one extraction. */
 typedef struct Import
@@ -98,6 +100,7 @@ typedef struct Import
 	MemoryContext context;		/* the import's own */
 	Oid			relid;
 	AttrNumber	at[N_LINE_COLUMNS];
+	bool		sealed;			/* payer and IBAN sealed (0.13 and later) */
 	Datum		scores[101];
 	MemoryContext batch_context;
 
@@ -143,10 +146,13 @@ import_begin(Import *import, int64 extraction_id, int64 case_id)
 	import->batch_context = AllocSetContextCreate(CurrentMemoryContext, "import batch",
 												  ALLOCSET_DEFAULT_SIZES);
 	import->relid = get_relname_relid("extraction_lines", get_namespace_oid("recovery", false));
+	import->sealed = true;
 	for (c = 0; c < (int) N_LINE_COLUMNS; c++)
 	{
 		import->at[c] = get_attnum(import->relid, line_columns[c]) - 1;
-		if (import->at[c] < 0)
+		if (import->at[c] < 0 && c == IBAN_INDEX_COLUMN)
+			import->sealed = false; /* a schema before 0.13: stored as read */
+		else if (import->at[c] < 0)
 			elog(ERROR, "extraction_lines has no column %s", line_columns[c]);
 	}
 	for (c = 0; c < PAYMENT_STATUS_COUNT; c++)
@@ -335,6 +341,35 @@ text_datum(const char *value, int max_chars, bool *isnull)
 	return PointerGetDatum(cstring_to_text_with_len(value, len));
 }
 
+/*
+ * A payer's name or IBAN as the seal_personal trigger stores it (the bulk
+ * insert runs no trigger): sealed for the line's customer, or under the
+ * shared key when no case matched it; the IBAN with its blind index.
+ */
+static Datum
+sealed_datum(const PaymentLine *line, const char *column, const char *value,
+			 int max_chars, bool *isnull, Datum *index, bool *index_isnull)
+{
+	Datum		clipped = text_datum(value, max_chars, isnull);
+	text	   *plain;
+	bytea	   *blind = NULL;
+	bytea	   *stored;
+
+	if (*isnull)
+		return (Datum) 0;
+	plain = DatumGetTextPP(clipped);
+	stored = pii_seal_text("extraction_lines", column, line->id,
+						   line->customer_id ? line->customer_id : PII_NO_CUSTOMER,
+						   VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain),
+						   index ? column : NULL, &blind);
+	if (index != NULL)
+	{
+		*index = PointerGetDatum(blind);
+		*index_isnull = blind == NULL;
+	}
+	return PointerGetDatum(stored);
+}
+
 static void
 store_lines(Import *import, PaymentLine *lines, int n)
 {
@@ -374,8 +409,17 @@ store_lines(Import *import, PaymentLine *lines, int n)
 		v[at[7]] = line->currency[0] ? currency_datum(import, line->currency) : (Datum) 0;
 		null[at[7]] = line->currency[0] == '\0';
 		v[at[8]] = text_datum(line->reference, 1000, &null[at[8]]);
-		v[at[9]] = text_datum(line->payer, 500, &null[at[9]]);
-		v[at[10]] = text_datum(line->iban, 64, &null[at[10]]);
+		if (import->sealed)
+		{
+			v[at[9]] = sealed_datum(line, "payer", line->payer, 500, &null[at[9]], NULL, NULL);
+			v[at[10]] = sealed_datum(line, "iban", line->iban, 64, &null[at[10]],
+									 &v[at[19]], &null[at[19]]);
+		}
+		else
+		{
+			v[at[9]] = text_datum(line->payer, 500, &null[at[9]]);
+			v[at[10]] = text_datum(line->iban, 64, &null[at[10]]);
+		}
 		v[at[11]] = Float4GetDatum(line->confidence), null[at[11]] = false;
 		v[at[12]] = PointerGetDatum(fp), null[at[12]] = false;
 		v[at[13]] = import->status_names[line->status], null[at[13]] = false;

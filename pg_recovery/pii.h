@@ -58,6 +58,13 @@ extern void pii_forget_keys(void);
 extern bool pii_retired_key(int64 customer_id, int32 version, uint8 *key);
 
 /* pii_seal.c */
+
+/* whose key seals what no customer's is (a statement line no case matched) */
+#define PII_NO_CUSTOMER		0
+
 extern bool pii_is_envelope(const bytea *value);
+extern bytea *pii_seal_text(const char *table, const char *column, int64 row_id,
+							int64 customer_id, const char *text, int len,
+							const char *index_kind, bytea **index);
 
 #endif							/* PII_H */

@@ -210,7 +210,7 @@ blind_index(const char *kind, const char *value, int len, bool create)
 	StringInfoData norm;
 	bytea	   *index;
 
-	/* emails compare without case and spaces, phones by their digits */
+	/* emails and IBANs compare without case and spaces, phones by their digits */
 	initStringInfo(&norm);
 	appendStringInfo(&norm, "%s:", kind);
 	for (int i = 0; i < len; i++)
@@ -218,7 +218,8 @@ blind_index(const char *kind, const char *value, int len, bool create)
 		char		c = value[i];
 
 		if (strcmp(kind, "phone") == 0 ? (c >= '0' && c <= '9') || c == '+' : c != ' ')
-			appendStringInfoChar(&norm, strcmp(kind, "email") == 0 ? pg_ascii_tolower(c) : c);
+			appendStringInfoChar(&norm, strcmp(kind, "email") == 0 ? pg_ascii_tolower(c) :
+								 strcmp(kind, "iban") == 0 ? pg_ascii_toupper(c) : c);
 	}
 	if (!pii_blind_index_key(key, create))
 	{
@@ -284,6 +285,27 @@ int64_column(HeapTuple tuple, TupleDesc desc, const char *column,
 }
 
 /*
+ * The customer a row's values are sealed for: its customer_id, or
+ * PII_NO_CUSTOMER for a row that has none (a statement line no case
+ * matched), whose values are sealed under the shared key of that id.
+ */
+static int64
+row_customer(HeapTuple tuple, TupleDesc desc, const char *table, int64 row_id)
+{
+	int			attnum;
+	bool		isnull;
+	Datum		value;
+
+	if (strcmp(table, "customers") == 0)
+		return row_id;
+	attnum = SPI_fnumber(desc, "customer_id");
+	if (attnum <= 0)
+		elog(ERROR, "pii_seal: table %s has no column customer_id", table);
+	value = heap_getattr(tuple, attnum, desc, &isnull);
+	return isnull ? PII_NO_CUSTOMER : DatumGetInt64(value);
+}
+
+/*
  * The trigger: BEFORE INSERT OR UPDATE, FOR EACH ROW, with the personal
  * columns as arguments, each "column" or "column:index_column" (UTF-8
  * text), or "bytes column" (a file's bytes, taken as they are).
@@ -298,6 +320,7 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	HeapTuple	tuple;
 	SealedPlace place;
+	SealedPlace moved_from;
 	int		   *columns;
 	Datum	   *values;
 	bool	   *nulls;
@@ -320,8 +343,12 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 
 	place.table = RelationGetRelationName(trigdata->tg_relation);
 	place.row_id = int64_column(tuple, desc, "id", place.table);
-	place.customer_id = strcmp(place.table, "customers") == 0 ? place.row_id :
-		int64_column(tuple, desc, "customer_id", place.table);
+	place.customer_id = row_customer(tuple, desc, place.table, place.row_id);
+	/* a row given to another customer: its values move to their key */
+	moved_from = place;
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		moved_from.customer_id = row_customer(trigdata->tg_trigtuple, desc,
+											  place.table, place.row_id);
 
 	columns = palloc(sizeof(int) * trigger->tgnargs * 2);
 	values = palloc(sizeof(Datum) * trigger->tgnargs * 2);
@@ -345,6 +372,12 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 		if (attnum <= 0 || TupleDescAttr(desc, attnum - 1)->atttypid != BYTEAOID)
 			elog(ERROR, "pii_seal: %s.%s is not a bytea column", place.table, column);
 		value = (bytea *) DatumGetPointer(heap_getattr(tuple, attnum, desc, &isnull));
+		if (!isnull && moved_from.customer_id != place.customer_id &&
+			pii_is_envelope(value = DatumGetByteaPP(PointerGetDatum(value))))
+		{
+			moved_from.column = column;
+			value = open_value(value, &moved_from);
+		}
 		if (isnull || pii_is_envelope(value = DatumGetByteaPP(PointerGetDatum(value))))
 		{
 			if (isnull && index_column != NULL)
@@ -396,6 +429,36 @@ recovery_pii_seal(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, nchanged,
 													 columns, values, nulls));
+}
+
+/*
+ * A value as the trigger would store it, for a writer that bypasses the
+ * triggers (extraction_import.c's bulk insert): sealed for the place, the
+ * erasure's placeholder for an erased customer, or plain with encryption
+ * off.  index_kind: also its blind index into *index (NULL if erased).
+ */
+bytea *
+pii_seal_text(const char *table, const char *column, int64 row_id,
+			  int64 customer_id, const char *text, int len,
+			  const char *index_kind, bytea **index)
+{
+	SealedPlace place = {table, column, row_id, customer_id};
+	uint8		key[PII_KEY_LEN];
+	int32		version;
+	bytea	   *stored;
+
+	if (index_kind != NULL)
+		*index = NULL;
+	if (pii_customer_key(customer_id, true, &version, key) == PII_KEY_DESTROYED)
+		return (bytea *) cstring_to_text("[erased]");
+	if (index_kind != NULL)
+		*index = blind_index(index_kind, text, len, true);
+	if (pii_encryption_on())
+		stored = seal(text, len, &place, version, key);
+	else
+		stored = (bytea *) cstring_to_text_with_len(text, len);
+	explicit_bzero(key, PII_KEY_LEN);
+	return stored;
 }
 
 /* recovery.pii_is_sealed(value): whether a stored value is an envelope */

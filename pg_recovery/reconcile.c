@@ -425,9 +425,10 @@ record_payment(const PaymentLine *line, int64 extraction_id, char **refused)
 	Datum		values[5];
 	MemoryContext old = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	/* the receipt's reference is in clear: the payer's name stays out of it */
 	char	   *note = psprintf("extraction %lld line %d: %s", (long long) extraction_id,
 								line->line_no > 0 ? line->line_no : 1,
-								line->reference ? line->reference : (line->payer ? line->payer : ""));
+								line->reference ? line->reference : "");
 	int64		receipt = 0;
 
 	/* left(note, 200), as characters */

@@ -623,7 +623,8 @@ recovery_insert_case_event(int64 case_id, int64 customer_id,
 	recovery_spi_exec("INSERT INTO recovery.case_events "
 					  "(case_id, customer_id, event, from_state, to_state, actor, "
 					  " actor_user_id, reason, details, request_id) "
-					  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+					  "VALUES ($1, $2, $3, $4, $5, $6, $7, convert_to($8, 'UTF8'), $9, $10) "
+					  "RETURNING id",
 					  10, argtypes, values, nulls, SPI_OK_INSERT_RETURNING);
 	return recovery_spi_int64(0, 1, NULL);
 }

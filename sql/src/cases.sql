@@ -74,17 +74,93 @@ CREATE TABLE case_events (
     actor         text NOT NULL,
     actor_user_id bigint REFERENCES users,
     occurred_at   timestamptz NOT NULL DEFAULT now(),
-    reason        text,
+    reason        bytea,
     details       jsonb NOT NULL DEFAULT '{}',
-    request_id    text
+    request_id    text,
+    personal_details bytea
 );
 CREATE INDEX case_events_case ON case_events (case_id, id);
 COMMENT ON TABLE case_events IS 'The history of every case: transitions, and the money and payments that changed it (open, payment_added, payment_received, resolve).';
+COMMENT ON COLUMN case_events.reason IS 'Sealed (pii_seal.c): read it decrypted in case_events_decrypted.';
+COMMENT ON COLUMN case_events.details IS
+    'The details the system reads (amounts, dates, ids: event_details_clear()), in clear; the rest of what was sent is in personal_details.';
+COMMENT ON COLUMN case_events.personal_details IS
+    'Sealed: the details that are not the system''s own (the reason as sent, any other field), a JSON object; NULL when there are none.';
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON case_events
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
 GRANT SELECT ON case_events TO recovery_viewer, recovery_auditor;
 SELECT pg_catalog.pg_extension_config_dump('case_events', '');
 SELECT pg_catalog.pg_extension_config_dump('case_events_id_seq', '');
+
+-- An event's details are what the client sent with it: the fields the
+-- system itself reads and writes (money, dates, ids) stay clear for
+-- reports; the reason and anything else may be personal and are sealed.
+CREATE FUNCTION event_details_clear(details jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce(jsonb_object_agg(d.key, d.value), '{}')
+      FROM jsonb_each(CASE WHEN jsonb_typeof(details) = 'object' THEN details ELSE '{}' END) d
+     WHERE d.key IN ('amount', 'due_date', 'instalments', 'grace_days', 'payment_id', 'status',
+                     'receipt_id', 'allocated', 'balance', 'notification_id', 'channel')
+$$;
+COMMENT ON FUNCTION event_details_clear(jsonb) IS
+    'The fields of an event''s details kept in clear (amount, due_date, instalments, grace_days, payment_id, status, receipt_id, allocated, balance, notification_id, channel); the others are sealed in personal_details.';
+GRANT EXECUTE ON FUNCTION event_details_clear(jsonb) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION event_details_personal(details jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT nullif(details - ARRAY(SELECT jsonb_object_keys(recovery.event_details_clear(details))), '{}')
+     WHERE jsonb_typeof(details) = 'object'
+$$;
+COMMENT ON FUNCTION event_details_personal(jsonb) IS
+    'The fields of an event''s details that are sealed (the reason, any field not the system''s own); NULL when there are none.';
+GRANT EXECUTE ON FUNCTION event_details_personal(jsonb) TO recovery_viewer, recovery_auditor;
+
+-- Before the seal: the personal details move to their sealed column, and
+-- an erased customer's event keeps only the erasure's words.
+CREATE FUNCTION case_event_personal() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    personal jsonb := recovery.event_details_personal(NEW.details);
+BEGIN
+    IF personal IS NOT NULL THEN
+        IF NEW.personal_details IS NOT NULL THEN
+            personal := recovery.pii_open(NEW.personal_details, 'case_events', 'personal_details',
+                                          NEW.id, NEW.customer_id)::jsonb || personal;
+        END IF;
+        NEW.details := recovery.event_details_clear(NEW.details);
+        NEW.personal_details := convert_to(personal::text, 'UTF8');
+    END IF;
+    IF (NOT recovery.pii_is_sealed(NEW.reason) OR NOT recovery.pii_is_sealed(NEW.personal_details))
+       AND recovery.pii_key_destroyed(NEW.customer_id) THEN
+        IF NOT recovery.pii_is_sealed(NEW.reason) THEN
+            NEW.reason := convert_to('[erased]', 'UTF8');
+        END IF;
+        IF NOT recovery.pii_is_sealed(NEW.personal_details) THEN
+            NEW.personal_details := NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- triggers fire by name: this one, then the seal
+CREATE TRIGGER check_personal BEFORE INSERT OR UPDATE ON case_events
+    FOR EACH ROW EXECUTE FUNCTION case_event_personal();
+CREATE TRIGGER seal_personal BEFORE INSERT OR UPDATE ON case_events
+    FOR EACH ROW EXECUTE FUNCTION pii_seal('reason', 'personal_details');
+
+CREATE VIEW case_events_decrypted AS
+    SELECT e.id, e.case_id, e.customer_id, e.event, e.from_state, e.to_state, e.actor,
+           e.actor_user_id, e.occurred_at,
+           recovery.pii_open(e.reason, 'case_events', 'reason', e.id, e.customer_id) AS reason,
+           e.details || coalesce(recovery.pii_open(e.personal_details, 'case_events', 'personal_details',
+                                                   e.id, e.customer_id)::jsonb, '{}') AS details,
+           e.request_id
+      FROM recovery.case_events e;
+COMMENT ON VIEW case_events_decrypted IS 'recovery.case_events with the reason decrypted and the details whole again.';
+GRANT SELECT ON case_events_decrypted TO recovery_viewer, recovery_auditor;
 
 CREATE TABLE promises (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

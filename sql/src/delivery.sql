@@ -16,6 +16,14 @@ COMMENT ON TABLE delivery_circuits IS
 GRANT SELECT ON delivery_circuits TO recovery_viewer, recovery_auditor;
 -- not in dumps: a copy starts with its circuits closed, as an install does
 
+-- A provider's error as the outbox keeps it (delivery.c): an SMTP server or
+-- an SMS gateway may quote the recipient, and last_error is in clear.
+CREATE FUNCTION delivery_error_redacted(error text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'recovery_delivery_error_redacted';
+COMMENT ON FUNCTION delivery_error_redacted(text) IS
+    'An error of a delivery attempt with email addresses and E.164 phone numbers replaced, at most 2000 characters: what notifications.last_error keeps.';
+
 -- Whether a queued message may go out at "at": send, defer (until), or
 -- cancel (reason).  The recipient is the case's own customer, as now.
 CREATE FUNCTION delivery_check(notification_id bigint, at timestamptz DEFAULT now()) RETURNS jsonb
@@ -49,12 +57,12 @@ BEGIN
         IF EXISTS (SELECT 1 FROM recovery.promises p WHERE p.case_id = c.id AND p.outcome = 'pending') THEN
             RETURN jsonb_build_object('decision', 'cancel', 'reason', 'a promise to pay is pending');
         END IF;
-        SELECT h.reason INTO hold_reason FROM recovery.dunning_holds h
+        SELECT format('hold %s, until %s', h.id, h.ends_at) INTO hold_reason FROM recovery.dunning_holds h
          WHERE h.customer_id = cu.id AND (h.case_id IS NULL OR h.case_id = c.id)
            AND h.released_at IS NULL AND at >= h.starts_at AND at < h.ends_at
          ORDER BY h.ends_at DESC LIMIT 1;
         IF FOUND THEN
-            RETURN jsonb_build_object('decision', 'cancel', 'reason', 'dunning is on hold: ' || hold_reason);
+            RETURN jsonb_build_object('decision', 'cancel', 'reason', 'dunning is on hold (' || hold_reason || ')');
         END IF;
     END IF;
     IF (cu.contact_preferences -> m.channel) = 'false'::jsonb THEN
@@ -250,13 +258,13 @@ BEGIN
     END IF;
 
     IF permanent OR m.attempts >= max_attempts THEN
-        UPDATE recovery.notifications n SET status = 'dead', last_error = left(error, 2000)
+        UPDATE recovery.notifications n SET status = 'dead', last_error = recovery.delivery_error_redacted(error)
          WHERE n.id = m.id;
     ELSE
         -- base * 2^(attempts - 1), at most the longest wait, with 25% jitter either way
         wait := least(base * power(2, m.attempts - 1), longest) * (0.75 + random() * 0.5);
         UPDATE recovery.notifications n
-           SET status = 'failed', last_error = left(error, 2000),
+           SET status = 'failed', last_error = recovery.delivery_error_redacted(error),
                send_after = now() + make_interval(secs => wait)
          WHERE n.id = m.id;
     END IF;

@@ -6,7 +6,8 @@ CREATE FUNCTION erase_personal(data jsonb) RETURNS jsonb
     AS $$
 DECLARE
     personal CONSTANT text[] := ARRAY['name', 'email', 'phone', 'body', 'reason',
-                                      'contact_preferences', 'display_name', 'filename'];
+                                      'contact_preferences', 'display_name', 'filename',
+                                      'personal_details'];
     erased jsonb;
 BEGIN
     CASE jsonb_typeof(data)
@@ -63,11 +64,10 @@ BEGIN
      WHERE n.customer_id = customer_erase.customer_id AND n.body <> convert_to('[erased]', 'UTF8');
     GET DIAGNOSTICS notes = ROW_COUNT;
     UPDATE recovery.case_events e
-       SET reason = CASE WHEN e.reason IS NOT NULL THEN '[erased]' END,
-           details = recovery.erase_personal(e.details)
+       SET reason = CASE WHEN e.reason IS NOT NULL THEN convert_to('[erased]', 'UTF8') END,
+           personal_details = NULL
      WHERE e.customer_id = customer_erase.customer_id
-       AND (e.reason IS DISTINCT FROM CASE WHEN e.reason IS NOT NULL THEN '[erased]' END
-            OR e.details IS DISTINCT FROM recovery.erase_personal(e.details));
+       AND (e.reason <> convert_to('[erased]', 'UTF8') OR e.personal_details IS NOT NULL);
     GET DIAGNOSTICS events = ROW_COUNT;
     UPDATE recovery.documents d
        SET content = NULL, filename = convert_to('erased', 'UTF8'), erased_at = now()
@@ -168,13 +168,15 @@ CREATE FUNCTION customer_erased() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    UPDATE recovery.dunning_holds h SET reason = '[erased]'
-     WHERE h.customer_id = NEW.id AND h.reason <> '[erased]';
+    UPDATE recovery.dunning_holds h SET reason = convert_to('[erased]', 'UTF8')
+     WHERE h.customer_id = NEW.id AND h.reason <> convert_to('[erased]', 'UTF8');
     -- nothing queued reaches an erased customer
     UPDATE recovery.notifications n SET status = 'cancelled', cancel_reason = 'the customer was erased'
      WHERE n.customer_id = NEW.id AND n.status IN ('queued', 'failed');
-    UPDATE recovery.extraction_lines l SET payer = '[erased]', iban = NULL, reference = '[erased]'
-     WHERE l.customer_id = NEW.id AND l.payer IS DISTINCT FROM '[erased]';
+    UPDATE recovery.extractions x SET result = NULL
+     WHERE x.customer_id = NEW.id AND x.result IS NOT NULL;
+    UPDATE recovery.extraction_lines l SET payer = convert_to('[erased]', 'UTF8'), iban = NULL, reference = '[erased]'
+     WHERE l.customer_id = NEW.id AND l.payer IS DISTINCT FROM convert_to('[erased]', 'UTF8');
     RETURN NULL;
 END
 $$;

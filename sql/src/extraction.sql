@@ -118,14 +118,15 @@ CREATE TABLE extractions (
     size        bigint NOT NULL,
     sha256      bytea NOT NULL,
     summary     jsonb NOT NULL DEFAULT '{}',
-    result      jsonb,
+    result      bytea,
     created_by  text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     first_line_id bigint,
     last_line_id  bigint,
     booked_from   date,
     booked_to     date,
-    has_undated   boolean NOT NULL DEFAULT false
+    has_undated   boolean NOT NULL DEFAULT false,
+    customer_id   bigint REFERENCES customers
 );
 COMMENT ON TABLE extractions IS
     'Each statement, email, SMS or text read: its source, what was parsed (result), and what became of its payments (summary).';
@@ -133,12 +134,26 @@ COMMENT ON COLUMN extractions.first_line_id IS
     'Its lines have ids from first_line_id to last_line_id: WHERE l.id BETWEEN x.first_line_id AND x.last_line_id AND l.extraction_id = x.id finds them through the BRIN index.';
 COMMENT ON COLUMN extractions.booked_from IS
     'The dates of its lines (booked_from to booked_to, has_undated): a later import compares its lines with those of the extractions its dates overlap.';
+COMMENT ON COLUMN extractions.result IS
+    'What an email, SMS or text said, parsed (JSON), sealed (pii_seal.c) for customer_id, or under the shared key of customer 0: read it in extractions_decrypted.';
+COMMENT ON COLUMN extractions.customer_id IS 'The customer of the case the extraction was made for, if any: whose key seals its result.';
 -- the parsed result holds names and message text: kept out of the trail
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON extractions
     FOR EACH ROW EXECUTE FUNCTION audit_trigger('result');
+CREATE TRIGGER seal_personal BEFORE INSERT OR UPDATE ON extractions
+    FOR EACH ROW EXECUTE FUNCTION pii_seal('result');
 GRANT SELECT ON extractions TO recovery_viewer, recovery_auditor;
 SELECT pg_catalog.pg_extension_config_dump('extractions', '');
 SELECT pg_catalog.pg_extension_config_dump('extractions_id_seq', '');
+
+CREATE VIEW extractions_decrypted AS
+    SELECT x.id, x.source, x.document_id, x.case_id, x.mapping, x.size, x.sha256, x.summary,
+           recovery.pii_open(x.result, 'extractions', 'result', x.id, coalesce(x.customer_id, 0))::jsonb AS result,
+           x.created_by, x.created_at, x.first_line_id, x.last_line_id, x.booked_from, x.booked_to,
+           x.has_undated
+      FROM recovery.extractions x;
+COMMENT ON VIEW extractions_decrypted IS 'recovery.extractions with the parsed result decrypted.';
+GRANT SELECT ON extractions_decrypted TO recovery_viewer, recovery_auditor;
 
 -- No foreign keys: a statement brings a million lines at once, and a
 -- foreign key check per line cost more than the import itself (see
@@ -155,8 +170,8 @@ CREATE TABLE extraction_lines (
     amount        bigint,
     currency      char(3),
     reference     text,
-    payer         text,
-    iban          text,
+    payer         bytea,
+    iban          bytea,
     confidence    real,
     fingerprint   bytea NOT NULL,
     status        text NOT NULL CHECK (status IN ('applied', 'review', 'unmatched', 'confirmed',
@@ -167,9 +182,11 @@ CREATE TABLE extraction_lines (
     reason        text,
     receipt_id    bigint,
     decided_by    text,
-    decided_at    timestamptz
+    decided_at    timestamptz,
+    iban_index    bytea
 );
 CREATE INDEX extraction_lines_id ON extraction_lines USING brin (id) WITH (pages_per_range = 16);
+CREATE INDEX extraction_lines_iban_index ON extraction_lines (iban_index) WHERE iban_index IS NOT NULL;
 CREATE INDEX extraction_lines_review ON extraction_lines (id) WHERE status = 'review';
 CREATE INDEX extraction_lines_customer ON extraction_lines (customer_id) WHERE customer_id IS NOT NULL;
 COMMENT ON TABLE extraction_lines IS
@@ -178,12 +195,43 @@ COMMENT ON COLUMN extraction_lines.fingerprint IS
     'SHA-256 of date, amount, currency, reference, payer, IBAN and the count of identical lines before it: a line whose fingerprint an earlier line of the same dates has is not imported again.';
 COMMENT ON COLUMN extraction_lines.id IS
     'Unique: taken from the identity, in one range per import, only by the extension''s import; found through a BRIN index.';
+COMMENT ON COLUMN extraction_lines.payer IS
+    'Sealed (pii_seal.c), for the line''s customer, or under the shared key of customer 0 while it has none: read it in extraction_lines_decrypted.';
+COMMENT ON COLUMN extraction_lines.iban IS 'Sealed as the payer is; iban_index finds it (statement_lines_by_iban).';
+COMMENT ON COLUMN extraction_lines.iban_index IS 'Blind index of the IBAN: recovery.pii_blind_index(''iban'', iban).';
 -- imports are bulk and derived from their source; decisions are audited
 CREATE TRIGGER audit AFTER UPDATE OR DELETE ON extraction_lines
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+-- the import seals as it writes (extraction_import.c); a decision that
+-- gives a line its customer moves its values to their key
+CREATE TRIGGER seal_personal BEFORE UPDATE ON extraction_lines
+    FOR EACH ROW EXECUTE FUNCTION pii_seal('payer', 'iban:iban_index');
 GRANT SELECT ON extraction_lines TO recovery_viewer, recovery_auditor;
 SELECT pg_catalog.pg_extension_config_dump('extraction_lines', '');
 SELECT pg_catalog.pg_extension_config_dump('extraction_lines_id_seq', '');
+
+CREATE VIEW extraction_lines_decrypted AS
+    SELECT l.id, l.extraction_id, l.line_no, l.span_start, l.span_end, l.booked_on, l.amount,
+           l.currency, l.reference,
+           recovery.pii_open(l.payer, 'extraction_lines', 'payer', l.id, coalesce(l.customer_id, 0)) AS payer,
+           recovery.pii_open(l.iban, 'extraction_lines', 'iban', l.id, coalesce(l.customer_id, 0)) AS iban,
+           l.confidence, l.fingerprint, l.status, l.case_id, l.customer_id, l.score, l.reason,
+           l.receipt_id, l.decided_by, l.decided_at
+      FROM recovery.extraction_lines l;
+COMMENT ON VIEW extraction_lines_decrypted IS 'recovery.extraction_lines with the payer and the IBAN decrypted.';
+GRANT SELECT ON extraction_lines_decrypted TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION statement_lines_by_iban(iban text) RETURNS SETOF extraction_lines_decrypted
+    LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT d.* FROM recovery.extraction_lines_decrypted d
+     WHERE d.id IN (SELECT l.id FROM recovery.extraction_lines l
+                     WHERE l.iban_index = recovery.pii_blind_index('iban', statement_lines_by_iban.iban))
+     ORDER BY d.id
+$$;
+COMMENT ON FUNCTION statement_lines_by_iban(text) IS
+    'The statement lines paid from an IBAN (spaces and case do not matter), through its blind index.';
+GRANT EXECUTE ON FUNCTION statement_lines_by_iban(text) TO recovery_viewer, recovery_auditor;
 
 -- Money recorded against the line's case as any payment is; a line the
 -- case cannot take (closed, overpaid, another currency) goes to review.
@@ -196,7 +244,7 @@ BEGIN
     BEGIN
         receipt := recovery.case_record_payment(l.case_id, l.amount, l.currency,
                        left(format('extraction %s line %s: %s', l.extraction_id, coalesce(l.line_no, 1),
-                                   coalesce(l.reference, l.payer, '')), 200),
+                                   coalesce(l.reference, '')), 200),
                        coalesce(l.booked_on::timestamptz, now()));
     EXCEPTION WHEN sqlstate 'PR001' OR sqlstate 'PR005' OR sqlstate 'PR006' OR sqlstate 'PR004' THEN
         UPDATE recovery.extraction_lines x
@@ -369,8 +417,9 @@ BEGIN
     -- statement's custom plan would copy it as a constant, 100 MB each time
     size := length(content);
     digest := sha256(content);
-    INSERT INTO recovery.extractions (source, document_id, case_id, mapping, size, sha256, created_by)
-    VALUES (source, document_id, case_id, mapping, size, digest, recovery.task_worker())
+    INSERT INTO recovery.extractions (source, document_id, case_id, mapping, size, sha256, created_by,
+                                      customer_id)
+    VALUES (source, document_id, case_id, mapping, size, digest, recovery.task_worker(), target.customer_id)
     RETURNING * INTO ex;
 
     IF source = 'statement' THEN
@@ -442,7 +491,8 @@ BEGIN
         'statement', imported -> 'statement',
         'documents', kept);
     UPDATE recovery.extractions x SET summary = outcome,
-           result = CASE WHEN extract_payments.source = 'statement' THEN NULL ELSE parsed END
+           result = CASE WHEN extract_payments.source = 'statement' THEN NULL
+                         ELSE convert_to(parsed::text, 'UTF8') END
      WHERE x.id = ex.id;
     RETURN jsonb_build_object('id', ex.id, 'source', source) || outcome
            || jsonb_build_object('parsed', CASE WHEN source = 'statement' THEN NULL ELSE parsed END);
@@ -470,7 +520,7 @@ BEGIN
                        'currency', l.currency, 'reference', l.reference, 'payer', l.payer,
                        'status', l.status, 'case_id', l.case_id, 'score', l.score, 'reason', l.reason)
                        ORDER BY l.id), '[]')
-              FROM (SELECT * FROM recovery.extraction_lines l
+              FROM (SELECT * FROM recovery.extraction_lines_decrypted l
                      WHERE l.extraction_id = (outcome ->> 'id')::bigint ORDER BY l.id LIMIT 500) l));
         RAISE EXCEPTION 'preview' USING ERRCODE = 'PR0PV';
     EXCEPTION WHEN sqlstate 'PR0PV' THEN
@@ -488,7 +538,7 @@ CREATE VIEW reconciliation_lines AS
     SELECT l.id, l.extraction_id, x.source, l.line_no, l.booked_on, l.amount, l.currency,
            l.reference, l.payer, l.status, l.case_id, l.score, l.reason,
            c.balance AS case_balance, c.state AS case_state
-      FROM extraction_lines l
+      FROM extraction_lines_decrypted l
       JOIN extractions x ON x.id = l.extraction_id
       LEFT JOIN recovery_cases c ON c.id = l.case_id;
 GRANT SELECT ON reconciliation_lines TO recovery_viewer, recovery_auditor;

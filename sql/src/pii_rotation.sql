@@ -15,6 +15,10 @@ DECLARE
     customers bigint;
     notes bigint;
     documents bigint;
+    events bigint;
+    holds bigint;
+    lines bigint;
+    extractions bigint;
     audit_rows bigint;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_admin') THEN
@@ -44,6 +48,26 @@ BEGIN
            content = recovery.pii_reseal(d.content, 'documents', 'content', d.id, d.customer_id)
      WHERE d.customer_id = customer_rotate_key.customer_id;
     GET DIAGNOSTICS documents = ROW_COUNT;
+    UPDATE recovery.case_events e
+       SET reason = recovery.pii_reseal(e.reason, 'case_events', 'reason', e.id, e.customer_id),
+           personal_details = recovery.pii_reseal(e.personal_details, 'case_events', 'personal_details',
+                                                  e.id, e.customer_id)
+     WHERE e.customer_id = customer_rotate_key.customer_id
+       AND (e.reason IS NOT NULL OR e.personal_details IS NOT NULL);
+    GET DIAGNOSTICS events = ROW_COUNT;
+    UPDATE recovery.dunning_holds h
+       SET reason = recovery.pii_reseal(h.reason, 'dunning_holds', 'reason', h.id, h.customer_id)
+     WHERE h.customer_id = customer_rotate_key.customer_id;
+    GET DIAGNOSTICS holds = ROW_COUNT;
+    UPDATE recovery.extraction_lines l
+       SET payer = recovery.pii_reseal(l.payer, 'extraction_lines', 'payer', l.id, l.customer_id),
+           iban = recovery.pii_reseal(l.iban, 'extraction_lines', 'iban', l.id, l.customer_id)
+     WHERE l.customer_id = customer_rotate_key.customer_id;
+    GET DIAGNOSTICS lines = ROW_COUNT;
+    UPDATE recovery.extractions x
+       SET result = recovery.pii_reseal(x.result, 'extractions', 'result', x.id, x.customer_id)
+     WHERE x.customer_id = customer_rotate_key.customer_id AND x.result IS NOT NULL;
+    GET DIAGNOSTICS extractions = ROW_COUNT;
     -- the trail's copies too, keeping the digests of what each row held
     UPDATE recovery.audit_log a
        SET old_digest = coalesce(a.old_digest, sha256(convert_to(a.old_row::text, 'UTF8'))),
@@ -58,9 +82,10 @@ BEGIN
 
     RETURN jsonb_build_object('customer_id', customer_id, 'key_version', version,
                               'customers', customers, 'notes', notes, 'documents', documents,
-                              'audit_rows', audit_rows);
+                              'events', events, 'holds', holds, 'statement_lines', lines,
+                              'extractions', extractions, 'audit_rows', audit_rows);
 END
 $$;
 COMMENT ON FUNCTION customer_rotate_key(bigint) IS
-    'A new data key for the customer (admins): their name, email, phone, notes, documents and the audit trail''s copies sealed again under it, in one transaction; the old key is gone at commit.';
+    'A new data key for the customer (admins): their name, email, phone, notes, documents, event reasons and details, hold reasons, statement lines, extraction results and the audit trail''s copies sealed again under it, in one transaction; the old key is gone at commit.';
 GRANT EXECUTE ON FUNCTION customer_rotate_key(bigint) TO recovery_admin;

@@ -45,7 +45,7 @@ CREATE TABLE dunning_holds (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     customer_id bigint NOT NULL REFERENCES customers,
     case_id     bigint REFERENCES recovery_cases,
-    reason      text NOT NULL CHECK (length(reason) BETWEEN 1 AND 2000),
+    reason      bytea NOT NULL CHECK (octet_length(reason) > 0),
     starts_at   timestamptz NOT NULL DEFAULT now(),
     ends_at     timestamptz NOT NULL,
     created_by  text NOT NULL,
@@ -57,11 +57,23 @@ CREATE TABLE dunning_holds (
 CREATE INDEX dunning_holds_customer ON dunning_holds (customer_id) WHERE released_at IS NULL;
 COMMENT ON TABLE dunning_holds IS
     'Pauses of automatic reminders for a case (case_id) or all of a customer''s cases, with a reason and an end; reminders resume by themselves at ends_at.';
+COMMENT ON COLUMN dunning_holds.reason IS
+    'Sealed (pii_seal.c): read it decrypted in dunning_holds_decrypted; 1 to 2000 characters (api_dunning_hold).';
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON dunning_holds
     FOR EACH ROW EXECUTE FUNCTION audit_trigger();
+CREATE TRIGGER seal_personal BEFORE INSERT OR UPDATE ON dunning_holds
+    FOR EACH ROW EXECUTE FUNCTION pii_seal('reason');
 GRANT SELECT ON dunning_holds TO recovery_viewer, recovery_auditor;
 SELECT pg_catalog.pg_extension_config_dump('dunning_holds', '');
 SELECT pg_catalog.pg_extension_config_dump('dunning_holds_id_seq', '');
+
+CREATE VIEW dunning_holds_decrypted AS
+    SELECT h.id, h.customer_id, h.case_id,
+           recovery.pii_open(h.reason, 'dunning_holds', 'reason', h.id, h.customer_id) AS reason,
+           h.starts_at, h.ends_at, h.created_by, h.created_at, h.released_at, h.released_by
+      FROM recovery.dunning_holds h;
+COMMENT ON VIEW dunning_holds_decrypted IS 'recovery.dunning_holds with the reason decrypted.';
+GRANT SELECT ON dunning_holds_decrypted TO recovery_viewer, recovery_auditor;
 
 CREATE TABLE reminder_runs (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -53,7 +53,7 @@ sub extract {
 
 sub lines_of {
     my ($extraction) = @_;
-    return $db->selectall_arrayref('SELECT * FROM recovery.extraction_lines WHERE extraction_id = $1 ORDER BY id',
+    return $db->selectall_arrayref('SELECT * FROM recovery.extraction_lines_decrypted WHERE extraction_id = $1 ORDER BY id',
                                    { Slice => {} }, $extraction);
 }
 

@@ -70,7 +70,7 @@ sub extract {
 
 sub lines_of {
     my ($id) = @_;
-    return $db->selectall_arrayref('SELECT * FROM recovery.extraction_lines WHERE extraction_id = $1 ORDER BY id',
+    return $db->selectall_arrayref('SELECT * FROM recovery.extraction_lines_decrypted WHERE extraction_id = $1 ORDER BY id',
                                    { Slice => {} }, $id);
 }
 

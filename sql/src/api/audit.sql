@@ -11,7 +11,9 @@ CREATE FUNCTION audit_row_opened(audited json, table_name text, row_key text, cu
            ELSE (SELECT json_object_agg(f.key,
                             CASE WHEN json_typeof(f.value) = 'string' AND left(f.value #>> '{}', 6) = '\xff01'
                                  THEN to_json(recovery.pii_open(decode(substr(f.value #>> '{}', 3), 'hex'),
-                                                                table_name, f.key, row_key::bigint, customer_id))
+                                                                table_name, f.key, row_key::bigint,
+                                                                recovery.audit_row_customer(audited, table_name,
+                                                                                            row_key, customer_id)))
                                  ELSE f.value END)
                    FROM json_each(audited) f)
            END

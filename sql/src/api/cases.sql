@@ -226,7 +226,7 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
                jsonb_build_object('kind', 'event', 'id', e.id, 'at', e.occurred_at, 'event', e.event,
                                   'from_state', e.from_state, 'to_state', e.to_state,
                                   'actor', e.actor, 'reason', e.reason, 'details', e.details) AS entry
-          FROM recovery.case_events AS e WHERE e.case_id = api_case_timeline.case_id
+          FROM recovery.case_events_decrypted AS e WHERE e.case_id = api_case_timeline.case_id
         UNION ALL
         SELECT 'promise', p.id, p.created_at,
                jsonb_build_object('kind', 'promise', 'id', p.id, 'at', p.created_at,
@@ -260,7 +260,7 @@ CREATE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
                jsonb_build_object('kind', 'hold', 'id', h.id, 'at', h.created_at, 'reason', h.reason,
                                   'ends_at', h.ends_at, 'released_at', h.released_at,
                                   'created_by', h.created_by, 'whole_customer', h.case_id IS NULL)
-          FROM recovery.dunning_holds AS h
+          FROM recovery.dunning_holds_decrypted AS h
          WHERE h.case_id = api_case_timeline.case_id
             OR (h.case_id IS NULL AND h.customer_id = (SELECT c.customer_id FROM recovery.recovery_cases c
                                                        WHERE c.id = api_case_timeline.case_id))

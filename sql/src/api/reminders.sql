@@ -51,7 +51,7 @@ CREATE FUNCTION api_dunning_hold(reason text, ends_at timestamptz, case_id bigin
     AS $$
 DECLARE
     owner bigint := customer_id;
-    hold recovery.dunning_holds;
+    hold_id bigint;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent') THEN
         RAISE EXCEPTION 'permission denied to hold reminders' USING ERRCODE = '42501';
@@ -76,9 +76,9 @@ BEGIN
             coalesce(case_id, customer_id) USING ERRCODE = 'PR003';
     END IF;
     INSERT INTO recovery.dunning_holds (customer_id, case_id, reason, ends_at, created_by)
-    VALUES (owner, case_id, reason, ends_at, recovery.task_worker())
-    RETURNING * INTO hold;
-    RETURN to_jsonb(hold);
+    VALUES (owner, case_id, convert_to(reason, 'UTF8'), ends_at, recovery.task_worker())
+    RETURNING id INTO hold_id;
+    RETURN (SELECT to_jsonb(h) FROM recovery.dunning_holds_decrypted h WHERE h.id = hold_id);
 END
 $$;
 COMMENT ON FUNCTION api_dunning_hold(text, timestamptz, bigint, bigint) IS
@@ -89,18 +89,18 @@ CREATE FUNCTION api_dunning_hold_release(hold_id bigint) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    hold recovery.dunning_holds;
+    released bigint;
 BEGIN
     IF NOT recovery.caller_has_role('recovery_agent') THEN
         RAISE EXCEPTION 'permission denied to release holds' USING ERRCODE = '42501';
     END IF;
     UPDATE recovery.dunning_holds h SET released_at = now(), released_by = recovery.task_worker()
      WHERE h.id = hold_id AND h.released_at IS NULL
-    RETURNING * INTO hold;
-    IF hold.id IS NULL THEN
+    RETURNING h.id INTO released;
+    IF released IS NULL THEN
         RAISE EXCEPTION 'hold % does not exist or was released', hold_id USING ERRCODE = 'PR003';
     END IF;
-    RETURN to_jsonb(hold);
+    RETURN (SELECT to_jsonb(h) FROM recovery.dunning_holds_decrypted h WHERE h.id = released);
 END
 $$;
 COMMENT ON FUNCTION api_dunning_hold_release(bigint) IS
@@ -112,7 +112,7 @@ CREATE FUNCTION api_dunning_holds_list(case_id bigint DEFAULT NULL, customer_id 
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT jsonb_build_object('items', coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.id DESC), '[]'))
-    FROM recovery.dunning_holds h
+    FROM recovery.dunning_holds_decrypted h
     WHERE (api_dunning_holds_list.case_id IS NULL OR h.case_id = api_dunning_holds_list.case_id
            OR (h.case_id IS NULL AND h.customer_id = (SELECT c.customer_id FROM recovery.recovery_cases c
                                                       WHERE c.id = api_dunning_holds_list.case_id)))

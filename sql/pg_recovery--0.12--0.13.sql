@@ -438,6 +438,114 @@ COMMENT ON FUNCTION api_reconciliation_reject(bigint, text) IS
     'POST /api/v1/reconciliation/{id}/reject: {"reason"}; nothing is applied.';
 GRANT EXECUTE ON FUNCTION api_reconciliation_reject(bigint, text) TO recovery_agent;
 
+CREATE OR REPLACE FUNCTION perform_extraction_tasks() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task recovery.tasks;
+    doc record;
+    outcome jsonb;
+    done integer := 0;
+BEGIN
+    IF recovery.restore_held() THEN
+        RETURN 0;
+    END IF;
+    FOR task IN SELECT * FROM recovery.tasks t
+                 WHERE t.kind = 'extraction' AND t.state = 'scheduled' AND t.run_at <= now()
+                 ORDER BY t.run_at, t.id LIMIT 100 FOR UPDATE SKIP LOCKED LOOP
+        BEGIN
+            IF task.payload ->> 'source' = 'document' THEN
+                SELECT d.id, d.case_id, d.content_type,
+                       recovery.pii_open_bytes(d.content, 'documents', 'content', d.id, d.customer_id) AS content
+                  INTO doc FROM recovery.documents d WHERE d.id = (task.payload ->> 'document_id')::bigint;
+                outcome := recovery.extract_payments(CASE WHEN doc.content_type IN ('message/rfc822') THEN 'email'
+                                                WHEN doc.content_type LIKE 'text/plain%' THEN 'text'
+                                                ELSE 'statement' END,
+                                           doc.content, task.payload ->> 'mapping',
+                                           coalesce((task.payload ->> 'case_id')::bigint, doc.case_id), doc.id);
+            ELSE
+                outcome := recovery.extract_payments(task.payload ->> 'source',
+                               CASE WHEN task.payload ? 'sealed_content'
+                                    THEN recovery.pii_open_bytes(decode(task.payload ->> 'sealed_content', 'base64'),
+                                             'tasks', 'content', task.id, recovery.extraction_task_customer(task.payload))
+                                    -- scheduled before 0.13
+                                    ELSE convert_to(task.payload ->> 'content', 'UTF8') END,
+                               task.payload ->> 'mapping', (task.payload ->> 'case_id')::bigint);
+            END IF;
+            UPDATE recovery.tasks t
+               SET state = 'done', attempts = t.attempts + 1, completed_at = now(), updated_at = now(),
+                   result = outcome - 'parsed'
+             WHERE t.id = task.id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE recovery.tasks t
+               SET state = 'dead', attempts = t.attempts + 1, last_error = SQLERRM, updated_at = now()
+             WHERE t.id = task.id;
+        END;
+        done := done + 1;
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION perform_extraction_tasks() IS
+    'Performs due tasks of kind extraction (POST /api/v1/automation/extractions); pg_cron runs it every minute.';
+GRANT EXECUTE ON FUNCTION perform_extraction_tasks() TO recovery_automation, recovery_admin;
+
+-- whose key seals an extraction task's message: its case's customer, else
+-- the shared key of customer 0
+CREATE FUNCTION extraction_task_customer(payload jsonb) RETURNS bigint
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce((SELECT c.customer_id FROM recovery.recovery_cases c
+                      WHERE c.id = (payload ->> 'case_id')::bigint), 0)
+$$;
+
+CREATE OR REPLACE FUNCTION api_extraction_schedule(source text, document_id bigint DEFAULT NULL,
+                                        content text DEFAULT NULL, case_id bigint DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    task jsonb;
+    sealed jsonb;
+BEGIN
+    PERFORM recovery.task_require_automation();
+    IF source IS NULL OR source NOT IN ('document', 'email', 'sms', 'text') THEN
+        RAISE EXCEPTION 'source is document, email, sms or text' USING ERRCODE = 'PR004';
+    END IF;
+    IF source = 'document' THEN
+        IF document_id IS NULL OR content IS NOT NULL THEN
+            RAISE EXCEPTION 'a document extraction takes document_id, not content' USING ERRCODE = 'PR004';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM recovery.documents d WHERE d.id = document_id AND d.content IS NOT NULL) THEN
+            RAISE EXCEPTION 'document % does not exist', document_id USING ERRCODE = 'PR003';
+        END IF;
+    ELSIF content IS NULL OR length(content) = 0 OR length(content) > 1048576 THEN
+        RAISE EXCEPTION 'an % extraction takes content of 1 byte to 1 MiB', source USING ERRCODE = 'PR004';
+    END IF;
+    IF case_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recovery.recovery_cases c WHERE c.id = case_id) THEN
+        RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
+    END IF;
+    task := recovery.api_task_schedule('extraction', now(),
+                                       jsonb_strip_nulls(jsonb_build_object(
+                                           'source', source, 'document_id', document_id, 'case_id', case_id)));
+    IF content IS NOT NULL THEN
+        -- the message is personal data: sealed for the task's row, as an
+        -- extraction's result is (perform_extraction_tasks opens it)
+        UPDATE recovery.tasks t
+           SET payload = t.payload || jsonb_build_object('sealed_content', encode(recovery.pii_reseal(
+                             convert_to(content, 'UTF8'), 'tasks', 'content', t.id,
+                             recovery.extraction_task_customer(t.payload)), 'base64'))
+         WHERE t.id = (task ->> 'id')::bigint
+        RETURNING t.payload INTO sealed;
+        task := task || jsonb_build_object('payload', sealed);
+    END IF;
+    RETURN task;
+END
+$$;
+COMMENT ON FUNCTION api_extraction_schedule(text, bigint, text, bigint) IS
+    'POST /api/v1/automation/extractions: schedules a task of kind extraction for a document, an email, an SMS or a text.';
+GRANT EXECUTE ON FUNCTION api_extraction_schedule(text, bigint, text, bigint) TO recovery_automation, recovery_admin;
+
 CREATE OR REPLACE FUNCTION api_case_timeline(case_id bigint) RETURNS jsonb
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1239,4 +1347,5 @@ REVOKE ALL ON case_events_decrypted, dunning_holds_decrypted, extractions_decryp
               extraction_lines_decrypted, reconciliation_lines FROM PUBLIC;
 REVOKE ALL ON FUNCTION event_details_clear(jsonb), event_details_personal(jsonb), case_event_personal(),
               delivery_error_redacted(text), audit_row_customer(json, text, text, bigint),
-              audit_row_split(json, text), statement_lines_by_iban(text) FROM PUBLIC;
+              audit_row_split(json, text), statement_lines_by_iban(text),
+              extraction_task_customer(jsonb) FROM PUBLIC;

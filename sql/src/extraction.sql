@@ -591,8 +591,13 @@ BEGIN
                                            doc.content, task.payload ->> 'mapping',
                                            coalesce((task.payload ->> 'case_id')::bigint, doc.case_id), doc.id);
             ELSE
-                outcome := recovery.extract_payments(task.payload ->> 'source', convert_to(task.payload ->> 'content', 'UTF8'),
-                                           task.payload ->> 'mapping', (task.payload ->> 'case_id')::bigint);
+                outcome := recovery.extract_payments(task.payload ->> 'source',
+                               CASE WHEN task.payload ? 'sealed_content'
+                                    THEN recovery.pii_open_bytes(decode(task.payload ->> 'sealed_content', 'base64'),
+                                             'tasks', 'content', task.id, recovery.extraction_task_customer(task.payload))
+                                    -- scheduled before 0.13
+                                    ELSE convert_to(task.payload ->> 'content', 'UTF8') END,
+                               task.payload ->> 'mapping', (task.payload ->> 'case_id')::bigint);
             END IF;
             UPDATE recovery.tasks t
                SET state = 'done', attempts = t.attempts + 1, completed_at = now(), updated_at = now(),

@@ -246,11 +246,23 @@ COMMENT ON FUNCTION api_reminder_schedule(bigint, timestamptz, text, text) IS
     'POST /api/v1/automation/reminders: schedules a task of kind reminder for a case (its policy decides the message unless channel and template are given).';
 GRANT EXECUTE ON FUNCTION api_reminder_schedule(bigint, timestamptz, text, text) TO recovery_automation, recovery_admin;
 
+-- whose key seals an extraction task's message: its case's customer, else
+-- the shared key of customer 0
+CREATE FUNCTION extraction_task_customer(payload jsonb) RETURNS bigint
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce((SELECT c.customer_id FROM recovery.recovery_cases c
+                      WHERE c.id = (payload ->> 'case_id')::bigint), 0)
+$$;
+
 CREATE FUNCTION api_extraction_schedule(source text, document_id bigint DEFAULT NULL,
                                         content text DEFAULT NULL, case_id bigint DEFAULT NULL)
     RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
+DECLARE
+    task jsonb;
+    sealed jsonb;
 BEGIN
     PERFORM recovery.task_require_automation();
     IF source IS NULL OR source NOT IN ('document', 'email', 'sms', 'text') THEN
@@ -269,10 +281,21 @@ BEGIN
     IF case_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recovery.recovery_cases c WHERE c.id = case_id) THEN
         RAISE EXCEPTION 'recovery case % does not exist', case_id USING ERRCODE = 'PR003';
     END IF;
-    RETURN recovery.api_task_schedule('extraction', now(),
-                                      jsonb_strip_nulls(jsonb_build_object(
-                                          'source', source, 'document_id', document_id,
-                                          'content', content, 'case_id', case_id)));
+    task := recovery.api_task_schedule('extraction', now(),
+                                       jsonb_strip_nulls(jsonb_build_object(
+                                           'source', source, 'document_id', document_id, 'case_id', case_id)));
+    IF content IS NOT NULL THEN
+        -- the message is personal data: sealed for the task's row, as an
+        -- extraction's result is (perform_extraction_tasks opens it)
+        UPDATE recovery.tasks t
+           SET payload = t.payload || jsonb_build_object('sealed_content', encode(recovery.pii_reseal(
+                             convert_to(content, 'UTF8'), 'tasks', 'content', t.id,
+                             recovery.extraction_task_customer(t.payload)), 'base64'))
+         WHERE t.id = (task ->> 'id')::bigint
+        RETURNING t.payload INTO sealed;
+        task := task || jsonb_build_object('payload', sealed);
+    END IF;
+    RETURN task;
 END
 $$;
 COMMENT ON FUNCTION api_extraction_schedule(text, bigint, text, bigint) IS

@@ -10,6 +10,7 @@
  */
 #include "recovery.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/spi.h"
@@ -19,6 +20,7 @@
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #define MAX_FROM_STATES 5
 #define MAX_INSTALMENTS 120
@@ -581,6 +583,19 @@ check_no_other_open_case(int64 case_id, int64 customer_id,
 }
 
 /*
+ * Whether case_events.reason is sealed (bytea, 0.13 and later): this
+ * library may run before ALTER EXTENSION UPDATE brings the schema.
+ */
+static bool
+event_reason_sealed(void)
+{
+	Oid			relid = get_relname_relid("case_events",
+										  get_namespace_oid("recovery", false));
+
+	return get_atttype(relid, get_attnum(relid, "reason")) == BYTEAOID;
+}
+
+/*
  * Record one case event (a transition or a money event) and return its id.
  * Shared with money.c through recovery_insert_case_event().
  */
@@ -620,11 +635,16 @@ recovery_insert_case_event(int64 case_id, int64 customer_id,
 	else
 		nulls[9] = 'n';
 
-	recovery_spi_exec("INSERT INTO recovery.case_events "
+	recovery_spi_exec(event_reason_sealed() ?
+					  "INSERT INTO recovery.case_events "
 					  "(case_id, customer_id, event, from_state, to_state, actor, "
 					  " actor_user_id, reason, details, request_id) "
 					  "VALUES ($1, $2, $3, $4, $5, $6, $7, convert_to($8, 'UTF8'), $9, $10) "
-					  "RETURNING id",
+					  "RETURNING id" :
+					  "INSERT INTO recovery.case_events "
+					  "(case_id, customer_id, event, from_state, to_state, actor, "
+					  " actor_user_id, reason, details, request_id) "
+					  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
 					  10, argtypes, values, nulls, SPI_OK_INSERT_RETURNING);
 	return recovery_spi_int64(0, 1, NULL);
 }

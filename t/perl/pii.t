@@ -139,6 +139,73 @@ is_deeply(api(GET => "/api/v1/customers?email=nobody\@$tag.test", 'viewer')->{js
 $found = api(GET => '/api/v1/customers?q=zanzibar', 'viewer')->{json}{items};
 is_deeply([map { $_->{id} } @$found], [$alice], 'a part of the name is still found (each name decrypted)');
 
+# --- what else is personal: an SMS read for the case, a hold's reason,
+#     statement lines' payer and IBAN, an event's reason and details ----------
+$secret{mail} = "paid from my late husband's account quokkamail$$";
+my $res = api(POST => '/api/v1/extractions', 'agent',
+              { source => 'email', case_id => $case,
+                content => "From: Quokka <quokka$$\@pii.test>\r\nSubject: $secret{mail}\r\n"
+                         . "Content-Type: text/plain\r\n\r\nPaid EUR 1.00 for RC-$case\r\n" });
+is($res->{status}, 200, 'an email for the case is read: 200') or diag $res->{content};
+like(api(GET => "/api/v1/extractions/$res->{json}{id}", 'viewer')->{content}, qr/\Q$secret{mail}\E/,
+     'the viewer reads its subject in the extraction\'s result');
+ok(value(q{SELECT recovery.pii_is_sealed(result) FROM recovery.extractions WHERE id = $1}, $res->{json}{id}),
+   'which is sealed');
+
+$secret{hold} = "in hospital after the accident quokkahold$$";
+my $until = value(q{SELECT to_char((now() + interval '10 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')});
+$res = api(POST => "/api/v1/recovery-cases/$case/holds", 'agent', { reason => $secret{hold}, ends_at => $until });
+is($res->{status}, 201, 'a hold with its reason: 201');
+is($res->{json}{reason}, $secret{hold}, 'answered with the reason as written');
+is(api(GET => "/api/v1/recovery-cases/$case/holds", 'viewer')->{json}{items}[0]{reason}, $secret{hold},
+   'the viewer reads it in the case\'s holds');
+
+$secret{payer} = "Quokka Payer$$";
+$secret{iban} = sprintf 'DE89370400440%09d', $$;
+my $spaced_iban = lc join ' ', unpack '(A4)*', $secret{iban};
+$res = http(POST => '/api/v1/extractions/statements', token => $token{agent}, base => $base,
+            headers => { 'Content-Type' => 'text/csv' },
+            body => "date,amount,currency,reference,payer,iban\n"
+                  . "2026-11-02,2.00,EUR,RC-$case,$secret{payer},$secret{iban}\n"
+                  . "2026-11-03,3.00,EUR,nothing of ours $tag,$secret{payer},$secret{iban}\n");
+is($res->{status}, 200, 'a statement is imported: 200') or diag $res->{content};
+my $statement = $res->{json}{id};
+my @lines = @{ api(GET => "/api/v1/extractions/$statement", 'viewer')->{json}{lines} };
+is_deeply([map { [@$_{qw(status payer iban)}] } @lines],
+          [['applied', $secret{payer}, $secret{iban}], ['unmatched', $secret{payer}, $secret{iban}]],
+          'the viewer reads both lines\' payer and IBAN as the statement had them');
+is(value(q{SELECT count(*) FROM recovery.extraction_lines
+            WHERE extraction_id = $1 AND recovery.pii_is_sealed(payer) AND recovery.pii_is_sealed(iban)}, $statement),
+   2, 'both are sealed: the matched one for the customer, the other under the shared key');
+my $db = $stack->dbh;
+$db->do('SET ROLE recovery_viewer');
+my $by_iban = $db->selectcol_arrayref(q{SELECT id FROM recovery.statement_lines_by_iban($1)}, undef, $spaced_iban);
+$db->disconnect;
+is_deeply($by_iban, [map { $_->{id} } @lines], 'both are found by the IBAN, written in lower case with spaces');
+$res = api(POST => "/api/v1/reconciliation/$lines[1]{id}/confirm", 'agent', { case_id => $case });
+is($res->{status}, 200, 'the unmatched line is given to the case: 200') or diag $res->{content};
+is($res->{json}{payer}, $secret{payer}, 'and still reads');
+like(error_of(q{SELECT recovery.pii_open(payer, 'extraction_lines', 'payer', id, 0)
+                  FROM recovery.extraction_lines WHERE id = $1}, $lines[1]{id}),
+     qr/does not decrypt/, 'its payer moved from the shared key to the customer\'s');
+
+$secret{reason} = "disputes since the burglary quokkareason$$";
+$secret{detail} = "said so at the funeral quokkadetail$$";
+my $version = api(GET => "/api/v1/recovery-cases/$case", 'viewer')->{json}{version};
+$res = api(POST => "/api/v1/recovery-cases/$case/transitions", 'agent',
+           { event => 'dispute', expected_version => $version,
+             details => { reason => $secret{reason}, heard => $secret{detail} } });
+is($res->{status}, 200, 'a dispute with a reason and a field of the agent\'s own: 200') or diag $res->{content};
+my ($dispute) = grep { ($_->{event} // '') eq 'dispute' } @{ api(GET => "/api/v1/recovery-cases/$case", 'viewer')->{json}{timeline} };
+is_deeply([$dispute->{reason}, $dispute->{details}{reason}, $dispute->{details}{heard}],
+          [$secret{reason}, $secret{reason}, $secret{detail}],
+          'the timeline shows the event\'s reason and its details as sent');
+is(value(q{SELECT details::text FROM recovery.case_events WHERE case_id = $1 AND event = 'dispute'}, $case), '{}',
+   'the details kept in clear hold none of them');
+my $payment_event = value(q{SELECT details ->> 'amount' FROM recovery.case_events
+                             WHERE case_id = $1 AND event = 'payment_received' ORDER BY id LIMIT 1}, $case);
+is($payment_event, 100, 'while a payment\'s amount stays clear for reports');
+
 # --- nothing personal at rest ------------------------------------------------
 sub files_under {
     my ($top) = @_;
@@ -180,7 +247,7 @@ $dbh->do(q{UPDATE recovery.customers SET name = (SELECT name FROM recovery.custo
 like(error_of(q{SELECT name FROM recovery.customers_decrypted WHERE id = $1}, $bob),
      qr/^XX001 .*customers\.name of row $bob \(customer $bob\) does not decrypt/,
      'a name copied from another customer does not decrypt: XX001, naming the table, column and row');
-my $res = api(GET => "/api/v1/customers/$bob", 'agent');
+$res = api(GET => "/api/v1/customers/$bob", 'agent');
 is($res->{status}, 500, 'its GET is answered 500');
 ok(index($res->{content}, $secret{name}) < 0, 'with nothing of the other customer\'s name');
 is(api(GET => "/api/v1/customers/$alice", 'agent')->{json}{name}, $secret{name}, 'the original still reads');
@@ -229,7 +296,30 @@ my $erin_case = case_of($erin);
 api(POST => "/api/v1/recovery-cases/$erin_case/notes", 'agent', { body => "Erin's note $$" });
 is(api(PATCH => "/api/v1/customers/$erin", 'agent', { expected_version => 1, name => "Erin Renamed$$" })->{status},
    200, 'the customer to erase is renamed (an old row version)');
+is(api(POST => "/api/v1/recovery-cases/$erin_case/holds", 'agent',
+        { reason => "Erin's hold $$", ends_at => $until })->{status}, 201, 'a hold of theirs');
+is(api(POST => '/api/v1/extractions', 'agent',
+       { source => 'sms', content => "Paid EUR 1.00 for RC-$erin_case, Erin's SMS $$", case_id => $erin_case })->{status},
+   200, 'an SMS of theirs read');
+is(api(POST => "/api/v1/recovery-cases/$erin_case/transitions", 'agent',
+       { event => 'dispute', expected_version => api(GET => "/api/v1/recovery-cases/$erin_case", 'viewer')->{json}{version},
+         details => { reason => "Erin's dispute $$", heard => "Erin's detail $$" } })->{status}, 200,
+   'and a dispute with a reason and a detail');
 is(api(POST => "/api/v1/customers/$erin/erase", 'admin')->{status}, 200, 'and erased: 200');
+is_deeply($dbh->selectall_arrayref(q{
+              SELECT DISTINCT convert_from(reason, 'UTF8'), personal_details FROM recovery.case_events
+               WHERE customer_id = $1 AND reason IS NOT NULL}, undef, $erin),
+          [['[erased]', undef]], 'their events keep the erasure\'s words for reasons, and no personal details');
+is(value(q{SELECT string_agg(convert_from(reason, 'UTF8'), ',') FROM recovery.dunning_holds WHERE customer_id = $1}, $erin),
+   '[erased]', 'their hold\'s reason is erased');
+is(value(q{SELECT count(*) FROM recovery.extractions WHERE customer_id = $1 AND result IS NOT NULL}, $erin), 0,
+   'what their SMS said is gone');
+is(api(POST => "/api/v1/recovery-cases/$erin_case/transitions", 'agent',
+       { event => 'dispute_rejected', expected_version => api(GET => "/api/v1/recovery-cases/$erin_case", 'viewer')->{json}{version},
+         details => { reason => "Erin's later reason $$" } })->{status}, 200,
+   'their case is still worked after the erasure');
+is(value(q{SELECT convert_from(reason, 'UTF8') FROM recovery.case_events WHERE case_id = $1 ORDER BY id DESC LIMIT 1},
+         $erin_case), '[erased]', 'its new event stores the erasure\'s words, not the reason given');
 is(value(q{SELECT wrapped IS NULL AND destroyed_at IS NOT NULL FROM recovery.customer_keys WHERE customer_id = $1},
          $erin), 1, 'their data key is destroyed');
 $dbh->do('CREATE EXTENSION IF NOT EXISTS pageinspect');
@@ -275,6 +365,9 @@ my $rotation = JSON::PP::decode_json($as_admin->selectrow_array(q{SELECT recover
 $as_admin->disconnect;
 is_deeply([@$rotation{qw(key_version customers notes documents)}], [2, 1, 1, 1],
           'customer_rotate_key(): key version 2, the customer, the note and the document sealed again');
+is_deeply([@$rotation{qw(holds statement_lines extractions)}], [1, 3, 1],
+          'the hold, the statement\'s two lines and the email\'s, and the email\'s result too');
+cmp_ok($rotation->{events}, '>=', 2, "and the events with a reason or details ($rotation->{events})");
 cmp_ok($rotation->{audit_rows}, '>=', 3, "and the audit trail's copies ($rotation->{audit_rows} rows)");
 my $after_rotation = api(GET => "/api/v1/customers/$alice", 'viewer')->{json};
 is_deeply([@$after_rotation{qw(name email phone)}], [@secret{qw(name email phone)}],

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -217,33 +218,75 @@ pii_random(uint8 *buf, int len)
 }
 
 /*
- * The cipher, fetched once, and one context a backend reused for every
- * value: OpenSSL 3 fetches the algorithm again for each EVP_aes_256_gcm()
- * context otherwise, which cost more than decrypting a name.
+ * Nonces: random bytes drawn a few hundred nonces at a time.  RAND_bytes()
+ * takes locks and checks for a fork on every call, which cost as much as
+ * the encryption of a name; the pool belongs to the process that drew it.
+ */
+#define NONCE_POOL_SIZE (PII_NONCE_LEN * 256)
+
+static uint8 nonce_pool[NONCE_POOL_SIZE];
+static int	nonce_pool_used = NONCE_POOL_SIZE;
+static int	nonce_pool_pid = 0;
+
+static void
+next_nonce(uint8 *nonce)
+{
+	if (nonce_pool_used == NONCE_POOL_SIZE || nonce_pool_pid != MyProcPid)
+	{
+		pii_random(nonce_pool, NONCE_POOL_SIZE);
+		nonce_pool_used = 0;
+		nonce_pool_pid = MyProcPid;
+	}
+	memcpy(nonce, nonce_pool + nonce_pool_used, PII_NONCE_LEN);
+	explicit_bzero(nonce_pool + nonce_pool_used, PII_NONCE_LEN);
+	nonce_pool_used += PII_NONCE_LEN;
+}
+
+/*
+ * The cipher, fetched once, and two contexts a backend (one a direction),
+ * set up with the cipher once and given only a key and a nonce for each
+ * value: OpenSSL 3 fetches the algorithm and sets the context up again
+ * otherwise, which cost more than decrypting a name.
  */
 static EVP_CIPHER *gcm = NULL;
-static EVP_CIPHER_CTX *gcm_ctx = NULL;
+static EVP_CIPHER_CTX *seal_ctx = NULL;
+static EVP_CIPHER_CTX *open_ctx = NULL;
 
 static EVP_CIPHER_CTX *
-gcm_context(void)
+gcm_context(bool encrypt)
 {
+	EVP_CIPHER_CTX **ctx = encrypt ? &seal_ctx : &open_ctx;
+
 	if (gcm == NULL)
 		gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-	if (gcm_ctx == NULL)
-		gcm_ctx = EVP_CIPHER_CTX_new();
-	if (gcm == NULL || gcm_ctx == NULL)
+	if (gcm != NULL && *ctx == NULL)
+	{
+		EVP_CIPHER_CTX *fresh = EVP_CIPHER_CTX_new();
+
+		if (fresh != NULL &&
+			EVP_CipherInit_ex2(fresh, gcm, NULL, NULL, encrypt ? 1 : 0, NULL) != 1)
+		{
+			EVP_CIPHER_CTX_free(fresh);
+			fresh = NULL;
+		}
+		*ctx = fresh;
+	}
+	if (gcm == NULL || *ctx == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("OpenSSL has no AES-256-GCM")));
-	return gcm_ctx;
+	return *ctx;
 }
 
-/* The context holds the last key's schedule: wiped with the keys. */
+/* The contexts hold the last key's schedule: wiped with the keys. */
 void
 pii_gcm_wipe(void)
 {
-	if (gcm_ctx != NULL)
-		EVP_CIPHER_CTX_reset(gcm_ctx);
+	if (seal_ctx != NULL)
+		EVP_CIPHER_CTX_free(seal_ctx);
+	if (open_ctx != NULL)
+		EVP_CIPHER_CTX_free(open_ctx);
+	seal_ctx = open_ctx = NULL;
 }
 
 /*
@@ -254,15 +297,15 @@ void
 pii_gcm_seal(const uint8 *key, const uint8 *aad, int aadlen,
 			 const uint8 *in, int inlen, uint8 *out)
 {
-	EVP_CIPHER_CTX *ctx = gcm_context();
+	EVP_CIPHER_CTX *ctx = gcm_context(true);
 	uint8	   *nonce = out;
 	uint8	   *tag = out + PII_NONCE_LEN;
 	uint8	   *ct = out + PII_NONCE_LEN + PII_TAG_LEN;
 	int			len;
 	bool		ok;
 
-	pii_random(nonce, PII_NONCE_LEN);
-	ok = EVP_EncryptInit_ex2(ctx, gcm, key, nonce, NULL) == 1 &&
+	next_nonce(nonce);
+	ok = EVP_EncryptInit_ex2(ctx, NULL, key, nonce, NULL) == 1 &&
 		EVP_EncryptUpdate(ctx, NULL, &len, aad, aadlen) == 1 &&
 		EVP_EncryptUpdate(ctx, ct, &len, in, inlen) == 1 &&
 		EVP_EncryptFinal_ex(ctx, ct + len, &len) == 1 &&
@@ -284,8 +327,8 @@ pii_gcm_open(const uint8 *key, const uint8 *aad, int aadlen,
 
 	if (inlen < PII_NONCE_LEN + PII_TAG_LEN)
 		return false;
-	ctx = gcm_context();
-	ok = EVP_DecryptInit_ex2(ctx, gcm, key, in, NULL) == 1 &&
+	ctx = gcm_context(false);
+	ok = EVP_DecryptInit_ex2(ctx, NULL, key, in, NULL) == 1 &&
 		EVP_DecryptUpdate(ctx, NULL, &len, aad, aadlen) == 1 &&
 		EVP_DecryptUpdate(ctx, out, &len, in + PII_NONCE_LEN + PII_TAG_LEN,
 						  inlen - PII_NONCE_LEN - PII_TAG_LEN) == 1 &&

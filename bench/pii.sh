@@ -13,6 +13,11 @@
 #   import    a CSV statement of 100k lines (extract_payments), whose payer
 #             names are matched against the customers' decrypted names; each
 #             line's payer and IBAN sealed, the IBAN's blind index stored.
+#             Each round's statement is of a month of its own, so that an
+#             import finds no earlier line of its dates to compare with;
+#   reimport  the same statement again: every line compared with the 100k
+#             just stored, and none added.  It reads the earlier lines'
+#             heap, which the envelopes make wider (34 bytes a value).
 # The case GET decrypts its events' reasons and holds in the timeline.
 # Ratios are encrypted / plain per round (throughput), medians over rounds;
 # the two alternate which runs first.
@@ -88,10 +93,11 @@ pgbench_tps() {
     sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/pgbench.log"
 }
 
-# a statement of $lines lines paying the demo customers by name, new each round
+# a statement of $lines lines paying the demo customers by name, of a month
+# of its own each round ($3)
 statement() {
     sql -d "$1" -At -c "COPY (SELECT 'date;amount;currency;reference;payer;iban' UNION ALL
-        SELECT format('2026-11-%s;%s,%s;EUR;Transfer %s-%s;%s;DE89%s', 1 + n % 28, 1 + n % 90, lpad((n % 100)::text, 2, '0'),
+        SELECT format('2027-%s-%s;%s,%s;EUR;Transfer %s-%s;%s;DE89%s', $3, 1 + n % 28, 1 + n % 90, lpad((n % 100)::text, 2, '0'),
                       '$2', n, (SELECT cu.name FROM recovery.customers_decrypted cu WHERE cu.id = 1 + n % 2000),
                       lpad((n % 2000)::text, 18, '0'))
           FROM generate_series(1, $lines) n) TO '$dir/statement-$1-$2.csv'"
@@ -102,7 +108,7 @@ import_seconds() {
 }
 
 declare -A tps
-ratios_case="" ratios_list="" ratios_create="" ratios_hold="" ratios_import=""
+ratios_case="" ratios_list="" ratios_create="" ratios_hold="" ratios_import="" ratios_reimport=""
 for round in $(seq 1 "$rounds"); do
     echo "bench: round $round of $rounds ($seconds s a run, $clients clients)"
     for path in case list create hold; do
@@ -119,35 +125,39 @@ for round in $(seq 1 "$rounds"); do
         printf '  %-7s sealed %9.0f tps   plain %9.0f tps   ratio %s\n' "$path" "$sealed" "$plain" "$ratio"
         # a case's timeline reads its holds without an index: the next
         # round's GETs must not read this round's thousands
-        [ "$path" = hold ] && for db in recovery plain; do
-            sql -d "$db" -q -c 'TRUNCATE recovery.dunning_holds'; done
+        if [ "$path" = hold ]; then
+            for db in recovery plain; do sql -d "$db" -q -c 'TRUNCATE recovery.dunning_holds'; done
+        fi
         eval "ratios_$path+=\"$ratio \""
     done
-    statement recovery "r$round"
-    statement plain "r$round"
-    if [ $((round % 2)) = 1 ]; then
-        sealed=$(import_seconds recovery "r$round")
-        plain=$(import_seconds plain "r$round")
-    else
-        plain=$(import_seconds plain "r$round")
-        sealed=$(import_seconds recovery "r$round")
-    fi
-    ratio=$(awk -v a="$sealed" -v b="$plain" 'BEGIN {printf "%.3f", b / a}')
-    printf '  %-7s sealed %9s s     plain %9s s     ratio %s\n' import "$sealed" "$plain" "$ratio"
-    ratios_import+="$ratio "
+    statement recovery "r$round" $(( (round - 1) % 12 + 1 ))
+    statement plain "r$round" $(( (round - 1) % 12 + 1 ))
+    for path in import reimport; do
+        if [ $((round % 2)) = 1 ]; then
+            sealed=$(import_seconds recovery "r$round")
+            plain=$(import_seconds plain "r$round")
+        else
+            plain=$(import_seconds plain "r$round")
+            sealed=$(import_seconds recovery "r$round")
+        fi
+        ratio=$(awk -v a="$sealed" -v b="$plain" 'BEGIN {printf "%.3f", b / a}')
+        printf '  %-8s sealed %8s s     plain %9s s     ratio %s\n' $path "$sealed" "$plain" "$ratio"
+        eval "ratios_$path+=\"$ratio \""
+    done
 done
 
 echo
 echo "bench: encrypted / plain, medians of $rounds rounds (throughput; 1.00 = no cost)"
-for path in case list create hold import; do
+for path in case list create hold import reimport; do
     eval "r=\$ratios_$path"
     m=$(printf '%s\n' $r | median)
-    goal=0.90
-    case $path in create|hold|import) goal=0.80 ;; esac
-    printf '  %-7s %s   (rounds: %s; goal >= %s)\n' "$path" "$m" "$r" "$goal"
+    goal=">= 0.90"
+    case $path in create|hold|import) goal=">= 0.80" ;; reimport) goal="none: for the record" ;; esac
+    printf '  %-8s %s   (rounds: %s; goal %s)\n' "$path" "$m" "$r" "$goal"
 done
 bench_result "GET a case with its customer, encrypted" "the same, personal data plain" ">= 0.90" $ratios_case
 bench_result "case list of 50, encrypted" "the same, plain" ">= 0.90" $ratios_list
 bench_result "customer creation, encrypted" "the same, plain" ">= 0.80" $ratios_create
 bench_result "dunning hold with its reason, encrypted" "the same, plain" ">= 0.80" $ratios_hold
 bench_result "CSV import of ${lines} lines matched by name, payer and IBAN sealed" "the same, plain" ">= 0.80" $ratios_import
+bench_result "the same statement imported again (${lines} duplicates found), encrypted" "the same, plain" "none" $ratios_reimport

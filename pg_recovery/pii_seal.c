@@ -41,6 +41,7 @@
 #define ENVELOPE_HEADER		6	/* magic, format, key version */
 #define ENVELOPE_OVERHEAD	(ENVELOPE_HEADER + PII_NONCE_LEN + PII_TAG_LEN)
 #define BLIND_INDEX_LEN		16	/* of HMAC-SHA-256's 32 bytes */
+#define AAD_BUFSIZE			128 /* longer table names: allocated */
 
 /* What an envelope is bound to. */
 typedef struct SealedPlace
@@ -59,18 +60,21 @@ pii_is_envelope(const bytea *value)
 }
 
 /*
- * The associated data of a place.  Allocated: pii_open() takes the table
- * and column names from its caller, of any length.
+ * The associated data of a place, in buf if it fits, else allocated:
+ * pii_open() takes the table and column names from its caller, of any
+ * length.
  */
 static char *
-place_aad(const SealedPlace *place, int32 version, int *len)
+place_aad(const SealedPlace *place, int32 version, int *len, char *buf, int bufsize)
 {
-	char	   *aad = psprintf("pg_recovery v1 %s.%s %lld %lld v%d",
-							   place->table, place->column, (long long) place->row_id,
-							   (long long) place->customer_id, version);
-
-	*len = strlen(aad);
-	return aad;
+	*len = snprintf(buf, bufsize, "pg_recovery v1 %s.%s %lld %lld v%d",
+					place->table, place->column, (long long) place->row_id,
+					(long long) place->customer_id, version);
+	if (*len < bufsize)
+		return buf;
+	return psprintf("pg_recovery v1 %s.%s %lld %lld v%d",
+					place->table, place->column, (long long) place->row_id,
+					(long long) place->customer_id, version);
 }
 
 static bytea *
@@ -80,7 +84,8 @@ seal(const char *text, int len, const SealedPlace *place, int32 version,
 	bytea	   *sealed = palloc(VARHDRSZ + ENVELOPE_OVERHEAD + len);
 	uint8	   *out = (uint8 *) VARDATA(sealed);
 	int			aadlen;
-	char	   *aad = place_aad(place, version, &aadlen);
+	char		buf[AAD_BUFSIZE];
+	char	   *aad = place_aad(place, version, &aadlen, buf, sizeof(buf));
 
 	out[0] = ENVELOPE_MAGIC;
 	out[1] = ENVELOPE_FORMAT;
@@ -118,6 +123,7 @@ open_value(bytea *value, const SealedPlace *place)
 	uint8		key[PII_KEY_LEN];
 	int32		stored_version;
 	int32		version;
+	char		buf[AAD_BUFSIZE];
 	char	   *aad;
 	int			aadlen;
 	bytea	   *result;
@@ -146,7 +152,7 @@ open_value(bytea *value, const SealedPlace *place)
 		version = stored_version;
 	}
 
-	aad = place_aad(place, version, &aadlen);
+	aad = place_aad(place, version, &aadlen, buf, sizeof(buf));
 	result = palloc(VARHDRSZ + len - ENVELOPE_OVERHEAD);
 	ok = pii_gcm_open(key, (uint8 *) aad, aadlen, in + ENVELOPE_HEADER,
 					  len - ENVELOPE_HEADER, (uint8 *) VARDATA(result));
@@ -244,18 +250,22 @@ blind_index(const char *kind, const char *value, int len, bool create)
 	uint8		mac[EVP_MAX_MD_SIZE];
 	StringInfoData norm;
 	bytea	   *index;
+	bool		phone = strcmp(kind, "phone") == 0;
+	bool		email = strcmp(kind, "email") == 0;
+	bool		iban = strcmp(kind, "iban") == 0;
 
 	/* emails and IBANs compare without case and spaces, phones by their digits */
 	initStringInfo(&norm);
 	appendStringInfo(&norm, "%s:", kind);
+	enlargeStringInfo(&norm, len);
 	for (int i = 0; i < len; i++)
 	{
 		char		c = value[i];
 
-		if (strcmp(kind, "phone") == 0 ? (c >= '0' && c <= '9') || c == '+' : c != ' ')
-			appendStringInfoChar(&norm, strcmp(kind, "email") == 0 ? pg_ascii_tolower(c) :
-								 strcmp(kind, "iban") == 0 ? pg_ascii_toupper(c) : c);
+		if (phone ? (c >= '0' && c <= '9') || c == '+' : c != ' ')
+			norm.data[norm.len++] = email ? pg_ascii_tolower(c) : iban ? pg_ascii_toupper(c) : c;
 	}
+	norm.data[norm.len] = '\0';
 	if (!pii_blind_index_key(key, create))
 	{
 		pfree(norm.data);

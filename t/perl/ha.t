@@ -97,9 +97,12 @@ ok(wait_for('the customer on the standbys', sub {
    'and replicated');
 psql($_, 'SELECT pg_wal_replay_pause()') for @standbys;
 # a standby pauses at the next record it would replay: an idle primary may
-# send none for a while, so it is sent one (a WAL message, no table touched)
+# send none for a while, so it is sent one (a WAL message, no table
+# touched).  Transactional, so that its commit flushes it: PostgreSQL 15
+# leaves a non-transactional message in the WAL buffers until something
+# else flushes them, which a loaded machine may not do for a minute.
 ok(wait_for('the standbys to stop replaying', sub {
-       psql('leader', q{SELECT pg_logical_emit_message(false, 'ha.t', 'pause here')});
+       psql('leader', q{SELECT pg_logical_emit_message(true, 'ha.t', 'pause here')});
        !grep { psql($_, 'SELECT pg_get_wal_replay_pause_state()') ne 'paused' } @standbys }, 60),
    'the standbys lag: their replay is paused');
 $res = http(PATCH => "/api/v1/customers/$customer", token => $admin, base => $base,

@@ -413,7 +413,7 @@ store_lines(Import *import, PaymentLine *lines, int n)
 		{
 			v[at[9]] = sealed_datum(line, "payer", line->payer, 500, &null[at[9]], NULL, NULL);
 			v[at[10]] = sealed_datum(line, "iban", line->iban, 64, &null[at[10]],
-									 &v[at[19]], &null[at[19]]);
+									 &v[at[IBAN_INDEX_COLUMN]], &null[at[IBAN_INDEX_COLUMN]]);
 		}
 		else
 		{

@@ -24,27 +24,29 @@ COMMENT ON COLUMN case_events.personal_details IS
 -- An event's details are what the client sent with it: the fields the
 -- system itself reads and writes (money, dates, ids) stay clear for
 -- reports; the reason and anything else may be personal and are sealed.
-CREATE FUNCTION event_details_clear(details jsonb) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT coalesce(jsonb_object_agg(d.key, d.value), '{}')
-      FROM jsonb_each(CASE WHEN jsonb_typeof(details) = 'object' THEN details ELSE '{}' END) d
-     WHERE d.key IN ('amount', 'due_date', 'instalments', 'grace_days', 'payment_id', 'status',
-                     'receipt_id', 'allocated', 'balance', 'notification_id', 'channel')
-$$;
-COMMENT ON FUNCTION event_details_clear(jsonb) IS
-    'The fields of an event''s details kept in clear (amount, due_date, instalments, grace_days, payment_id, status, receipt_id, allocated, balance, notification_id, channel); the others are sealed in personal_details.';
-GRANT EXECUTE ON FUNCTION event_details_clear(jsonb) TO recovery_viewer, recovery_auditor;
-
+-- The trigger below asks for every event, payments included: one jsonb
+-- operator answers.
 CREATE FUNCTION event_details_personal(details jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
     AS $$
-    SELECT nullif(details - ARRAY(SELECT jsonb_object_keys(recovery.event_details_clear(details))), '{}')
-     WHERE jsonb_typeof(details) = 'object'
+    SELECT CASE WHEN jsonb_typeof(details) = 'object'
+                THEN nullif(details - '{amount,due_date,instalments,grace_days,payment_id,status,receipt_id,allocated,balance,notification_id,channel}'::text[],
+                            '{}') END
 $$;
 COMMENT ON FUNCTION event_details_personal(jsonb) IS
-    'The fields of an event''s details that are sealed (the reason, any field not the system''s own); NULL when there are none.';
+    'The fields of an event''s details that are sealed: all but amount, due_date, instalments, grace_days, payment_id, status, receipt_id, allocated, balance, notification_id and channel (the reason, any field a client adds); NULL when there are none.';
 GRANT EXECUTE ON FUNCTION event_details_personal(jsonb) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION event_details_clear(details jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN jsonb_typeof(details) = 'object'
+                THEN details - ARRAY(SELECT jsonb_object_keys(recovery.event_details_personal(details)))
+                ELSE '{}' END
+$$;
+COMMENT ON FUNCTION event_details_clear(jsonb) IS
+    'The fields of an event''s details kept in clear: those event_details_personal() leaves out.';
+GRANT EXECUTE ON FUNCTION event_details_clear(jsonb) TO recovery_viewer, recovery_auditor;
 
 -- Before the seal: the personal details move to their sealed column, and
 -- an erased customer's event keeps only the erasure's words.
@@ -151,17 +153,17 @@ CREATE VIEW extraction_lines_decrypted AS
            recovery.pii_open(l.payer, 'extraction_lines', 'payer', l.id, coalesce(l.customer_id, 0)) AS payer,
            recovery.pii_open(l.iban, 'extraction_lines', 'iban', l.id, coalesce(l.customer_id, 0)) AS iban,
            l.confidence, l.fingerprint, l.status, l.case_id, l.customer_id, l.score, l.reason,
-           l.receipt_id, l.decided_by, l.decided_at
+           l.receipt_id, l.decided_by, l.decided_at, l.iban_index
       FROM recovery.extraction_lines l;
-COMMENT ON VIEW extraction_lines_decrypted IS 'recovery.extraction_lines with the payer and the IBAN decrypted.';
+COMMENT ON VIEW extraction_lines_decrypted IS
+    'recovery.extraction_lines with the payer and the IBAN decrypted (and the blind index, for lookups by IBAN).';
 GRANT SELECT ON extraction_lines_decrypted TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION statement_lines_by_iban(iban text) RETURNS SETOF extraction_lines_decrypted
     LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT d.* FROM recovery.extraction_lines_decrypted d
-     WHERE d.id IN (SELECT l.id FROM recovery.extraction_lines l
-                     WHERE l.iban_index = recovery.pii_blind_index('iban', statement_lines_by_iban.iban))
+     WHERE d.iban_index = recovery.pii_blind_index('iban', statement_lines_by_iban.iban)
      ORDER BY d.id
 $$;
 COMMENT ON FUNCTION statement_lines_by_iban(text) IS
@@ -372,14 +374,12 @@ CREATE OR REPLACE FUNCTION api_extraction_get(extraction_id bigint) RETURNS json
 DECLARE
     extraction jsonb;
 BEGIN
-    SELECT to_jsonb(x) - 'sha256' - 'customer_id' || jsonb_build_object('sha256', encode(x.sha256, 'hex'),
-               'result', recovery.pii_open(x.result, 'extractions', 'result', x.id,
-                                           coalesce(x.customer_id, 0))::jsonb,
-               'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'fingerprint' ORDER BY l.id), '[]')
+    SELECT to_jsonb(x) - 'sha256' || jsonb_build_object('sha256', encode(x.sha256, 'hex'),
+               'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'fingerprint' - 'iban_index' ORDER BY l.id), '[]')
                            FROM (SELECT * FROM recovery.extraction_lines_decrypted l
                                   WHERE l.id BETWEEN x.first_line_id AND x.last_line_id
                                     AND l.extraction_id = x.id ORDER BY l.id LIMIT 500) l))
-      INTO extraction FROM recovery.extractions x WHERE x.id = extraction_id;
+      INTO extraction FROM recovery.extractions_decrypted x WHERE x.id = extraction_id;
     IF extraction IS NULL THEN
         RAISE EXCEPTION 'extraction % does not exist', extraction_id USING ERRCODE = 'PR003';
     END IF;
@@ -411,7 +411,7 @@ BEGIN
         RAISE EXCEPTION 'the payment cannot be applied to case %', target.id USING ERRCODE = 'PR001',
             DETAIL = l.reason;
     END IF;
-    RETURN (SELECT to_jsonb(x) - 'fingerprint' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
+    RETURN (SELECT to_jsonb(x) - 'fingerprint' - 'iban_index' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
 END
 $$;
 COMMENT ON FUNCTION api_reconciliation_confirm(bigint, bigint) IS
@@ -431,7 +431,7 @@ BEGIN
        SET status = 'rejected', reason = left(api_reconciliation_reject.reason, 500),
            decided_by = recovery.task_worker(), decided_at = now()
      WHERE x.id = l.id;
-    RETURN (SELECT to_jsonb(x) - 'fingerprint' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
+    RETURN (SELECT to_jsonb(x) - 'fingerprint' - 'iban_index' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
 END
 $$;
 COMMENT ON FUNCTION api_reconciliation_reject(bigint, text) IS
@@ -1122,7 +1122,8 @@ BEGIN
         UPDATE recovery.extraction_lines l
            SET payer = recovery.pii_reseal(l.payer, 'extraction_lines', 'payer', l.id, coalesce(l.customer_id, 0)),
                iban = recovery.pii_reseal(l.iban, 'extraction_lines', 'iban', l.id, coalesce(l.customer_id, 0)),
-               iban_index = recovery.pii_blind_index('iban', convert_from(l.iban, 'UTF8'))
+               iban_index = recovery.pii_blind_index('iban', recovery.pii_open(l.iban, 'extraction_lines', 'iban',
+                                                                               l.id, coalesce(l.customer_id, 0)))
          WHERE l.id > line_from AND l.id <= line_from + batch
            AND (coalesce(NOT recovery.pii_is_sealed(l.payer), false)
                 OR coalesce(NOT recovery.pii_is_sealed(l.iban), false))

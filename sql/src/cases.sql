@@ -95,27 +95,29 @@ SELECT pg_catalog.pg_extension_config_dump('case_events_id_seq', '');
 -- An event's details are what the client sent with it: the fields the
 -- system itself reads and writes (money, dates, ids) stay clear for
 -- reports; the reason and anything else may be personal and are sealed.
-CREATE FUNCTION event_details_clear(details jsonb) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT coalesce(jsonb_object_agg(d.key, d.value), '{}')
-      FROM jsonb_each(CASE WHEN jsonb_typeof(details) = 'object' THEN details ELSE '{}' END) d
-     WHERE d.key IN ('amount', 'due_date', 'instalments', 'grace_days', 'payment_id', 'status',
-                     'receipt_id', 'allocated', 'balance', 'notification_id', 'channel')
-$$;
-COMMENT ON FUNCTION event_details_clear(jsonb) IS
-    'The fields of an event''s details kept in clear (amount, due_date, instalments, grace_days, payment_id, status, receipt_id, allocated, balance, notification_id, channel); the others are sealed in personal_details.';
-GRANT EXECUTE ON FUNCTION event_details_clear(jsonb) TO recovery_viewer, recovery_auditor;
-
+-- The trigger below asks for every event, payments included: one jsonb
+-- operator answers.
 CREATE FUNCTION event_details_personal(details jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
     AS $$
-    SELECT nullif(details - ARRAY(SELECT jsonb_object_keys(recovery.event_details_clear(details))), '{}')
-     WHERE jsonb_typeof(details) = 'object'
+    SELECT CASE WHEN jsonb_typeof(details) = 'object'
+                THEN nullif(details - '{amount,due_date,instalments,grace_days,payment_id,status,receipt_id,allocated,balance,notification_id,channel}'::text[],
+                            '{}') END
 $$;
 COMMENT ON FUNCTION event_details_personal(jsonb) IS
-    'The fields of an event''s details that are sealed (the reason, any field not the system''s own); NULL when there are none.';
+    'The fields of an event''s details that are sealed: all but amount, due_date, instalments, grace_days, payment_id, status, receipt_id, allocated, balance, notification_id and channel (the reason, any field a client adds); NULL when there are none.';
 GRANT EXECUTE ON FUNCTION event_details_personal(jsonb) TO recovery_viewer, recovery_auditor;
+
+CREATE FUNCTION event_details_clear(details jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN jsonb_typeof(details) = 'object'
+                THEN details - ARRAY(SELECT jsonb_object_keys(recovery.event_details_personal(details)))
+                ELSE '{}' END
+$$;
+COMMENT ON FUNCTION event_details_clear(jsonb) IS
+    'The fields of an event''s details kept in clear: those event_details_personal() leaves out.';
+GRANT EXECUTE ON FUNCTION event_details_clear(jsonb) TO recovery_viewer, recovery_auditor;
 
 -- Before the seal: the personal details move to their sealed column, and
 -- an erased customer's event keeps only the erasure's words.

@@ -216,17 +216,17 @@ CREATE VIEW extraction_lines_decrypted AS
            recovery.pii_open(l.payer, 'extraction_lines', 'payer', l.id, coalesce(l.customer_id, 0)) AS payer,
            recovery.pii_open(l.iban, 'extraction_lines', 'iban', l.id, coalesce(l.customer_id, 0)) AS iban,
            l.confidence, l.fingerprint, l.status, l.case_id, l.customer_id, l.score, l.reason,
-           l.receipt_id, l.decided_by, l.decided_at
+           l.receipt_id, l.decided_by, l.decided_at, l.iban_index
       FROM recovery.extraction_lines l;
-COMMENT ON VIEW extraction_lines_decrypted IS 'recovery.extraction_lines with the payer and the IBAN decrypted.';
+COMMENT ON VIEW extraction_lines_decrypted IS
+    'recovery.extraction_lines with the payer and the IBAN decrypted (and the blind index, for lookups by IBAN).';
 GRANT SELECT ON extraction_lines_decrypted TO recovery_viewer, recovery_auditor;
 
 CREATE FUNCTION statement_lines_by_iban(iban text) RETURNS SETOF extraction_lines_decrypted
     LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT d.* FROM recovery.extraction_lines_decrypted d
-     WHERE d.id IN (SELECT l.id FROM recovery.extraction_lines l
-                     WHERE l.iban_index = recovery.pii_blind_index('iban', statement_lines_by_iban.iban))
+     WHERE d.iban_index = recovery.pii_blind_index('iban', statement_lines_by_iban.iban)
      ORDER BY d.id
 $$;
 COMMENT ON FUNCTION statement_lines_by_iban(text) IS

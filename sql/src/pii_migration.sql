@@ -192,7 +192,8 @@ BEGIN
         UPDATE recovery.extraction_lines l
            SET payer = recovery.pii_reseal(l.payer, 'extraction_lines', 'payer', l.id, coalesce(l.customer_id, 0)),
                iban = recovery.pii_reseal(l.iban, 'extraction_lines', 'iban', l.id, coalesce(l.customer_id, 0)),
-               iban_index = recovery.pii_blind_index('iban', convert_from(l.iban, 'UTF8'))
+               iban_index = recovery.pii_blind_index('iban', recovery.pii_open(l.iban, 'extraction_lines', 'iban',
+                                                                               l.id, coalesce(l.customer_id, 0)))
          WHERE l.id > line_from AND l.id <= line_from + batch
            AND (coalesce(NOT recovery.pii_is_sealed(l.payer), false)
                 OR coalesce(NOT recovery.pii_is_sealed(l.iban), false))

@@ -31,14 +31,12 @@ CREATE FUNCTION api_extraction_get(extraction_id bigint) RETURNS jsonb
 DECLARE
     extraction jsonb;
 BEGIN
-    SELECT to_jsonb(x) - 'sha256' - 'customer_id' || jsonb_build_object('sha256', encode(x.sha256, 'hex'),
-               'result', recovery.pii_open(x.result, 'extractions', 'result', x.id,
-                                           coalesce(x.customer_id, 0))::jsonb,
-               'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'fingerprint' ORDER BY l.id), '[]')
+    SELECT to_jsonb(x) - 'sha256' || jsonb_build_object('sha256', encode(x.sha256, 'hex'),
+               'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'fingerprint' - 'iban_index' ORDER BY l.id), '[]')
                            FROM (SELECT * FROM recovery.extraction_lines_decrypted l
                                   WHERE l.id BETWEEN x.first_line_id AND x.last_line_id
                                     AND l.extraction_id = x.id ORDER BY l.id LIMIT 500) l))
-      INTO extraction FROM recovery.extractions x WHERE x.id = extraction_id;
+      INTO extraction FROM recovery.extractions_decrypted x WHERE x.id = extraction_id;
     IF extraction IS NULL THEN
         RAISE EXCEPTION 'extraction % does not exist', extraction_id USING ERRCODE = 'PR003';
     END IF;
@@ -117,7 +115,7 @@ BEGIN
         RAISE EXCEPTION 'the payment cannot be applied to case %', target.id USING ERRCODE = 'PR001',
             DETAIL = l.reason;
     END IF;
-    RETURN (SELECT to_jsonb(x) - 'fingerprint' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
+    RETURN (SELECT to_jsonb(x) - 'fingerprint' - 'iban_index' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
 END
 $$;
 COMMENT ON FUNCTION api_reconciliation_confirm(bigint, bigint) IS
@@ -137,7 +135,7 @@ BEGIN
        SET status = 'rejected', reason = left(api_reconciliation_reject.reason, 500),
            decided_by = recovery.task_worker(), decided_at = now()
      WHERE x.id = l.id;
-    RETURN (SELECT to_jsonb(x) - 'fingerprint' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
+    RETURN (SELECT to_jsonb(x) - 'fingerprint' - 'iban_index' FROM recovery.extraction_lines_decrypted x WHERE x.id = line_id);
 END
 $$;
 COMMENT ON FUNCTION api_reconciliation_reject(bigint, text) IS
